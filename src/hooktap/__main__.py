@@ -1,0 +1,3 @@
+from hooktap.cli import main
+
+main()
