@@ -1,0 +1,241 @@
+"""Wire frames: one websocket binary message each.
+
+Layout: 1 byte frame kind, 4 bytes big-endian length N, N bytes of UTF-8 JSON metadata, then
+the payload as raw bytes to the end of the message. Bodies ride in the payload untouched, so
+a 10 MB binary body costs one copy, not a base64 round-trip or a JSON re-encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+_PREFIX = struct.Struct(">BI")
+MAX_META = 1 << 20  # metadata beyond 1 MiB is not a header block, it is an attack
+
+
+class ProtocolError(Exception):
+    """A frame that breaks the protocol; the peer gets an Error frame and a clean close."""
+
+    def __init__(self, reason: str, code: str = "protocol-error") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+Headers = list[tuple[str, str]]
+
+
+@dataclass
+class Hello:
+    """Listener → relay, first frame: what it speaks and how long it lets a handler take."""
+
+    versions: list[int] = field(default_factory=lambda: list(SUPPORTED_VERSIONS))
+    client: str = ""
+    timeout: float = 10.0
+    paused: bool = False
+
+
+@dataclass
+class Welcome:
+    """Relay → listener: the agreed version, the public URL and the heartbeat cadence."""
+
+    version: int
+    channel: str
+    webhook_url: str
+    heartbeat: float
+    queued: int = 0
+
+
+@dataclass
+class Delivery:
+    """Relay → listener: one request exactly as received."""
+
+    id: str
+    received_at: float
+    method: str
+    path: str
+    query: str
+    headers: Headers
+    body: bytes = b""
+    # Who sent it and how it reached the relay, for X-Forwarded-For/-Proto/-Host.
+    remote: str = ""
+    scheme: str = "http"
+    host: str = ""
+
+
+@dataclass
+class Result:
+    """Listener → relay: what the local handler answered; also the delivery's acknowledgement."""
+
+    id: str
+    status: int | None
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+    duration_ms: float = 0.0
+    error: str | None = None
+    duplicate: bool = False
+
+
+@dataclass
+class Ping:
+    sent_at: float
+
+
+@dataclass
+class Pong:
+    sent_at: float
+
+
+@dataclass
+class Flow:
+    """Listener → relay: pause or resume live pushes; paused deliveries wait in the queue."""
+
+    paused: bool
+
+
+@dataclass
+class Error:
+    """Either way: why the sender is about to close the connection."""
+
+    code: str
+    reason: str
+
+
+Frame = Hello | Welcome | Delivery | Result | Ping | Pong | Flow | Error
+
+_KIND: dict[type, int] = {
+    Hello: 1,
+    Welcome: 2,
+    Delivery: 3,
+    Result: 4,
+    Ping: 5,
+    Pong: 6,
+    Flow: 7,
+    Error: 8,
+}
+_BY_KIND = {code: cls for cls, code in _KIND.items()}
+
+
+def encode(frame: Frame) -> bytes:
+    """Serialize a frame; the body (if any) is appended as-is after the JSON metadata."""
+    meta: dict[str, Any] = dict(frame.__dict__)
+    body = meta.pop("body", b"")
+    if "headers" in meta:
+        meta["headers"] = [[name, value] for name, value in meta["headers"]]
+    raw = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode()
+    return b"".join((_PREFIX.pack(_KIND[type(frame)], len(raw)), raw, body))
+
+
+def decode(data: bytes | bytearray | memoryview) -> Frame:
+    """Parse one frame, or raise ProtocolError saying precisely what is wrong with it."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError("text messages are not part of the protocol; frames are binary")
+    view = memoryview(data)
+    if len(view) < _PREFIX.size:
+        raise ProtocolError(f"frame of {len(view)} bytes is shorter than its 5-byte prefix")
+    kind, meta_len = _PREFIX.unpack_from(view)
+    cls = _BY_KIND.get(kind)
+    if cls is None:
+        raise ProtocolError(f"unknown frame kind {kind}")
+    if meta_len > MAX_META or _PREFIX.size + meta_len > len(view):
+        raise ProtocolError(
+            f"{cls.__name__} frame claims {meta_len} bytes of metadata but has "
+            f"{len(view) - _PREFIX.size}"
+        )
+    try:
+        meta = json.loads(bytes(view[_PREFIX.size : _PREFIX.size + meta_len]))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"{cls.__name__} frame metadata is not JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ProtocolError(f"{cls.__name__} frame metadata must be a JSON object")
+    body = bytes(view[_PREFIX.size + meta_len :])
+    return _build(cls, meta, body)
+
+
+_FIELDS: dict[type, dict[str, tuple[type, ...]]] = {
+    Hello: {"versions": (list,), "client": (str,), "timeout": (int, float), "paused": (bool,)},
+    Welcome: {
+        "version": (int,),
+        "channel": (str,),
+        "webhook_url": (str,),
+        "heartbeat": (int, float),
+        "queued": (int,),
+    },
+    Delivery: {
+        "id": (str,),
+        "received_at": (int, float),
+        "method": (str,),
+        "path": (str,),
+        "query": (str,),
+        "headers": (list,),
+        "remote": (str,),
+        "scheme": (str,),
+        "host": (str,),
+    },
+    Result: {
+        "id": (str,),
+        "status": (int, type(None)),
+        "headers": (list,),
+        "duration_ms": (int, float),
+        "error": (str, type(None)),
+        "duplicate": (bool,),
+    },
+    Ping: {"sent_at": (int, float)},
+    Pong: {"sent_at": (int, float)},
+    Flow: {"paused": (bool,)},
+    Error: {"code": (str,), "reason": (str,)},
+}
+_REQUIRED: dict[type, set[str]] = {
+    Hello: {"versions"},
+    Welcome: {"version", "channel", "webhook_url", "heartbeat"},
+    Delivery: {"id", "received_at", "method", "path", "query", "headers"},
+    Result: {"id", "status"},
+    Ping: {"sent_at"},
+    Pong: {"sent_at"},
+    Flow: {"paused"},
+    Error: {"code", "reason"},
+}
+_HAS_BODY = (Delivery, Result)
+
+
+def _build(cls: type, meta: dict[str, Any], body: bytes) -> Frame:
+    name = cls.__name__
+    missing = _REQUIRED[cls] - meta.keys()
+    if missing:
+        raise ProtocolError(f"{name} frame is missing {', '.join(sorted(missing))}")
+    fields = _FIELDS[cls]
+    kwargs: dict[str, Any] = {}
+    for key, value in meta.items():
+        if key not in fields:
+            continue  # newer peers may add fields; ignoring them keeps versions compatible
+        # bool is an int in Python; a status of `true` is still wrong.
+        if not isinstance(value, fields[key]) or (
+            isinstance(value, bool) and bool not in fields[key]
+        ):
+            raise ProtocolError(f"{name}.{key} has the wrong type ({type(value).__name__})")
+        kwargs[key] = value
+    if "headers" in kwargs:
+        kwargs["headers"] = _headers(name, kwargs["headers"])
+    if body and cls not in _HAS_BODY:
+        raise ProtocolError(f"{name} frame carries {len(body)} unexpected payload bytes")
+    if cls in _HAS_BODY:
+        kwargs["body"] = body
+    return cls(**kwargs)
+
+
+def _headers(name: str, raw: list[Any]) -> Headers:
+    out: Headers = []
+    for item in raw:
+        if (
+            not isinstance(item, list)
+            or len(item) != 2
+            or not all(isinstance(part, str) for part in item)
+        ):
+            raise ProtocolError(f"{name}.headers must be a list of [name, value] string pairs")
+        out.append((item[0], item[1]))
+    return out
