@@ -1,0 +1,379 @@
+"""The relay's aiohttp application: public ingress, the listener websocket, channels, health.
+
+`make_app()` is the one factory shared by `hooktap relay`, the embedded relay inside
+`hooktap listen`, and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+
+from hooktap import __version__
+from hooktap.protocol import Delivery as WireDelivery
+from hooktap.protocol import (
+    Error,
+    Flow,
+    Hello,
+    Liveness,
+    Ping,
+    Pong,
+    ProtocolError,
+    RelaySession,
+    Result,
+    encode,
+)
+from hooktap.relay.db import RelayDB, new_channel_id, new_delivery_id, new_token
+from hooktap.relay.hub import Hub, Link
+from hooktap.relay.metrics import RelayMetrics
+
+log = logging.getLogger("hooktap.relay")
+
+SERVICE = "hooktap-relay"
+CHANNEL_RE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
+_RESPONSE_DROP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "upgrade",
+        "proxy-connection",
+        "te",
+        "trailer",
+    }
+)
+
+
+@dataclass
+class RelayConfig:
+    data_dir: Path
+    public_url: str | None = None  # None: derive from each request's own origin
+    heartbeat: float = 5.0
+    max_queue: int = 10_000
+    max_body: int = 32 * 1024 * 1024
+    hello_timeout: float = 10.0
+
+
+CONFIG = web.AppKey("config", RelayConfig)
+DB = web.AppKey("db", RelayDB)
+HUB = web.AppKey("hub", Hub)
+METRICS = web.AppKey("metrics", RelayMetrics)
+
+
+def make_app(config: RelayConfig) -> web.Application:
+    app = web.Application(client_max_size=config.max_body)
+    app[CONFIG] = config
+    app[DB] = RelayDB(config.data_dir / "relay.db")
+    app[HUB] = Hub()
+    app[METRICS] = RelayMetrics(app[DB], app[HUB])
+    app.router.add_post("/api/channels", create_channel)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/c/{channel}/ws", listener_socket)
+    app.router.add_route("*", "/c/{channel}", ingress)
+    app.router.add_route("*", "/c/{channel}/{tail:.*}", ingress)
+    app.on_shutdown.append(_close_links)
+    app.on_cleanup.append(_close_db)
+    return app
+
+
+async def _close_links(app: web.Application) -> None:
+    for link in list(app[HUB].links.values()):
+        link.close()
+        await link.ws.close(code=1001, message=b"relay shutting down")
+
+
+async def _close_db(app: web.Application) -> None:
+    app[DB].close()
+
+
+def _problem(status: int, reason: str, **extra: object) -> web.Response:
+    """Every refusal carries a sentence saying why, as JSON a script can read."""
+    return web.json_response({"error": reason, **extra}, status=status)
+
+
+def _public_base(request: web.Request) -> str:
+    configured = request.app[CONFIG].public_url
+    if configured:
+        return configured.rstrip("/")
+    return f"{request.scheme}://{request.host}"
+
+
+# --- channels and health ---------------------------------------------------------------------
+
+
+async def create_channel(request: web.Request) -> web.Response:
+    """Make a channel; a listener may ask for a specific id to keep its URL stable."""
+    wanted: str | None = None
+    if request.can_read_body:
+        try:
+            payload = json.loads(await request.read() or b"{}")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _problem(400, 'body must be JSON, e.g. {} or {"channel": "my-channel"}')
+        if not isinstance(payload, dict):
+            return _problem(400, "body must be a JSON object")
+        wanted = payload.get("channel")
+        if wanted is not None and (not isinstance(wanted, str) or not CHANNEL_RE.match(wanted)):
+            return _problem(400, "channel must be 4-64 letters, digits, '-' or '_'")
+    db = request.app[DB]
+    token = new_token()
+    channel = wanted or new_channel_id()
+    if not db.create_channel(channel, token):
+        return _problem(409, f"channel {channel!r} already exists")
+    return web.json_response(
+        {
+            "channel": channel,
+            "token": token,
+            "webhook_url": f"{_public_base(request)}/c/{channel}",
+        },
+        status=201,
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"service": SERVICE, "version": __version__, "status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+# --- public ingress ----------------------------------------------------------------------------
+
+
+def _tail_and_query(request: web.Request, channel: str) -> tuple[str, str]:
+    """The raw (still percent-encoded) path after /c/{channel}, and the raw query."""
+    raw_path, _, query = request.raw_path.partition("?")
+    prefix_end = raw_path.find("/", len("/c/"))
+    tail = raw_path[prefix_end:] if prefix_end != -1 else ""
+    return tail, query
+
+
+async def ingress(request: web.Request) -> web.StreamResponse:
+    """What Pivotal posts to: store first, then push live or answer 202 queued."""
+    channel = request.match_info["channel"]
+    app = request.app
+    db, hub, config, stats = app[DB], app[HUB], app[CONFIG], app[METRICS]
+    if not db.channel_exists(channel):
+        stats.rejected.labels("unknown-channel").inc()
+        return _problem(404, f"no channel {channel!r} on this relay")
+    if db.depth(channel) >= config.max_queue:
+        stats.rejected.labels("queue-full").inc()
+        resp = _problem(
+            503,
+            f"channel queue is full ({config.max_queue} deliveries waiting for a listener); "
+            "retry later",
+        )
+        resp.headers["Retry-After"] = "60"
+        return resp
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        stats.rejected.labels("too-large").inc()
+        return _problem(413, f"body larger than this relay's limit of {config.max_body} bytes")
+    now = time.time()
+    tail, query = _tail_and_query(request, channel)
+    delivery = WireDelivery(
+        id=new_delivery_id(now),
+        received_at=now,
+        method=request.method,
+        path=tail,
+        query=query,
+        headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in request.raw_headers],
+        body=body,
+        remote=request.remote or "",
+        scheme=request.scheme,
+        host=request.host,
+    )
+    db.enqueue(channel, delivery)
+    stats.received.inc()
+    link = hub.live(channel)
+    if link is None:
+        return _queued(stats, delivery.id, "no listener is connected")
+    waiter = link.expect(delivery.id)
+    if not await link.push(delivery):
+        return _queued(stats, delivery.id, "the listener disconnected")
+    try:
+        result = await asyncio.wait_for(asyncio.shield(waiter), link.timeout + 5)
+    except TimeoutError:
+        link.waiting.pop(delivery.id, None)
+        stats.answered.labels("504").inc()
+        return _problem(
+            504,
+            f"the listener did not report a result within {link.timeout + 5:g} s; the "
+            "delivery is kept and will be handed over again",
+            id=delivery.id,
+        )
+    if result is None:
+        return _queued(stats, delivery.id, "the listener disconnected before answering")
+    stats.answered.labels(str(result.status)).inc()
+    headers = CIMultiDict(
+        (name, value) for name, value in result.headers if name.lower() not in _RESPONSE_DROP
+    )
+    status = result.status if result.status is not None else 502
+    return web.Response(status=status, body=result.body, headers=headers)
+
+
+def _queued(stats: RelayMetrics, delivery_id: str, why: str) -> web.Response:
+    stats.queued.inc()
+    return web.json_response(
+        {
+            "queued": True,
+            "id": delivery_id,
+            "reason": f"{why}; the delivery is stored and will be handed over when one connects",
+        },
+        status=202,
+    )
+
+
+# --- the listener's websocket ------------------------------------------------------------------
+
+
+def _bearer(request: web.Request) -> str | None:
+    value = request.headers.get("Authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def listener_socket(request: web.Request) -> web.StreamResponse:
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        return await ingress(request)  # a webhook that happens to end in /ws
+    channel = request.match_info["channel"]
+    db, hub, config = request.app[DB], request.app[HUB], request.app[CONFIG]
+    if not db.channel_exists(channel):
+        return _problem(404, f"no channel {channel!r} on this relay; create one first")
+    token = _bearer(request)
+    if token is None:
+        return _problem(401, "missing channel token: send Authorization: Bearer <token>")
+    if not db.check_token(channel, token):
+        return _problem(403, f"wrong token for channel {channel!r}")
+
+    ws = web.WebSocketResponse(
+        compress=False,  # bodies are already compact; deflating megabytes costs more than it saves
+        max_msg_size=config.max_body + (1 << 20),
+        autoping=True,
+    )
+    await ws.prepare(request)
+    session = RelaySession()
+    try:
+        hello = await _await_hello(ws, session, config.hello_timeout)
+    except ProtocolError as exc:
+        await _refuse(ws, exc)
+        return ws
+    if hello is None:
+        return ws
+    link = Link(
+        channel,
+        ws,
+        timeout=float(hello.timeout),
+        paused=hello.paused,
+        liveness=Liveness(config.heartbeat, time.monotonic()),
+    )
+    replaced = hub.attach(link)
+    if replaced is not None:
+        replaced.close()
+        await _refuse(
+            replaced.ws, ProtocolError("another listener connected to this channel", "replaced")
+        )
+    webhook_url = f"{_public_base(request)}/c/{channel}"
+    await ws.send_bytes(session.welcome(channel, webhook_url, config.heartbeat, db.depth(channel)))
+    log.info("listener connected to %s (%s)", channel, hello.client)
+    tasks = [asyncio.create_task(_heartbeat(link, config.heartbeat))]
+    if not link.paused:
+        tasks.append(asyncio.create_task(_flush(request.app, link)))
+    liveness = link.liveness
+    try:
+        async for msg in ws:
+            liveness.seen(time.monotonic())
+            if msg.type != WSMsgType.BINARY:
+                if msg.type == WSMsgType.ERROR:
+                    break
+                raise ProtocolError("text messages are not part of the protocol")
+            frame = session.receive(msg.data)
+            if isinstance(frame, Result):
+                db.confirm(channel, frame.id)
+                link.resolve(frame)
+            elif isinstance(frame, Ping):
+                await ws.send_bytes(encode(Pong(frame.sent_at)))
+            elif isinstance(frame, Flow):
+                link.paused = frame.paused
+                if not frame.paused:
+                    tasks.append(asyncio.create_task(_flush(request.app, link)))
+            elif isinstance(frame, Error):
+                log.info("listener on %s closed: %s", channel, frame.reason)
+                break
+    except ProtocolError as exc:
+        await _refuse(ws, exc)
+    finally:
+        hub.detach(link)
+        for task in tasks:
+            task.cancel()
+        if not ws.closed:
+            await ws.close()
+        log.info("listener on %s disconnected", channel)
+    return ws
+
+
+async def _await_hello(
+    ws: web.WebSocketResponse, session: RelaySession, timeout: float
+) -> Hello | None:
+    try:
+        msg = await ws.receive(timeout=timeout)
+    except TimeoutError:
+        raise ProtocolError(f"no Hello within {timeout:g} s", "hello-timeout") from None
+    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+        return None
+    if msg.type != WSMsgType.BINARY:
+        raise ProtocolError("text messages are not part of the protocol; expected a Hello")
+    frame = session.receive(msg.data)
+    assert isinstance(frame, Hello)  # RelaySession guarantees the first frame is a Hello
+    return frame
+
+
+async def _refuse(ws: web.WebSocketResponse, exc: ProtocolError) -> None:
+    """Say why, then close cleanly: the peer learns the reason, the relay keeps serving."""
+    if ws.closed:
+        return
+    try:
+        await ws.send_bytes(encode(Error(exc.code, exc.reason)))
+        await ws.close(code=1002 if exc.code != "replaced" else 4000, message=exc.code.encode())
+    except (ConnectionError, RuntimeError):
+        pass
+
+
+async def _flush(app: web.Application, link: Link) -> None:
+    """Hand over the channel's queue in arrival order."""
+    for delivery in app[DB].pending(link.channel):
+        if link.closed or link.paused:
+            return
+        if not await link.push(delivery):
+            return
+
+
+async def _heartbeat(link: Link, interval: float) -> None:
+    """Ping every interval; a listener silent for three is dead and its link is closed."""
+    while not link.closed:
+        await asyncio.sleep(interval)
+        liveness = link.liveness
+        if liveness.dead(time.monotonic()):
+            log.info("listener on %s silent for %.0f s: closing", link.channel, liveness.window)
+            link.close()
+            await _refuse(
+                link.ws,
+                ProtocolError(f"no frame for {liveness.window:g} s", "heartbeat-timeout"),
+            )
+            return
+        try:
+            await link.ws.send_bytes(encode(Ping(time.time())))
+        except (ConnectionError, RuntimeError):
+            return

@@ -1,0 +1,84 @@
+"""Live listener connections: at most one per channel, and the senders waiting on them.
+
+A Link wraps one listener websocket. The ingress handler asks the hub to push a delivery and
+waits on a future that the listener's Result resolves; if the link drops first, the future
+resolves to None and the sender is told the delivery is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from hooktap.protocol import Delivery, Liveness, Result, encode
+
+
+@dataclass(eq=False)
+class Link:
+    channel: str
+    ws: web.WebSocketResponse
+    timeout: float
+    liveness: Liveness
+    paused: bool = False
+    sent: set[str] = field(default_factory=set)
+    waiting: dict[str, asyncio.Future[Result | None]] = field(default_factory=dict)
+    closed: bool = False
+
+    async def push(self, delivery: Delivery) -> bool:
+        """Send one delivery unless this link already carried it; False if the link is gone."""
+        if self.closed:
+            return False
+        if delivery.id in self.sent:
+            return True
+        self.sent.add(delivery.id)
+        try:
+            await self.ws.send_bytes(encode(delivery))
+        except (ConnectionError, RuntimeError):
+            self.close()
+            return False
+        return True
+
+    def expect(self, delivery_id: str) -> asyncio.Future[Result | None]:
+        fut: asyncio.Future[Result | None] = asyncio.get_running_loop().create_future()
+        self.waiting[delivery_id] = fut
+        return fut
+
+    def resolve(self, result: Result) -> None:
+        fut = self.waiting.pop(result.id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+
+    def close(self) -> None:
+        """Release every waiting sender: their deliveries stay queued for the next link."""
+        self.closed = True
+        for fut in self.waiting.values():
+            if not fut.done():
+                fut.set_result(None)
+        self.waiting.clear()
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.links: dict[str, Link] = {}
+
+    def live(self, channel: str) -> Link | None:
+        link = self.links.get(channel)
+        if link is None or link.closed or link.paused:
+            return None
+        return link
+
+    def attach(self, link: Link) -> Link | None:
+        """Make `link` the channel's listener; return the one it replaces, if any."""
+        old = self.links.get(link.channel)
+        self.links[link.channel] = link
+        return old if old is not None and old is not link else None
+
+    def detach(self, link: Link) -> None:
+        link.close()
+        if self.links.get(link.channel) is link:
+            del self.links[link.channel]
+
+    def connected(self) -> int:
+        return sum(1 for link in self.links.values() if not link.closed)

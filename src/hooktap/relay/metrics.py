@@ -1,0 +1,54 @@
+"""Prometheus counters for one relay; a registry per app so tests can run several relays."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from hooktap.relay.db import RelayDB
+    from hooktap.relay.hub import Hub
+
+
+class RelayMetrics:
+    def __init__(self, db: RelayDB, hub: Hub) -> None:
+        self.registry = CollectorRegistry()
+        self.received = Counter(
+            "hooktap_relay_deliveries_received",
+            "Requests accepted on a channel's public URL",
+            registry=self.registry,
+        )
+        self.answered = Counter(
+            "hooktap_relay_deliveries_answered",
+            "Deliveries answered with the listener's result, by status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.queued = Counter(
+            "hooktap_relay_deliveries_queued",
+            "Deliveries answered 202 and kept for a listener that was not there",
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "hooktap_relay_requests_rejected",
+            "Requests refused, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        depth = Gauge(
+            "hooktap_relay_queue_depth",
+            "Deliveries stored and not yet confirmed by a listener",
+            registry=self.registry,
+        )
+        depth.set_function(lambda: float(db.total_depth()))
+        listeners = Gauge(
+            "hooktap_relay_listeners_connected",
+            "Listener websockets currently connected",
+            registry=self.registry,
+        )
+        listeners.set_function(lambda: float(hub.connected()))
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
