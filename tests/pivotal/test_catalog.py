@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import datetime
@@ -12,6 +13,7 @@ import pytest
 from hooktap.pivotal.catalog import (
     BadOverride,
     UnknownEventType,
+    encode,
     event_types,
     events,
     parse_override,
@@ -197,3 +199,13 @@ def test_unknown_event_type_lists_known_ones() -> None:
     for known in event_types():
         assert known in message
     assert err.value.known == event_types()
+
+
+def test_encode_does_not_survive_a_reserialization() -> None:
+    doc = sample("customer.updated", {"data.name": "Zürich Freight <EU> & Co"})
+    wire = encode(doc)
+    assert json.loads(wire) == doc
+    assert b"Z\xc3\xbcrich Freight \\u003cEU\\u003e \\u0026 Co" in wire
+    assert b", " not in wire and b'": ' not in wire
+    assert json.dumps(json.loads(wire)).encode() != wire  # Python's default
+    assert json.dumps(json.loads(wire), separators=(",", ":"), ensure_ascii=False).encode() != wire

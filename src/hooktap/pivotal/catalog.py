@@ -138,3 +138,19 @@ def sample(event_type: str, overrides: dict[str, str] | None = None) -> dict[str
     for path, raw in (overrides or {}).items():
         apply_override(doc, path, _coerce(raw) if isinstance(raw, str) else raw)
     return doc
+
+
+# Go's encoding/json escapes these inside strings; so do we, for the reason in `encode`.
+_HTML_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    """Serialize an event the way a typical API backend puts it on the wire: compact, raw UTF-8,
+    with <, > and & escaped as \\u003c, \\u003e, \\u0026 (Go's encoding/json default).
+
+    The point is that neither Python's json.dumps nor JavaScript's JSON.stringify reproduces
+    these bytes after parsing them, so a handler that verifies a re-stringified payload fails
+    on our samples exactly as it would on real traffic, instead of passing by luck.
+    """
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    return text.translate(_HTML_ESCAPES).encode("utf-8")
