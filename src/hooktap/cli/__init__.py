@@ -1,0 +1,31 @@
+"""The `hooktap` command: a thin click group over the library.
+
+Each command lives in its own module; this file only wires them together.
+"""
+
+from __future__ import annotations
+
+import click
+
+from hooktap import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="hooktap")
+def main() -> None:
+    """A local webhook tunnel and inspector for Pivotal's webhooks.
+
+    \b
+    Start here:
+      hooktap listen --forward localhost:8000/webhooks/pivotal --secret whsec_...
+    """
+
+
+def _register() -> None:
+    from hooktap.cli import listen_cmd, relay_cmd
+
+    main.add_command(listen_cmd.listen_cmd)
+    main.add_command(relay_cmd.relay_cmd)
+
+
+_register()

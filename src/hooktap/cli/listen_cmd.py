@@ -1,0 +1,148 @@
+"""`hooktap listen`: thin over hooktap.listen.Listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import click
+
+from hooktap.cli.common import BadInput
+from hooktap.home import history_db
+from hooktap.listen import output, state
+from hooktap.listen.channel import RelayRefused
+from hooktap.listen.listener import Listener, ListenerConfig
+from hooktap.listen.target import parse_target
+from hooktap.pivotal.signing import InvalidSecret, parse_secret
+from hooktap.store import Store
+
+
+def secret_option(f):  # type: ignore[no-untyped-def]
+    return click.option(
+        "--secret",
+        envvar="PIVOTAL_WEBHOOK_SECRET",
+        show_envvar=True,
+        metavar="WHSEC",
+        help="Your endpoint's signing secret (whsec_...). Verified locally; never sent anywhere.",
+    )(f)
+
+
+@click.command("listen")
+@click.option(
+    "--forward",
+    "-f",
+    "forward",
+    required=True,
+    metavar="TARGET",
+    help="Where to send deliveries: 8000, localhost:8000/webhooks/pivotal, or a full URL.",
+)
+@secret_option
+@click.option(
+    "--relay",
+    envvar="HOOKTAP_RELAY",
+    show_envvar=True,
+    metavar="URL",
+    help="A standalone relay (hooktap relay) to use instead of the embedded one.",
+)
+@click.option(
+    "--port",
+    default=8787,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the embedded relay on 127.0.0.1 (0: any free port, URL not stable).",
+)
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 600),
+    help="Seconds to wait for your handler (Pivotal gives up after 10).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="JSON lines on stdout (a 'ready' line first)."
+)
+@click.option(
+    "--tui/--no-tui",
+    default=None,
+    help="The inspector (default when stdout is a terminal) or plain log lines on stderr.",
+)
+@click.option(
+    "--concurrency",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Deliveries forwarded at once (Pivotal does not serialize them either).",
+)
+@click.option(
+    "--retention-days",
+    default=90.0,
+    show_default=True,
+    type=click.FloatRange(0, None, min_open=True),
+    help="Keep stored deliveries this long (Pivotal's own Deliveries tab keeps 90 days).",
+)
+def listen_cmd(
+    forward: str,
+    secret: str | None,
+    relay: str | None,
+    port: int,
+    timeout: float,
+    as_json: bool,
+    tui: bool | None,
+    concurrency: int,
+    retention_days: float,
+) -> None:
+    """Forward webhooks from a stable URL to your local handler, and keep every delivery.
+
+    \b
+    Example:
+      hooktap listen --forward localhost:8000/webhooks/pivotal --secret whsec_...
+    """
+    try:
+        target = parse_target(forward)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    if secret is not None:
+        try:
+            secret = parse_secret(secret)
+        except InvalidSecret as exc:
+            raise BadInput(str(exc)) from None
+    if relay is not None and not relay.startswith(("http://", "https://")):
+        raise BadInput(f"--relay must be an http(s) URL, got {relay!r}")
+    config = ListenerConfig(
+        target=target,
+        relay_url=relay,
+        port=port,
+        secret=secret,
+        timeout=timeout,
+        concurrency=concurrency,
+    )
+    use_tui = bool(tui) and not as_json
+    with Store(history_db()) as store:
+        store.prune(retention_days)
+        listener = Listener(config, store)
+        if use_tui:
+            from hooktap.tui.app import run_listen_tui
+
+            run_listen_tui(listener, store)
+            return
+        listener.subscribe(output.JsonLines() if as_json else output.LogLines())
+        try:
+            asyncio.run(_run(listener))
+        except RelayRefused as exc:
+            raise BadInput(str(exc)) from None
+        except ConnectionError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+async def _run(listener: Listener) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(listener.stop()))
+    creds = await listener.prepare()
+    state.write(creds.webhook_url, str(listener.config.target), listener.relay_url)
+    try:
+        await listener.run()
+    finally:
+        state.clear()

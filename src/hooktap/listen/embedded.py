@@ -1,0 +1,75 @@
+"""The relay `hooktap listen` runs for itself on loopback when no --relay is given.
+
+If the port already serves a hooktap relay (another `hooktap listen` on this machine), we
+join it; if something else holds the port, the user is told which option picks another.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+
+import aiohttp
+from aiohttp import web
+
+from hooktap.home import relay_data_dir
+from hooktap.listen.channel import RelayRefused
+from hooktap.relay.app import SERVICE, RelayConfig, make_app
+
+
+class EmbeddedRelay:
+    def __init__(self, port: int, heartbeat: float = 5.0) -> None:
+        self.port = port
+        self.heartbeat = heartbeat
+        self.url = f"http://127.0.0.1:{port}"
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def owned(self) -> bool:
+        return self._runner is not None
+
+    async def start(self) -> None:
+        """Serve on the port, or join the hooktap relay already there."""
+        if await self.try_serve():
+            return
+        if not await is_hooktap_relay(self.url):
+            raise RelayRefused(
+                f"port {self.port} is in use by another program, not a hooktap relay; "
+                "choose a free one with --port"
+            )
+
+    async def try_serve(self) -> bool:
+        """Bind the port ourselves; False when it is taken (by a relay we can join or not)."""
+        config = RelayConfig(data_dir=relay_data_dir(), heartbeat=self.heartbeat)
+        runner = web.AppRunner(make_app(config), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.port, shutdown_timeout=1.0)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise RelayRefused(f"cannot serve the relay on port {self.port}: {exc}") from None
+        self._runner = runner
+        if self.port == 0:  # tests ask for any free port; the URL follows the real one
+            self.port = runner.addresses[0][1]
+            self.url = f"http://127.0.0.1:{self.port}"
+        return True
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+async def is_hooktap_relay(url: str) -> bool:
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http,
+            http.get(f"{url}/healthz") as resp,
+        ):
+            body = json.loads(await resp.read())
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return False
+    return isinstance(body, dict) and body.get("service") == SERVICE

@@ -1,0 +1,57 @@
+"""What the listener tells its audience (log lines, JSON lines, the TUI): plain records.
+
+The listener never prints; it emits these, and each output mode decides how to show them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hooktap.records import Attempt, Delivery
+
+
+@dataclass
+class Ready:
+    """The channel is connected: a webhook posted to `webhook_url` now flows."""
+
+    webhook_url: str
+    forward_to: str
+    queued: int = 0
+
+
+@dataclass
+class ConnectionChanged:
+    state: str  # connecting | connected | disconnected | reconnecting
+    detail: str = ""
+    retry_in: float | None = None
+
+
+@dataclass
+class DeliveryReceived:
+    delivery: Delivery
+
+
+@dataclass
+class DeliveryForwarded:
+    delivery: Delivery
+    attempt: Attempt
+
+
+@dataclass
+class DuplicateSkipped:
+    """The relay re-sent a delivery this listener already handled; it was not forwarded again."""
+
+    delivery_id: str
+    state: str
+
+
+@dataclass
+class Paused:
+    paused: bool
+
+
+ListenerEvent = (
+    Ready | ConnectionChanged | DeliveryReceived | DeliveryForwarded | DuplicateSkipped | Paused
+)
+Subscriber = Callable[[ListenerEvent], None]

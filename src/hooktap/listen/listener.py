@@ -1,0 +1,405 @@
+"""The listener: keeps a websocket to the relay alive, and hands each delivery to the handler.
+
+Exactly-once towards the handler rests on the store: a delivery is written (state
+"dispatched") before it is forwarded and confirmed to the relay only after its attempt is
+stored. A re-sent delivery that is already in the store is answered from history and never
+forwarded again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from hooktap import __version__
+from hooktap.listen import channel as channels
+from hooktap.listen.channel import ChannelCredentials, RelayRefused
+from hooktap.listen.embedded import EmbeddedRelay
+from hooktap.listen.events import (
+    ConnectionChanged,
+    DeliveryForwarded,
+    DeliveryReceived,
+    DuplicateSkipped,
+    ListenerEvent,
+    Paused,
+    Ready,
+    Subscriber,
+)
+from hooktap.listen.forward import Forwarder, Outcome
+from hooktap.listen.target import Target
+from hooktap.pivotal.envelope import parse_envelope
+from hooktap.pivotal.signing import verify
+from hooktap.protocol import (
+    Delivery as WireDelivery,
+)
+from hooktap.protocol import (
+    Error,
+    Flow,
+    ListenerSession,
+    Liveness,
+    Ping,
+    Pong,
+    ProtocolError,
+    Result,
+    encode,
+)
+from hooktap.records import Attempt, Delivery
+from hooktap.store import Store
+
+log = logging.getLogger("hooktap.listen")
+
+
+@dataclass
+class ListenerConfig:
+    target: Target
+    relay_url: str | None = None  # None: the embedded relay on loopback
+    port: int = 8787
+    secret: str | None = None
+    timeout: float = 10.0
+    concurrency: int = 32
+    backoff_max: float = 30.0
+    paused: bool = False
+
+
+class Listener:
+    def __init__(self, config: ListenerConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.forwarder = Forwarder(config.target, config.timeout, config.concurrency)
+        self.embedded: EmbeddedRelay | None = (
+            None if config.relay_url else EmbeddedRelay(config.port)
+        )
+        self.creds: ChannelCredentials | None = None
+        self.state = "connecting"
+        self.paused = config.paused
+        self._subscribers: list[Subscriber] = []
+        self._ws: ClientConnection | None = None
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._announced = False
+
+    @property
+    def relay_url(self) -> str:
+        if self.config.relay_url:
+            return self.config.relay_url.rstrip("/")
+        assert self.embedded is not None
+        return self.embedded.url
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.append(subscriber)
+
+    def _emit(self, event: ListenerEvent) -> None:
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # an output's bug must not stop forwarding
+                log.exception("listener subscriber failed on %r", event)
+
+    def _set_state(self, state: str, detail: str = "", retry_in: float | None = None) -> None:
+        self.state = state
+        self._emit(ConnectionChanged(state, detail, retry_in))
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def prepare(self) -> ChannelCredentials:
+        """Start (or join) the relay and make sure we hold a channel: fails fast on bad setup."""
+        if self.embedded is not None:
+            await self.embedded.start()
+        self.creds = await channels.ensure(self.relay_url)
+        return self.creds
+
+    async def run(self) -> None:
+        """Stay connected until stop(): reconnect forever, with backoff and jitter."""
+        if self.creds is None:
+            await self.prepare()
+        attempt = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._session()
+                    attempt = 0
+                except RelayRefused:
+                    raise
+                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
+                    detail = _why(exc)
+                except ProtocolError as exc:
+                    detail = f"protocol error: {exc.reason}"
+                else:
+                    detail = "connection closed"
+                if self._stopping.is_set():
+                    break
+                if self.embedded is not None and not self.embedded.owned:
+                    # The listener whose relay we joined may have exited: take the port over.
+                    with contextlib.suppress(RelayRefused, OSError):
+                        await self.embedded.try_serve()
+                delay = min(self.config.backoff_max, 0.5 * 2**attempt) * random.uniform(0.5, 1)
+                attempt = min(attempt + 1, 10)
+                self._set_state("disconnected", detail, retry_in=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if not self._stopping.is_set():
+                    self._set_state("reconnecting", f"attempt {attempt}")
+        finally:
+            await self._shutdown()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+
+    async def _shutdown(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.config.timeout + 1)
+        await self.forwarder.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+    async def set_paused(self, paused: bool) -> None:
+        """Hold deliveries at the relay (they queue, the sender gets 202) or let them flow."""
+        self.paused = paused
+        if self._ws is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await self._ws.send(encode(Flow(paused)))
+        self._emit(Paused(paused))
+
+    # --- one connection ------------------------------------------------------------------
+
+    async def _session(self) -> None:
+        assert self.creds is not None
+        try:
+            ws = await connect(
+                self.creds.websocket_url,
+                additional_headers={"Authorization": f"Bearer {self.creds.token}"},
+                user_agent_header=f"hooktap/{__version__}",
+                compression=None,  # deflating megabyte bodies on loopback costs more than it saves
+                max_size=None,
+                ping_interval=None,  # our own heartbeat frames, below
+                open_timeout=10,
+                close_timeout=2,
+            )
+        except InvalidStatus as exc:
+            await self._refused(exc)
+            return
+        session = ListenerSession()
+        self._ws = ws
+        try:
+            await ws.send(session.hello(f"hooktap/{__version__}", self.config.timeout, self.paused))
+            first = session.receive(await asyncio.wait_for(ws.recv(), 10))
+            if isinstance(first, Error):
+                raise RelayRefused(f"the relay refused the connection: {first.reason}")
+            welcome = session.welcome
+            assert welcome is not None
+            self.state = "connected"
+            if not self._announced:
+                self._announced = True
+                self._emit(Ready(welcome.webhook_url, str(self.config.target), welcome.queued))
+            self._set_state("connected", welcome.webhook_url)
+            liveness = Liveness(welcome.heartbeat, time.monotonic())
+            beat = asyncio.create_task(self._heartbeat(ws, liveness))
+            try:
+                await self._receive(ws, session, liveness)
+            finally:
+                beat.cancel()
+        finally:
+            self._ws = None
+            await ws.close()
+
+    async def _receive(
+        self, ws: ClientConnection, session: ListenerSession, liveness: Liveness
+    ) -> None:
+        async for data in ws:
+            liveness.seen(time.monotonic())
+            if isinstance(data, str):
+                raise ProtocolError("the relay sent a text message")
+            frame = session.receive(data)
+            if isinstance(frame, WireDelivery):
+                await self._slots.acquire()
+                task = asyncio.create_task(self._handle(ws, frame))
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
+            elif isinstance(frame, Ping):
+                await ws.send(encode(Pong(frame.sent_at)))
+            elif isinstance(frame, Error):
+                if frame.code == "replaced":
+                    raise RelayRefused(
+                        "another `hooktap listen` connected to this channel and took it over"
+                    )
+                raise ProtocolError(frame.reason, frame.code)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery handling failed", exc_info=task.exception())
+
+    async def _heartbeat(self, ws: ClientConnection, liveness: Liveness) -> None:
+        """Ping the relay; if it goes silent (half-open socket, sleep), drop the connection so
+        the reconnect loop runs instead of a listener that looks connected but is not."""
+        while True:
+            await asyncio.sleep(liveness.interval)
+            if liveness.dead(time.monotonic()):
+                log.info("relay silent for %.0f s; reconnecting", liveness.window)
+                ws.transport.abort()
+                return
+            try:
+                await ws.send(encode(Ping(time.time())))
+            except ConnectionClosed:
+                return
+
+    async def _refused(self, exc: InvalidStatus) -> None:
+        status = exc.response.status_code
+        reason = _reason(exc)
+        if status == 404 and self.creds is not None:
+            # The relay lost its channels (a fresh data dir): ask for the same id back.
+            self.creds = await channels.create(self.relay_url, self.creds.channel)
+            return
+        if status in (401, 403, 404):
+            raise RelayRefused(f"the relay refused this listener ({status}): {reason}")
+        raise ConnectionError(f"relay answered {status}: {reason}")
+
+    # --- one delivery --------------------------------------------------------------------
+
+    async def _handle(self, ws: ClientConnection, frame: WireDelivery) -> None:
+        state = self.store.get_state(frame.id)
+        if state is not None:
+            await self._answer_again(ws, frame.id, state)
+            return
+        delivery = self._record(frame)
+        self.store.add_delivery(delivery)
+        self._emit(DeliveryReceived(delivery))
+        outcome = await self.forwarder.send(
+            frame.method,
+            frame.path,
+            frame.query,
+            frame.headers,
+            frame.body,
+            remote=frame.remote,
+            scheme=frame.scheme,
+            host=frame.host,
+        )
+        attempt = _attempt(delivery.id, "forward", outcome)
+        self.store.finish(delivery.id, attempt)
+        delivery.state = "done"
+        self._emit(DeliveryForwarded(delivery, attempt))
+        await _send_quietly(ws, _result(delivery.id, outcome))
+
+    def _record(self, frame: WireDelivery) -> Delivery:
+        verdict = verify(self.config.secret, frame.headers, frame.body)
+        envelope = parse_envelope(frame.body)
+        svix_id = next(
+            (v for n, v in frame.headers if n.lower() in ("svix-id", "webhook-id")), None
+        )
+        return Delivery(
+            id=frame.id,
+            received_at=frame.received_at,
+            method=frame.method,
+            path=frame.path,
+            query=frame.query,
+            headers=frame.headers,
+            body=frame.body,
+            channel=self.creds.channel if self.creds else "",
+            target=str(self.config.target),
+            signature=verdict.status,
+            signature_reason=verdict.reason,
+            svix_id=svix_id,
+            event_id=envelope.id if envelope else None,
+            event_type=envelope.type if envelope else None,
+            event_created_at=envelope.created_at if envelope else None,
+            state="dispatched",
+        )
+
+    async def _answer_again(self, ws: ClientConnection, delivery_id: str, state: str) -> None:
+        """A delivery we already took: confirm it from history instead of forwarding twice."""
+        first = self.store.first_attempt(delivery_id)
+        if first is not None:
+            result = Result(
+                delivery_id,
+                first.status if first.status is not None else 502,
+                first.response_headers,
+                first.response_body,
+                first.duration_ms,
+                first.error,
+                duplicate=True,
+            )
+        else:
+            # Stored as dispatched but no attempt: the listener stopped mid-forward. The
+            # handler may well have it; sending it again could double-process it.
+            self.store.mark(delivery_id, "interrupted")
+            state = "interrupted"
+            result = Result(
+                delivery_id,
+                502,
+                body=b"hooktap listener restarted while forwarding this delivery\n",
+                error="listener stopped mid-forward; not re-sent to avoid a duplicate "
+                "(use `hooktap replay` to send it again)",
+                duplicate=True,
+            )
+        self._emit(DuplicateSkipped(delivery_id, state))
+        await _send_quietly(ws, result)
+
+
+def _attempt(delivery_id: str, kind: str, outcome: Outcome) -> Attempt:
+    return Attempt(
+        delivery_id=delivery_id,
+        kind=kind,
+        started_at=time.time() - outcome.duration_ms / 1000,
+        target_url=outcome.url,
+        status=outcome.status,
+        response_headers=outcome.headers,
+        response_body=outcome.body,
+        duration_ms=outcome.duration_ms,
+        error=outcome.error,
+    )
+
+
+def _result(delivery_id: str, outcome: Outcome) -> Result:
+    if outcome.status is not None:
+        return Result(
+            delivery_id, outcome.status, outcome.headers, outcome.body, outcome.duration_ms
+        )
+    status = 504 if outcome.timed_out else 502
+    message = f"hooktap: {outcome.error}\n".encode()
+    return Result(
+        delivery_id,
+        status,
+        [("Content-Type", "text/plain; charset=utf-8")],
+        message,
+        outcome.duration_ms,
+        outcome.error,
+    )
+
+
+async def _send_quietly(ws: ClientConnection, result: Result) -> None:
+    """A result lost with the connection is fine: the relay re-sends, we answer from history."""
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send(encode(result))
+
+
+def _reason(exc: InvalidStatus) -> str:
+    try:
+        body = json.loads(exc.response.body or b"")
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            return body["error"]
+    except ValueError:
+        pass
+    return exc.response.reason_phrase or "refused"
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "relay not reachable (connection refused)"
+    if isinstance(exc, ConnectionClosed):
+        return "connection to the relay closed"
+    if isinstance(exc, TimeoutError):
+        return "relay did not answer in time"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,128 @@
+"""The two plain output modes: human log lines on stderr, and JSON lines on stdout.
+
+With --json, stdout carries only JSON (one object a line) so it pipes into jq; everything
+meant for a person goes to stderr in both modes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TextIO
+
+import click
+
+from hooktap.listen.events import (
+    ConnectionChanged,
+    DeliveryForwarded,
+    DuplicateSkipped,
+    ListenerEvent,
+    Paused,
+    Ready,
+)
+from hooktap.pivotal.retries import would_retry
+from hooktap.records import Attempt, Delivery
+
+_SIG_COLOURS = {"valid": "green", "invalid": "red", "expired": "yellow"}
+
+
+def delivery_json(delivery: Delivery, attempt: Attempt) -> dict[str, object]:
+    """The contract's delivery line (DESIGN.md §2), plus a few extra fields."""
+    return {
+        "event": "delivery",
+        "id": delivery.id,
+        "received_at": _iso(delivery.received_at),
+        "method": delivery.method,
+        "path": delivery.path or "/",
+        "query": delivery.query,
+        "type": delivery.event_type,
+        "svix_id": delivery.svix_id,
+        "signature": delivery.signature,
+        "signature_reason": delivery.signature_reason,
+        "status": attempt.status,
+        "duration_ms": round(attempt.duration_ms, 2),
+        "error": attempt.error,
+        "target": attempt.target_url,
+        "bytes": len(delivery.body),
+    }
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+class JsonLines:
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.human = LogLines(err or sys.stderr, deliveries=False)
+        self.ready = False
+
+    def _write(self, obj: dict[str, object]) -> None:
+        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.out.flush()
+
+    def __call__(self, event: ListenerEvent) -> None:
+        if isinstance(event, Ready):
+            self.ready = True
+            self._write(
+                {"event": "ready", "webhook_url": event.webhook_url, "forward_to": event.forward_to}
+            )
+        elif isinstance(event, DeliveryForwarded):
+            self._write(delivery_json(event.delivery, event.attempt))
+        elif isinstance(event, ConnectionChanged) and self.ready:
+            self._write({"event": "connection", "state": event.state, "detail": event.detail})
+        self.human(event)
+
+
+class LogLines:
+    def __init__(self, err: TextIO | None = None, *, deliveries: bool = True) -> None:
+        self.err = err or sys.stderr
+        self.deliveries = deliveries
+        self.colour = self.err.isatty()
+
+    def _say(self, text: str) -> None:
+        click.echo(text, file=self.err, color=self.colour)
+
+    def __call__(self, event: ListenerEvent) -> None:
+        if isinstance(event, Ready):
+            self._say(
+                click.style("Ready.", bold=True)
+                + f" Webhook URL: {click.style(event.webhook_url, fg='cyan', bold=True)}\n"
+                f"       Forwarding to {event.forward_to}"
+                + (f" ({event.queued} queued deliveries coming)" if event.queued else "")
+                + "\n       Paste the webhook URL into Pivotal (Admin > Developer > Webhooks). "
+                "Ctrl+C to stop."
+            )
+        elif isinstance(event, ConnectionChanged):
+            if event.state == "disconnected":
+                retry = f"; retrying in {event.retry_in:.1f} s" if event.retry_in else ""
+                self._say(click.style(f"disconnected: {event.detail}{retry}", fg="yellow"))
+            elif event.state == "connected":
+                self._say(click.style("connected", fg="green") + f" to the relay ({event.detail})")
+        elif isinstance(event, DuplicateSkipped):
+            self._say(f"{event.delivery_id}: already handled ({event.state}); not forwarded again")
+        elif isinstance(event, Paused):
+            self._say("paused: deliveries wait at the relay" if event.paused else "resumed")
+        elif isinstance(event, DeliveryForwarded) and self.deliveries:
+            self._say(self._line(event.delivery, event.attempt))
+
+    def _line(self, d: Delivery, a: Attempt) -> str:
+        when = time.strftime("%H:%M:%S", time.localtime(d.received_at))
+        sig = click.style(f"{d.signature:9}", fg=_SIG_COLOURS.get(d.signature))
+        if a.status is not None:
+            status = click.style(str(a.status), fg="green" if 200 <= a.status < 300 else "red")
+        else:
+            status = click.style("ERR", fg="red")
+        what = d.event_type or "-"
+        line = (
+            f"{when} {d.method:6} {(d.path or '/'):24} {what:22} sig={sig} "
+            f"→ {status} {a.duration_ms:7.1f} ms  {d.id}"
+        )
+        if a.error:
+            line += "\n         " + click.style(a.error, fg="red")
+        if d.signature in ("invalid", "expired") and d.signature_reason:
+            line += "\n         signature: " + d.signature_reason
+        if would_retry(a.status, a.duration_ms, a.error):
+            line += "\n         " + click.style("Pivotal would retry this delivery", fg="yellow")
+        return line
