@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(autouse=True)
+def hooktap_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own HOOKTAP_HOME; none may touch the developer's real one."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOOKTAP_HOME", str(home))
+    monkeypatch.delenv("PIVOTAL_WEBHOOK_SECRET", raising=False)
+    monkeypatch.delenv("HOOKTAP_RELAY", raising=False)
+    return home
+
+
+@pytest.fixture
+def secret() -> str:
+    return "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
