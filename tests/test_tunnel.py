@@ -21,7 +21,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", 
 async def raw_request(url: str, head_lines: list[str], body: bytes) -> tuple[int, bytes, bytes]:
     """Send exactly these header lines (order, case, repeats) and read the whole response."""
     rest = url.split("://", 1)[1]
-    hostport, _, path = rest.partition("/")
+    hostport = rest.partition("/")[0]
     host, port = hostport.split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     head = "\r\n".join(head_lines).encode("latin-1")
