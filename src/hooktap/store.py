@@ -1,0 +1,568 @@
+"""SQLite history of deliveries and attempts, shared by the listener, the CLI and the TUI.
+
+One file under HOOKTAP_HOME, opened at the same time by several processes (`listen` writing,
+`hooktap deliveries` and the TUI reading), hence WAL: readers never block the writer and the
+writer never blocks readers. synchronous=NORMAL keeps a commit free of fsync (WAL makes that
+safe against corruption; a power cut may lose the last commits, not the file).
+
+Layout choices, all for the listener's hot path and the TUI's paging:
+- Bodies and headers live in `payloads`, apart from the narrow `deliveries` rows, so a listing,
+  a count or a filter over 100,000 deliveries reads a few pages, not 100,000 overflow chains.
+- `deliveries.forward_attempt` points at the original forward, so a listing joins one row by
+  primary key instead of searching attempts.
+- Every write is one short BEGIN IMMEDIATE transaction: taking the write lock up front lets the
+  busy timeout do its job (a deferred transaction that upgrades late fails at once instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from hooktap.filters import Filter, is_glob
+from hooktap.records import Attempt, Delivery, Headers
+
+SCHEMA_VERSION = 1
+DEFAULT_RETENTION_DAYS = 90.0  # Pivotal's own Deliveries tab keeps 90 days
+BUSY_TIMEOUT_MS = 5000
+
+_SCHEMA = """
+CREATE TABLE deliveries (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    received_at REAL NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    query TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    target TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    signature_reason TEXT NOT NULL,
+    svix_id TEXT,
+    event_id TEXT,
+    event_type TEXT,
+    event_created_at TEXT,
+    state TEXT NOT NULL,
+    body_size INTEGER NOT NULL,
+    forward_attempt INTEGER
+);
+CREATE INDEX deliveries_received ON deliveries (received_at, seq);
+CREATE INDEX deliveries_type ON deliveries (event_type, received_at);
+CREATE INDEX deliveries_svix ON deliveries (svix_id, received_at);
+CREATE TABLE payloads (
+    seq INTEGER PRIMARY KEY,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY,
+    delivery_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    target_url TEXT NOT NULL,
+    status INTEGER,
+    duration_ms REAL NOT NULL,
+    error TEXT,
+    note TEXT NOT NULL,
+    request_headers TEXT NOT NULL,
+    response_headers TEXT NOT NULL,
+    request_body BLOB,
+    response_body BLOB NOT NULL
+);
+CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
+"""
+
+_SUMMARY_COLUMNS = (
+    "d.seq, d.id, d.received_at, d.method, d.path, d.query, d.channel, d.target, d.signature, "
+    "d.signature_reason, d.svix_id, d.event_id, d.event_type, d.event_created_at, d.state, "
+    "d.body_size, f.status, f.duration_ms, f.error, "
+    "(SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id), "
+    "(d.svix_id IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries e WHERE e.svix_id = d.svix_id "
+    "AND (e.received_at < d.received_at OR (e.received_at = d.received_at AND e.seq < d.seq))))"
+)
+
+_ATTEMPT_FIELDS = (
+    "delivery_id, kind, started_at, target_url, status, duration_ms, error, note, "
+    "request_headers, response_headers, request_body, response_body"
+)
+_ATTEMPT_COLUMNS = "id, " + _ATTEMPT_FIELDS
+_ATTEMPT_COLUMNS_A = ", ".join("a." + c.strip() for c in _ATTEMPT_COLUMNS.split(","))
+
+
+class StoreError(Exception):
+    """The history file cannot be used (not a database, or written by a newer hooktap)."""
+
+
+class AmbiguousId(LookupError):
+    """An id prefix that matches more than one delivery; the message lists some of them."""
+
+    def __init__(self, prefix: str, candidates: list[str]) -> None:
+        shown = ", ".join(candidates[:5]) + (", ..." if len(candidates) > 5 else "")
+        super().__init__(f"id prefix {prefix!r} matches several deliveries: {shown}")
+        self.prefix = prefix
+        self.candidates = candidates
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One listing row: a delivery without its body or headers, plus its original forward."""
+
+    seq: int
+    id: str
+    received_at: float
+    method: str
+    path: str
+    query: str
+    channel: str
+    target: str
+    signature: str
+    signature_reason: str
+    svix_id: str | None
+    event_id: str | None
+    event_type: str | None
+    event_created_at: str | None
+    state: str
+    body_size: int
+    status: int | None  # of the original forward; None: no response (or not forwarded yet)
+    duration_ms: float | None
+    error: str | None
+    attempts: int  # forward + replays
+    duplicate: bool  # this svix-id arrived before: a Pivotal retry or replay of the same message
+
+    @property
+    def cursor(self) -> tuple[float, int]:
+        """Pass as `before=` to get the page after this row (keyset pagination)."""
+        return (self.received_at, self.seq)
+
+
+def _dump_headers(headers: Headers) -> str:
+    return json.dumps(headers, ensure_ascii=False, separators=(",", ":"))
+
+
+def _load_headers(text: str) -> Headers:
+    return [(name, value) for name, value in json.loads(text)]
+
+
+def _prefix_upper(prefix: str) -> str:
+    """The smallest string above every string starting with `prefix`, for an index range."""
+    return prefix + "\U0010ffff"
+
+
+class Store:
+    """The history database. Safe to share between threads of one process (one lock)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Create the file ourselves, owner-only, before SQLite does with the umask's mode;
+        # SQLite gives the -wal and -shm files the database file's permissions. The chmod
+        # covers a umask that strips bits we asked for and a file left too open by anyone.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+        try:
+            self._db = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open {self.path}: {err}") from err
+        try:
+            self._setup()
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise StoreError(f"cannot use {self.path}: {err}") from err
+        except StoreError:
+            self._db.close()
+            raise
+
+    def _setup(self) -> None:
+        db = self._db
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        if self._version() == SCHEMA_VERSION:
+            return
+        with self._write():
+            version = self._version()  # again, under the write lock: another process may have won
+            if version == 0:
+                # Statement by statement: executescript() would COMMIT our transaction first.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} was written by a newer hooktap (schema {version}, this one "
+                    f"knows {SCHEMA_VERSION}); upgrade hooktap or point HOOKTAP_HOME elsewhere"
+                )
+
+    def _version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- writes: the listener's hot path ---------------------------------------------------
+
+    def add_delivery(self, d: Delivery) -> bool:
+        """Store a delivery; False if its id is already stored (the relay handed it over again)."""
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO deliveries (id, received_at, method, path, query, channel, target, "
+                "signature, signature_reason, svix_id, event_id, event_type, event_created_at, "
+                "state, body_size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (id) DO NOTHING",
+                (
+                    d.id,
+                    d.received_at,
+                    d.method,
+                    d.path,
+                    d.query,
+                    d.channel,
+                    d.target,
+                    d.signature,
+                    d.signature_reason,
+                    d.svix_id,
+                    d.event_id,
+                    d.event_type,
+                    d.event_created_at,
+                    d.state,
+                    len(d.body),
+                ),
+            )
+            if cur.rowcount == 0:
+                return False
+            db.execute(
+                "INSERT INTO payloads (seq, headers, body) VALUES (?,?,?)",
+                (cur.lastrowid, _dump_headers(d.headers), d.body),
+            )
+            return True
+
+    def finish(self, delivery_id: str, attempt: Attempt) -> int:
+        """Record the forward attempt and mark the delivery done, atomically.
+
+        Either both happen or neither, so a crash never leaves "done" without its outcome.
+        Returns the attempt id (also set on `attempt.id`).
+        """
+        with self._write() as db:
+            attempt_id = self._insert_attempt(db, attempt)
+            cur = db.execute(
+                "UPDATE deliveries SET state = 'done', "
+                "forward_attempt = coalesce(forward_attempt, ?) WHERE id = ?",
+                (attempt_id, delivery_id),
+            )
+            if cur.rowcount == 0:
+                raise LookupError(f"no delivery {delivery_id!r} to finish")
+        attempt.id = attempt_id
+        return attempt_id
+
+    def add_attempt(self, attempt: Attempt) -> int:
+        """Record another attempt (a replay) linked to its delivery; the original stays as is."""
+        with self._write() as db:
+            exists = db.execute(
+                "SELECT 1 FROM deliveries WHERE id = ?", (attempt.delivery_id,)
+            ).fetchone()
+            if exists is None:
+                raise LookupError(f"no delivery {attempt.delivery_id!r} for this attempt")
+            attempt_id = self._insert_attempt(db, attempt)
+        attempt.id = attempt_id
+        return attempt_id
+
+    @staticmethod
+    def _insert_attempt(db: sqlite3.Connection, a: Attempt) -> int:
+        cur = db.execute(
+            f"INSERT INTO attempts ({_ATTEMPT_FIELDS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                a.delivery_id,
+                a.kind,
+                a.started_at,
+                a.target_url,
+                a.status,
+                a.duration_ms,
+                a.error,
+                a.note,
+                _dump_headers(a.request_headers),
+                _dump_headers(a.response_headers),
+                a.request_body,
+                a.response_body,
+            ),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def mark(self, delivery_id: str, state: str) -> None:
+        """Set a delivery's state, e.g. "interrupted" for one dispatched before a crash."""
+        with self._write() as db:
+            db.execute("UPDATE deliveries SET state = ? WHERE id = ?", (state, delivery_id))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get_state(self, delivery_id: str) -> str | None:
+        rows = self._read("SELECT state FROM deliveries WHERE id = ?", (delivery_id,))
+        return rows[0][0] if rows else None
+
+    def resolve(self, id_or_prefix: str) -> str | None:
+        """The full id for an exact id or a unique prefix; AmbiguousId if several match."""
+        if not id_or_prefix:
+            return None
+        if self._read("SELECT 1 FROM deliveries WHERE id = ?", (id_or_prefix,)):
+            return id_or_prefix
+        rows = self._read(
+            "SELECT id FROM deliveries WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+            (id_or_prefix, _prefix_upper(id_or_prefix)),
+        )
+        if len(rows) > 1:
+            raise AmbiguousId(id_or_prefix, [r[0] for r in rows])
+        return rows[0][0] if rows else None
+
+    def get(self, id_or_prefix: str) -> Delivery | None:
+        """One whole delivery (headers and body) by id or unique id prefix."""
+        full = self.resolve(id_or_prefix)
+        if full is None:
+            return None
+        rows = self._read(
+            "SELECT d.id, d.received_at, d.method, d.path, d.query, p.headers, p.body, "
+            "d.channel, d.target, d.signature, d.signature_reason, d.svix_id, d.event_id, "
+            "d.event_type, d.event_created_at, d.state "
+            "FROM deliveries d JOIN payloads p ON p.seq = d.seq WHERE d.id = ?",
+            (full,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Delivery(
+            id=r[0],
+            received_at=r[1],
+            method=r[2],
+            path=r[3],
+            query=r[4],
+            headers=_load_headers(r[5]),
+            body=bytes(r[6]),
+            channel=r[7],
+            target=r[8],
+            signature=r[9],
+            signature_reason=r[10],
+            svix_id=r[11],
+            event_id=r[12],
+            event_type=r[13],
+            event_created_at=r[14],
+            state=r[15],
+        )
+
+    def attempts(self, delivery_id: str) -> list[Attempt]:
+        """Every attempt for a delivery, oldest first: the forward, then each replay."""
+        rows = self._read(
+            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ? ORDER BY id",
+            (delivery_id,),
+        )
+        return [_attempt(r) for r in rows]
+
+    def first_attempt(self, delivery_id: str) -> Attempt | None:
+        """The original forward attempt, or None while it has not finished."""
+        rows = self._read(
+            f"SELECT {_ATTEMPT_COLUMNS_A} "
+            "FROM deliveries d JOIN attempts a ON a.id = d.forward_attempt WHERE d.id = ?",
+            (delivery_id,),
+        )
+        return _attempt(rows[0]) if rows else None
+
+    def query(
+        self,
+        f: Filter | None = None,
+        limit: int | None = 50,
+        *,
+        before: tuple[float, int] | None = None,
+        offset: int = 0,
+        oldest_first: bool = False,
+        now: float | None = None,
+    ) -> list[Summary]:
+        """Listing rows, newest first (or oldest first, the order replays go in).
+
+        Page with `before=last_row.cursor` (stable while new rows arrive) or with `offset`.
+        """
+        f = f or Filter()
+        where, params = _where(f, now)
+        if before is not None:
+            op = ">" if oldest_first else "<"
+            where.append(f"(d.received_at {op} ? OR (d.received_at = ? AND d.seq {op} ?))")
+            params += [before[0], before[0], before[1]]
+        order = "ASC" if oldest_first else "DESC"
+        sql = (
+            f"WITH page AS (SELECT d.seq FROM deliveries d {_joins(f)} "
+            f"WHERE {' AND '.join(where) or '1'} "
+            f"ORDER BY d.received_at {order}, d.seq {order} LIMIT ? OFFSET ?) "
+            f"SELECT {_SUMMARY_COLUMNS} FROM page JOIN deliveries d ON d.seq = page.seq "
+            "LEFT JOIN attempts f ON f.id = d.forward_attempt "
+            f"ORDER BY d.received_at {order}, d.seq {order}"
+        )
+        params += [-1 if limit is None else limit, offset]
+        return [Summary(*r[:-1], duplicate=bool(r[-1])) for r in self._read(sql, params)]
+
+    def count(self, f: Filter | None = None, *, now: float | None = None) -> int:
+        f = f or Filter()
+        where, params = _where(f, now)
+        sql = f"SELECT count(*) FROM deliveries d {_joins(f)} WHERE {' AND '.join(where) or '1'}"
+        return int(self._read(sql, params)[0][0])
+
+    def seen_svix_id(self, svix_id: str, before_id: str | None = None) -> bool:
+        """Whether `svix_id` arrived on a delivery earlier than `before_id` (or at all)."""
+        if before_id is None:
+            return bool(
+                self._read("SELECT 1 FROM deliveries WHERE svix_id = ? LIMIT 1", (svix_id,))
+            )
+        rows = self._read(
+            "SELECT 1 FROM deliveries e, deliveries d WHERE d.id = ? AND e.svix_id = ? "
+            "AND (e.received_at < d.received_at OR (e.received_at = d.received_at "
+            "AND e.seq < d.seq)) LIMIT 1",
+            (before_id, svix_id),
+        )
+        return bool(rows)
+
+    def stats(self, since: float | None = None) -> dict[str, int]:
+        """Counts for the TUI header: received, forwarded_ok, failed, invalid_signatures, pending.
+
+        `failed` is a forward that got a non-2xx or no response, or was interrupted;
+        `invalid_signatures` counts invalid and expired verdicts.
+        """
+        row = self._read(
+            "SELECT count(*), "
+            "coalesce(sum(f.status BETWEEN 200 AND 299), 0), "
+            "coalesce(sum((f.id IS NOT NULL AND (f.status IS NULL OR f.status NOT BETWEEN 200 "
+            "AND 299)) OR d.state = 'interrupted'), 0), "
+            "coalesce(sum(d.signature IN ('invalid', 'expired')), 0), "
+            "coalesce(sum(d.state IN ('received', 'dispatched')), 0) "
+            "FROM deliveries d LEFT JOIN attempts f ON f.id = d.forward_attempt "
+            "WHERE d.received_at >= ?",
+            (-1e300 if since is None else since,),
+        )[0]
+        keys = ("received", "forwarded_ok", "failed", "invalid_signatures", "pending")
+        return dict(zip(keys, (int(v) for v in row), strict=True))
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def prune(
+        self, older_than_days: float = DEFAULT_RETENTION_DAYS, now: float | None = None
+    ) -> int:
+        """Delete deliveries (with payloads and attempts) received before the window; count them."""
+        if older_than_days < 0:
+            raise ValueError("retention must be zero or more days")
+        cutoff = (time.time() if now is None else now) - older_than_days * 86400
+        with self._write() as db:
+            old = "SELECT {} FROM deliveries WHERE received_at < ?"
+            db.execute(f"DELETE FROM attempts WHERE delivery_id IN ({old.format('id')})", (cutoff,))
+            db.execute(f"DELETE FROM payloads WHERE seq IN ({old.format('seq')})", (cutoff,))
+            cur = db.execute("DELETE FROM deliveries WHERE received_at < ?", (cutoff,))
+            return cur.rowcount
+
+
+def _attempt(r: tuple[Any, ...]) -> Attempt:
+    return Attempt(
+        id=r[0],
+        delivery_id=r[1],
+        kind=r[2],
+        started_at=r[3],
+        target_url=r[4],
+        status=r[5],
+        duration_ms=r[6],
+        error=r[7],
+        note=r[8],
+        request_headers=_load_headers(r[9]),
+        response_headers=_load_headers(r[10]),
+        request_body=None if r[11] is None else bytes(r[11]),
+        response_body=bytes(r[12]),
+    )
+
+
+def _joins(f: Filter) -> str:
+    """Only the joins a filter needs: a status filter reads the forward attempt, text the body."""
+    joins = []
+    if f.statuses:
+        joins.append("LEFT JOIN attempts f ON f.id = d.forward_attempt")
+    if f.text:
+        joins.append("JOIN payloads p ON p.seq = d.seq")
+    return " ".join(joins)
+
+
+def _where(f: Filter, now: float | None) -> tuple[list[str], list[Any]]:
+    """SQL conditions for a Filter over `d` (deliveries), `f` (forward attempt), `p` (payload).
+
+    Values only ever travel as parameters; the SQL text is built from fixed fragments.
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    if f.types:
+        ors = []
+        for pattern in f.types:
+            if is_glob(pattern):
+                ors.append("d.event_type GLOB ?")
+                params.append(pattern)
+            else:  # `customer` means customer.* too: the object name alone is a natural query
+                ors.append("(d.event_type = ? OR d.event_type GLOB ?)")
+                params += [pattern, pattern + ".*"]
+        where.append("(" + " OR ".join(ors) + ")")
+    if f.statuses:
+        ors = []
+        for status in f.statuses:
+            if status == "err":
+                ors.append("(d.state = 'interrupted' OR (f.id IS NOT NULL AND f.status IS NULL))")
+            elif status.endswith("xx"):
+                ors.append("f.status BETWEEN ? AND ?")
+                params += [int(status[0]) * 100, int(status[0]) * 100 + 99]
+            else:
+                ors.append("f.status = ?")
+                params.append(int(status))
+        where.append("(" + " OR ".join(ors) + ")")
+    if f.signatures:
+        where.append(f"d.signature IN ({','.join('?' * len(f.signatures))})")
+        params += list(f.signatures)
+    cutoff = f.cutoff(now)
+    if cutoff is not None:
+        where.append("d.received_at >= ?")
+        params.append(cutoff)
+    for word in f.text:
+        where.append("instr(lower(CAST(p.body AS TEXT)), lower(?)) > 0")
+        params.append(word)
+    return where, params
