@@ -1,0 +1,360 @@
+"""`hooktap events`, `hooktap trigger` and `hooktap check`: thin over hooktap.pivotal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import click
+
+from hooktap.cli.common import BadInput
+from hooktap.listen.target import parse_target
+from hooktap.pivotal import catalog
+from hooktap.pivotal.checks import CheckResult, run_checks
+from hooktap.pivotal.signing import InvalidSecret, parse_secret, signed_headers
+
+SECRET_HELP = "Your endpoint's signing secret (whsec_...), used to sign what is sent."
+NO_SECRET = (
+    "a signing secret is needed: pass --secret whsec_... or set PIVOTAL_WEBHOOK_SECRET "
+    "(the endpoint's signing secret in Pivotal)"
+)
+IN_FLIGHT = 32  # trigger --count: deliveries awaiting an answer at once
+SEND_TIMEOUT = 30.0  # seconds; the relay itself gives the handler 10
+
+
+def _secret_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--secret",
+        envvar="PIVOTAL_WEBHOOK_SECRET",
+        show_envvar=True,
+        metavar="WHSEC",
+        help=SECRET_HELP,
+    )(f)
+
+
+def _require_secret(secret: str | None) -> str:
+    if not secret:
+        raise BadInput(NO_SECRET)
+    try:
+        return parse_secret(secret)
+    except InvalidSecret as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _say(as_json: bool) -> Callable[[str], None]:
+    """Human lines go to stdout, or to stderr when stdout is reserved for JSON."""
+    return lambda line: click.echo(line, err=as_json)
+
+
+def _emit(record: dict[str, Any]) -> None:
+    click.echo(json.dumps(record, ensure_ascii=False))
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+@click.command("events")
+@click.argument("event_type", required=False)
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON line per event type, sample included."
+)
+def events_cmd(event_type: str | None, as_json: bool) -> None:
+    """List the Pivotal event types hooktap knows, or show one type's sample payload.
+
+    Types marked * are named in Pivotal's documentation; the others complete the set of
+    about twenty across customer, contact, onboarding and task.
+
+    \b
+    Examples:
+      hooktap events
+      hooktap events customer.at_risk
+      hooktap events --json | jq -r .type
+    """
+    entries = catalog.events()
+    if event_type is not None:
+        if event_type not in catalog.event_types():
+            raise BadInput(str(catalog.UnknownEventType(event_type, catalog.event_types())))
+        entries = [e for e in entries if e["type"] == event_type]
+        if not as_json:
+            entry = entries[0]
+            click.echo(f"{entry['type']} ({entry['object']}): {entry['description']}")
+            click.echo(json.dumps(entry["sample"], indent=2, ensure_ascii=False))
+            return
+    if as_json:
+        for entry in entries:
+            _emit(entry)
+        return
+    width = max(len(e["type"]) for e in entries) + 2
+    for entry in entries:
+        mark = "*" if entry["documented"] else " "
+        click.echo(f"{mark} {entry['type']:<{width}}{entry['object']:<12}{entry['description']}")
+    click.echo("\n* named in Pivotal's docs. `hooktap events TYPE` shows a sample payload.")
+
+
+# --- trigger ---------------------------------------------------------------------------------
+
+
+def _default_url() -> str:
+    """The running listener's webhook URL; imported lazily, the listener may not be installed."""
+    try:
+        from hooktap.listen.state import current_webhook_url
+    except ImportError:
+        url = None
+    else:
+        url = current_webhook_url()
+    if not url:
+        raise BadInput("no running listener found; start `hooktap listen` or pass --url")
+    return url
+
+
+def _read_data_file(path: str) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read --data-file {path}: {exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BadInput(f"--data-file {path} is not JSON: {exc}") from None
+
+
+def _build(
+    event_type: str, data: Any, overrides: list[tuple[str, Any]]
+) -> tuple[dict[str, Any], bytes]:
+    doc = catalog.sample(event_type)
+    if data is not None:
+        doc["data"] = data
+    for path, value in overrides:
+        catalog.apply_override(doc, path, value)
+    return doc, catalog.encode(doc)
+
+
+async def _send_all(
+    url: str,
+    secret: str,
+    make: Callable[[], tuple[dict[str, Any], bytes]],
+    count: int,
+    rate: float | None,
+    report: Callable[[dict[str, Any]], None],
+) -> int:
+    """Send `count` deliveries, paced to `rate` per second if given; returns how many failed.
+
+    Launches follow a fixed schedule (start + i/rate) rather than sleeping between sends, so
+    slow answers do not drag the rate down; IN_FLIGHT bounds what waits for an answer.
+    """
+    gate = asyncio.Semaphore(IN_FLIGHT)
+    failures = 0
+    timeout = aiohttp.ClientTimeout(total=SEND_TIMEOUT)
+
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def one(doc: dict[str, Any], body: bytes) -> None:
+            nonlocal failures
+            headers = signed_headers(secret, body)
+            record: dict[str, Any] = {
+                "event": "sent",
+                "type": doc.get("type"),
+                "id": doc.get("id"),
+                "svix_id": dict(headers)["svix-id"],
+                "url": url,
+                "status": None,
+                "duration_ms": None,
+                "error": None,
+            }
+            started = time.monotonic()
+            try:
+                async with session.post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as resp:
+                    await resp.read()
+                    record["status"] = resp.status
+            except TimeoutError:
+                record["error"] = f"no answer in {SEND_TIMEOUT:g} s"
+            except aiohttp.ClientError as exc:
+                record["error"] = str(exc) or type(exc).__name__
+            finally:
+                record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+                gate.release()
+            status = record["status"]
+            if status is None or not 200 <= status <= 299:
+                failures += 1
+            report(record)
+
+        start = time.monotonic()
+        tasks = []
+        for i in range(count):
+            if rate:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await gate.acquire()
+            doc, body = make()
+            tasks.append(asyncio.create_task(one(doc, body)))
+        await asyncio.gather(*tasks)
+    return failures
+
+
+@click.command("trigger")
+@click.argument("event_type")
+@click.option(
+    "--url", metavar="URL", help="Where to send it. Default: the running listener's webhook URL."
+)
+@_secret_option
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a field by dotted path, e.g. data.health_score=12 (VALUE is JSON if it parses).",
+)
+@click.option(
+    "--data-file",
+    metavar="FILE",
+    help="A JSON file whose content replaces the sample's data (the record).",
+)
+@click.option(
+    "--count", default=1, show_default=True, type=click.IntRange(1), help="How many to send."
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(0, None, min_open=True),
+    metavar="R",
+    help="Deliveries per second (default: as fast as the receiver answers).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per delivery sent.")
+def trigger_cmd(
+    event_type: str,
+    url: str | None,
+    secret: str | None,
+    sets: tuple[str, ...],
+    data_file: str | None,
+    count: int,
+    rate: float | None,
+    as_json: bool,
+) -> None:
+    """Send realistic, correctly signed Pivotal events, as Pivotal would.
+
+    Each delivery gets a fresh event id, svix-id and timestamp. Exits 1 if any delivery
+    did not get a 2xx answer.
+
+    \b
+    Examples:
+      hooktap trigger customer.at_risk
+      hooktap trigger customer.updated --set data.health_score=12 --set data.name=Acme
+      hooktap trigger task.completed --url http://localhost:8000/hook --count 50 --rate 10
+    """
+    if event_type not in catalog.event_types():
+        raise BadInput(str(catalog.UnknownEventType(event_type, catalog.event_types())))
+    key = _require_secret(secret)
+    try:
+        overrides = [catalog.parse_override(s) for s in sets]
+    except catalog.BadOverride as exc:
+        raise BadInput(f"--set: {exc}") from None
+    data = _read_data_file(data_file) if data_file is not None else None
+    try:
+        _build(event_type, data, overrides)  # fail on a bad path before sending anything
+    except catalog.BadOverride as exc:
+        raise BadInput(f"--set: {exc}") from None
+    if url is None:
+        url = _default_url()
+    elif not url.startswith(("http://", "https://")):
+        raise BadInput(f"--url must be an http(s) URL like http://localhost:8000/hook, got {url!r}")
+
+    say = _say(as_json)
+
+    def report(record: dict[str, Any]) -> None:
+        if as_json:
+            _emit(record)
+            return
+        answer = record["status"] if record["status"] is not None else record["error"]
+        say(f"→ {record['type']} {record['id']} {answer} in {record['duration_ms']:.0f} ms")
+
+    failures = asyncio.run(
+        _send_all(url, key, lambda: _build(event_type, data, overrides), count, rate, report)
+    )
+    if failures:
+        say(f"{failures} of {count} deliveries did not get a 2xx from {url}")
+        raise SystemExit(1)
+
+
+# --- check -----------------------------------------------------------------------------------
+
+
+def _check_url(forward: str) -> str:
+    try:
+        return parse_target(forward).url()
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+
+@click.command("check")
+@click.option(
+    "--forward",
+    "-f",
+    "forward",
+    required=True,
+    metavar="TARGET",
+    help="Your handler: 8000, localhost:8000/webhooks/pivotal, or a full URL.",
+)
+@_secret_option
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 600),
+    help="Seconds to wait for each answer (Pivotal gives up after 10).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON line per check, then a summary line."
+)
+def check_cmd(forward: str, secret: str | None, timeout: float, as_json: bool) -> None:
+    """Test your local handler against Pivotal's rules and print a report.
+
+    Sends genuine, forged, stale, duplicate and out-of-order deliveries, signed with your
+    secret, and checks each answer. Exits 0 when every check passes, 1 otherwise.
+
+    \b
+    Example:
+      PIVOTAL_WEBHOOK_SECRET=whsec_... hooktap check --forward localhost:8000/webhooks/pivotal
+    """
+    key = _require_secret(secret)
+    url = _check_url(forward)
+    results = asyncio.run(run_checks(url, key, timeout=timeout))
+    passed = sum(r.passed for r in results)
+    if as_json:
+        for r in results:
+            _emit({"event": "check", **_as_dict(r)})
+        _emit({"event": "summary", "url": url, "passed": passed, "failed": len(results) - passed})
+    else:
+        _print_report(url, results)
+    if passed != len(results):
+        raise SystemExit(1)
+
+
+def _as_dict(result: CheckResult) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "passed": result.passed,
+        "expected": result.expected,
+        "got": result.got,
+    }
+
+
+def _print_report(url: str, results: list[CheckResult]) -> None:
+    click.echo(f"Checking {url} against Pivotal's rules\n")
+    for r in results:
+        if r.passed:
+            click.echo(f"  {click.style('PASS', fg='green')}  {r.name}: {r.got}")
+        else:
+            click.echo(f"  {click.style('FAIL', fg='red')}  {r.name}")
+            click.echo(f"        expected: {r.expected}")
+            click.echo(f"        got:      {r.got}")
+    passed = sum(r.passed for r in results)
+    click.echo(f"\n{passed} of {len(results)} checks passed.")
+    if all("no response (" in r.got for r in results):
+        click.echo(f"Nothing answered at {url}: is your handler running?")
