@@ -1,0 +1,154 @@
+"""The pure protocol core: frames round-trip exactly, and every malformed frame is a
+ProtocolError with a reason, never some other exception."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from hooktap.protocol import (
+    Delivery,
+    Error,
+    Flow,
+    Hello,
+    ListenerSession,
+    Liveness,
+    Ping,
+    ProtocolError,
+    RelaySession,
+    Result,
+    Welcome,
+    decode,
+    encode,
+)
+
+BODY = bytes(range(256)) + b"\xff\xfe not utf-8"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        Hello(versions=[1], client="hooktap/test", timeout=2.5, paused=True),
+        Welcome(1, "chan", "http://127.0.0.1:1/c/chan", 5.0, queued=3),
+        Delivery("d1", 1.5, "POST", "/a?b", "x=1", [("X-A", "1"), ("x-a", "2")], BODY),
+        Result("d1", 201, [("Content-Type", "text/plain")], b"ok", 3.25, None, False),
+        Result("d2", 502, [], b"", 0.0, "refused", True),
+        Ping(1.0),
+        Flow(True),
+        Error("protocol-error", "because"),
+    ],
+)
+def test_frames_round_trip_exactly(frame) -> None:
+    assert decode(encode(frame)) == frame
+
+
+def test_body_travels_as_raw_bytes_not_base64_or_json() -> None:
+    body = b"\x00" * 1000 + BODY
+    data = encode(Delivery("d", 0.0, "POST", "", "", [], body))
+    assert data.endswith(body)
+    assert len(data) < len(body) + 200
+
+
+def _frame(kind: int, meta: bytes, payload: bytes = b"") -> bytes:
+    return struct.pack(">BI", kind, len(meta)) + meta + payload
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"", "shorter than its 5-byte prefix"),
+        (b"\x03\x00", "shorter than its 5-byte prefix"),
+        (_frame(99, b"{}"), "unknown frame kind 99"),
+        (struct.pack(">BI", 3, 1000) + b"{}", "claims 1000 bytes of metadata"),
+        (_frame(3, b"\xff\xfe"), "metadata is not JSON"),
+        (_frame(3, b"[1,2]"), "must be a JSON object"),
+        (_frame(3, b'{"id":"x"}'), "Delivery frame is missing"),
+        (
+            _frame(
+                3,
+                json.dumps(
+                    {
+                        "id": 1,
+                        "received_at": 0,
+                        "method": "GET",
+                        "path": "",
+                        "query": "",
+                        "headers": [],
+                    }
+                ).encode(),
+            ),
+            "Delivery.id has the wrong type",
+        ),
+        (
+            _frame(
+                3,
+                json.dumps(
+                    {
+                        "id": "x",
+                        "received_at": 0,
+                        "method": "GET",
+                        "path": "",
+                        "query": "",
+                        "headers": [["only-name"]],
+                    }
+                ).encode(),
+            ),
+            "list of [name, value] string pairs",
+        ),
+        (_frame(4, b'{"id":"x","status":true}'), "Result.status has the wrong type"),
+        (_frame(5, b'{"sent_at":1}', b"extra"), "unexpected payload bytes"),
+    ],
+)
+def test_malformed_frames_are_protocol_errors_with_reasons(data: bytes, words: str) -> None:
+    with pytest.raises(ProtocolError) as exc:
+        decode(data)
+    assert words in exc.value.reason
+
+
+def test_text_is_not_a_frame() -> None:
+    with pytest.raises(ProtocolError, match="binary"):
+        decode("hello")  # type: ignore[arg-type]
+
+
+def test_relay_session_demands_hello_first_and_a_common_version() -> None:
+    relay = RelaySession()
+    with pytest.raises(ProtocolError, match="expected Hello first"):
+        relay.receive(encode(Ping(1.0)))
+    relay = RelaySession()
+    with pytest.raises(ProtocolError) as exc:
+        relay.receive(encode(Hello(versions=[7, 8])))
+    assert exc.value.code == "version-mismatch" and "upgrade the older side" in exc.value.reason
+    relay = RelaySession()
+    relay.receive(encode(Hello()))
+    with pytest.raises(ProtocolError, match="twice"):
+        relay.receive(encode(Hello()))
+    with pytest.raises(ProtocolError, match="never sends Welcome"):
+        relay.receive(encode(Welcome(1, "c", "u", 1.0)))
+
+
+def test_listener_session_demands_welcome_first() -> None:
+    listener = ListenerSession()
+    with pytest.raises(ProtocolError, match="expected Welcome first"):
+        listener.receive(encode(Delivery("d", 0, "GET", "", "", [])))
+    listener = ListenerSession()
+    assert isinstance(listener.receive(encode(Error("x", "refused"))), Error)
+    listener = ListenerSession()
+    with pytest.raises(ProtocolError, match="version 9"):
+        listener.receive(encode(Welcome(9, "c", "u", 1.0)))
+    listener = ListenerSession()
+    listener.receive(encode(Welcome(1, "c", "u", 1.0)))
+    with pytest.raises(ProtocolError, match="never sends Result"):
+        listener.receive(encode(Result("d", 200)))
+
+
+def test_liveness_declares_a_silent_peer_dead_after_three_heartbeats() -> None:
+    clock = Liveness(interval=5.0, last_seen=100.0)
+    assert not clock.dead(114.9)
+    assert clock.dead(115.1)
+    clock.seen(115.0)
+    assert not clock.dead(129.0)
+    assert clock.ping_due(200.0)
+    clock.pinged(200.0)
+    assert not clock.ping_due(204.0)
