@@ -26,3 +26,12 @@ def secret() -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture
+def procs():
+    from support.procs import Procs
+
+    started = Procs()
+    yield started
+    started.stop_all()
