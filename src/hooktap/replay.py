@@ -1,0 +1,176 @@
+"""Re-send a stored delivery: the one function behind `hooktap replay`, the TUI's `r` key and
+its edit screen, so all three sign, send and record a replay identically.
+
+A replay is a new Attempt linked to the original delivery; the delivery and its first forward
+are never touched. With the endpoint secret known, the request is re-signed with a fresh
+timestamp (the handler's svix check allows 5 minutes, and a stored delivery is usually older),
+keeping the svix-id unless asked for a new one: a handler that de-duplicates on svix-id will
+skip a replay that keeps it, which is sometimes the point of the test and sometimes not.
+"""
+
+from __future__ import annotations
+
+import time
+
+from hooktap.listen.forward import Forwarder, parse_target, prepare_headers
+from hooktap.pivotal.signing import DEFAULT_TOLERANCE, parse_secret, resign
+from hooktap.records import Attempt, Delivery, Headers
+from hooktap.store import Store
+
+_SIGNATURE_NAMES = ("svix-signature", "webhook-signature")
+_TIMESTAMP_NAMES = ("svix-timestamp", "webhook-timestamp")
+
+
+def _header(headers: Headers, names: tuple[str, ...]) -> str | None:
+    for name, value in headers:
+        if name.lower() in names:
+            return value
+    return None
+
+
+def _ago(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def stored_signature_outlook(
+    delivery: Delivery, headers: Headers, *, body_edited: bool, now: float | None = None
+) -> str:
+    """What a svix-verifying handler will make of a request sent with its stored signature."""
+    if _header(headers, _SIGNATURE_NAMES) is None:
+        return "no signature at all (it arrived unsigned)"
+    if body_edited:
+        return "an invalid signature (the body changed after it was signed)"
+    if delivery.signature == "invalid":
+        return "an invalid signature (it was already invalid on arrival)"
+    stamp = _header(headers, _TIMESTAMP_NAMES)
+    try:
+        age = (time.time() if now is None else now) - float(stamp or "")
+    except ValueError:
+        return "an invalid signature (no usable svix-timestamp)"
+    if abs(age) > DEFAULT_TOLERANCE:
+        return (
+            f"a stale (expired) signature: signed {_ago(age)} "
+            f"{'ago' if age > 0 else 'in the future'}, svix allows 5 minutes"
+        )
+    left = DEFAULT_TOLERANCE - abs(age)
+    return f"the original signature, inside svix's 5-minute window for {left:.0f} s more"
+
+
+def describe_replay(
+    delivery: Delivery,
+    *,
+    secret_known: bool,
+    as_is: bool = False,
+    new_id: bool = False,
+    body_edited: bool = False,
+    headers_edited: bool = False,
+    headers: Headers | None = None,
+    now: float | None = None,
+) -> str:
+    """The note stored on the replay's Attempt and shown to the user: how it was signed and,
+    when it was not re-signed, what the handler's verification will see."""
+    sent = delivery.headers if headers is None else headers
+    edited = " and ".join(
+        what for what, flag in (("body", body_edited), ("headers", headers_edited)) if flag
+    )
+    prefix = f"edited {edited}, " if edited else ""
+    if _header(sent, _SIGNATURE_NAMES) is None and not as_is:
+        return f"{prefix}unsigned: sent without a signature, as it arrived"
+    if as_is or not secret_known:
+        outlook = stored_signature_outlook(delivery, sent, body_edited=body_edited, now=now)
+        how = "as-is:" if as_is else "no secret: sent with the stored signature;"
+        return f"{prefix}{how} the handler will see {outlook}"
+    return prefix + "re-signed" + (", new svix-id" if new_id else "")
+
+
+def check_options(*, secret: str | None, as_is: bool, new_id: bool) -> str | None:
+    """Refuse combinations that cannot do what they say; return the canonical secret."""
+    if as_is and new_id:
+        raise ValueError("--as-is sends the stored headers untouched; it cannot give a new svix-id")
+    if new_id and not secret:
+        raise ValueError(
+            "a new svix-id needs re-signing: give the endpoint secret "
+            "(--secret or PIVOTAL_WEBHOOK_SECRET)"
+        )
+    return parse_secret(secret) if secret else None  # InvalidSecret is a ValueError
+
+
+async def replay(
+    store: Store,
+    delivery_id: str,
+    *,
+    target: str | None = None,
+    secret: str | None = None,
+    new_id: bool = False,
+    body: bytes | None = None,
+    headers: Headers | None = None,
+    as_is: bool = False,
+    timeout: float = 10.0,
+) -> Attempt:
+    """Send a stored delivery again and record the try as a new "replay" attempt.
+
+    `target` overrides the delivery's stored forward target; `body`/`headers` replace the stored
+    ones (an edit). Network failures come back as an Attempt with `error` set, like a forward.
+    Raises LookupError for an unknown id (AmbiguousId for an ambiguous prefix) and ValueError
+    for a bad target, a bad secret or contradictory options.
+    """
+    key = check_options(secret=secret, as_is=as_is, new_id=new_id)
+    delivery = store.get(delivery_id)
+    if delivery is None:
+        raise LookupError(f"no stored delivery with id {delivery_id!r}")
+    where = target or delivery.target
+    if not where:
+        raise ValueError(
+            f"delivery {delivery.id} has no stored forward target; give one (--forward 8000)"
+        )
+    forward_to = parse_target(where)
+    send_body = delivery.body if body is None else body
+    send_headers = list(delivery.headers if headers is None else headers)
+    signed = _header(send_headers, _SIGNATURE_NAMES) is not None
+    body_edited = send_body != delivery.body
+    note = describe_replay(
+        delivery,
+        secret_known=key is not None,
+        as_is=as_is,
+        new_id=new_id,
+        body_edited=body_edited,
+        headers_edited=headers is not None,
+        headers=send_headers,
+    )
+    if key is not None and signed and not as_is:
+        send_headers = resign(send_headers, send_body, key, new_id=new_id)
+
+    forwarder = Forwarder(forward_to, timeout=timeout, max_connections=1)
+    started = time.time()
+    try:
+        outcome = await forwarder.send(
+            delivery.method, delivery.path, delivery.query, send_headers, send_body
+        )
+    finally:
+        await forwarder.close()
+    attempt = Attempt(
+        delivery_id=delivery.id,
+        kind="replay",
+        started_at=started,
+        target_url=outcome.url,
+        # What the handler was given, as the forwarder puts it on the wire (Host, lengths).
+        request_headers=prepare_headers(
+            delivery.method, send_headers, send_body, forward_to.netloc
+        ),
+        request_body=send_body if body_edited else None,
+        status=outcome.status,
+        response_headers=outcome.headers,
+        response_body=outcome.body,
+        duration_ms=outcome.duration_ms,
+        error=outcome.error,
+        note=note,
+    )
+    store.add_attempt(attempt)
+    return attempt
