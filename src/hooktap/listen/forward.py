@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import h11
@@ -153,8 +154,15 @@ class Forwarder:
         remote: str = "",
         scheme: str = "",
         host: str = "",
+        on_dispatch: Callable[[], None] | None = None,
     ) -> Outcome:
-        """Forward one request; never raises for network trouble, it reports it."""
+        """Forward one request; never raises for network trouble, it reports it.
+
+        `on_dispatch` runs once, synchronously, after the connection is ready and the request
+        is serialized, immediately before its bytes go to the kernel. The listener records
+        "handed to the handler" there, so a crash leaves the smallest possible window between
+        that record and the handler actually having the request.
+        """
         url = self.target.url(tail, query)
         outcome = Outcome(url=url)
         wire_headers = prepare_headers(
@@ -164,7 +172,9 @@ class Forwarder:
         async with self._slots:
             try:
                 async with asyncio.timeout(self.timeout):
-                    await self._exchange(method, tail, query, wire_headers, body, outcome)
+                    await self._exchange(
+                        method, tail, query, wire_headers, body, outcome, on_dispatch
+                    )
             except TimeoutError:
                 outcome.timed_out = True
                 outcome.status = None
@@ -178,7 +188,14 @@ class Forwarder:
         return outcome
 
     async def _exchange(
-        self, method: str, tail: str, query: str, headers: Headers, body: bytes, out: Outcome
+        self,
+        method: str,
+        tail: str,
+        query: str,
+        headers: Headers,
+        body: bytes,
+        out: Outcome,
+        on_dispatch: Callable[[], None] | None,
     ) -> None:
         request = h11.Request(
             method=method.encode("latin-1"),
@@ -188,8 +205,10 @@ class Forwarder:
         for attempt in range(2):
             conn, reused = await self._acquire()
             try:
-                await self._roundtrip(conn, request, body, out)
+                await self._roundtrip(conn, request, body, out, on_dispatch)
+                on_dispatch = None
             except (ConnectionError, asyncio.IncompleteReadError, _StaleConnection):
+                on_dispatch = None  # it ran (or the write failed after it): never twice
                 conn.close()
                 # A kept-alive socket the server had already closed: retry once, fresh.
                 if reused and attempt == 0 and out.status is None:
@@ -202,12 +221,19 @@ class Forwarder:
             return
 
     async def _roundtrip(
-        self, conn: _Conn, request: h11.Request, body: bytes, out: Outcome
+        self,
+        conn: _Conn,
+        request: h11.Request,
+        body: bytes,
+        out: Outcome,
+        on_dispatch: Callable[[], None] | None,
     ) -> None:
         data = conn.h11.send(request)
         if body:
             data += conn.h11.send(h11.Data(data=body))
         data += conn.h11.send(h11.EndOfMessage())
+        if on_dispatch is not None:
+            on_dispatch()
         conn.writer.write(data)
         await conn.writer.drain()
         chunks: list[bytes] = []

@@ -1,9 +1,9 @@
 """The listener: keeps a websocket to the relay alive, and hands each delivery to the handler.
 
 Exactly-once towards the handler rests on the store: a delivery is written (state
-"dispatched") before it is forwarded and confirmed to the relay only after its attempt is
-stored. A re-sent delivery that is already in the store is answered from history and never
-forwarded again.
+"dispatched") in the instant before its bytes go to the handler, and confirmed to the relay
+only after its attempt is stored. A re-sent delivery that is already in the store is
+answered from history and never forwarded again.
 """
 
 from __future__ import annotations
@@ -275,8 +275,16 @@ class Listener:
             await self._answer_again(ws, frame.id, state)
             return
         delivery = self._record(frame)
-        self.store.add_delivery(delivery)
-        self._emit(DeliveryReceived(delivery))
+        stored = False
+
+        def dispatched() -> None:
+            # Runs synchronously just before the request's bytes are written: from here on
+            # the handler may have it, so a restart must not forward it again.
+            nonlocal stored
+            self.store.add_delivery(delivery)
+            stored = True
+            self._emit(DeliveryReceived(delivery))
+
         outcome = await self.forwarder.send(
             frame.method,
             frame.path,
@@ -286,7 +294,10 @@ class Listener:
             remote=frame.remote,
             scheme=frame.scheme,
             host=frame.host,
+            on_dispatch=dispatched,
         )
+        if not stored:  # never reached the handler (refused, timed out connecting)
+            dispatched()
         attempt = _attempt(delivery.id, "forward", outcome)
         self.store.finish(delivery.id, attempt)
         delivery.state = "done"
