@@ -22,10 +22,16 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hooktap.cli import listen_cmd, relay_cmd
+    from hooktap.cli import listen_cmd, pivotal_cmd, relay_cmd
 
-    main.add_command(listen_cmd.listen_cmd)
-    main.add_command(relay_cmd.relay_cmd)
+    for command in (
+        listen_cmd.listen_cmd,
+        relay_cmd.relay_cmd,
+        pivotal_cmd.trigger_cmd,
+        pivotal_cmd.check_cmd,
+        pivotal_cmd.events_cmd,
+    ):
+        main.add_command(command)
 
 
 _register()
