@@ -1,0 +1,85 @@
+"""Pivotal's own path: signed like Pivotal, through relay and listener, into the handler shape
+from Pivotal's docs (FastAPI + svix on the raw body)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from hooktap.listen.events import DeliveryForwarded
+from hooktap.pivotal.catalog import encode, event_types, sample
+from hooktap.pivotal.signing import signed_headers
+from support.fastapi_app import SECRET, correct_handler, serve
+from support.servers import running_handler, running_listener, running_relay
+
+
+async def test_docs_handler_accepts_tunnelled_deliveries_and_rejects_tampering(
+    tmp_path: Path,
+) -> None:
+    async with (
+        serve(correct_handler(SECRET)) as handler_url,
+        running_relay(tmp_path / "relay") as relay,
+        running_listener(relay, handler_url, tmp_path / "h.db", secret=SECRET) as listener,
+        aiohttp.ClientSession(skip_auto_headers=["Content-Type"]) as http,
+    ):
+        body = encode(sample("customer.at_risk"))
+        async with http.post(
+            listener.webhook_url, data=body, headers=signed_headers(SECRET, body)
+        ) as resp:
+            assert resp.status == 200 and await resp.text() == "ok"
+        tampered = body.replace(b"customer", b"kustomer", 1)
+        async with http.post(
+            listener.webhook_url, data=tampered, headers=signed_headers(SECRET, body)
+        ) as resp:
+            assert resp.status == 401
+        verdicts = [
+            e.delivery.signature for e in listener.events if isinstance(e, DeliveryForwarded)
+        ]
+        assert verdicts == ["valid", "invalid"]
+
+
+async def test_trigger_every_catalog_type_through_the_tunnel_is_valid(
+    tmp_path: Path, hooktap_home: Path
+) -> None:
+    async with (
+        running_handler() as handler,
+        running_relay(tmp_path / "relay") as relay,
+        running_listener(relay, handler.url, tmp_path / "h.db", secret=SECRET) as listener,
+    ):
+        types = event_types()
+        assert len(types) >= 20
+
+        async def trigger(event_type: str) -> int:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "hooktap",
+                "trigger",
+                event_type,
+                "--url",
+                listener.webhook_url,
+                "--secret",
+                SECRET,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            return proc.returncode
+
+        slots = asyncio.Semaphore(4)
+
+        async def bounded(event_type: str) -> int:
+            async with slots:
+                return await trigger(event_type)
+
+        await asyncio.wait_for(asyncio.gather(*(bounded(t) for t in types)), 50)
+        await handler.wait_for(len(types))
+        forwarded = [e.delivery for e in listener.events if isinstance(e, DeliveryForwarded)]
+        assert sorted(d.event_type for d in forwarded) == sorted(types)
+        assert {d.signature for d in forwarded} == {"valid"}, [
+            (d.event_type, d.signature_reason) for d in forwarded if d.signature != "valid"
+        ]
