@@ -268,6 +268,24 @@ def test_writer_waits_for_another_writer(tmp_path: Path) -> None:
         other.close()
 
 
+def test_reader_opens_and_reads_while_another_process_writes(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    with Store(path) as s:
+        s.add_delivery(delivery("d1"))
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE deliveries SET state = 'done'")
+    try:
+        started = time.perf_counter()
+        with Store(path) as reader:  # `hooktap deliveries` while `listen` is mid-commit
+            assert ids(reader.query()) == ["d1"]
+            assert reader.get_state("d1") == "dispatched"  # the last committed state
+        assert time.perf_counter() - started < 0.5
+    finally:
+        writer.execute("COMMIT")
+        writer.close()
+
+
 def seed(store: Store) -> None:
     rows = [
         ("a", NOW - 7200, "customer.created", "valid", 200, None),
