@@ -136,8 +136,6 @@ def _status_value(value: str) -> str:
 
 def _signature_value(value: str) -> str:
     v = value.strip().lower()
-    if v == "none":
-        v = "unsigned"
     if v not in SIGNATURES:
         raise ValueError(f"bad signature verdict {value!r}: use one of {', '.join(SIGNATURES)}")
     return v
