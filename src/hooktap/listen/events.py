@@ -36,6 +36,7 @@ class DeliveryReceived:
 class DeliveryForwarded:
     delivery: Delivery
     attempt: Attempt
+    duplicate: bool = False  # its svix-id arrived on an earlier delivery
 
 
 @dataclass

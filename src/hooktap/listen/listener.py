@@ -301,7 +301,10 @@ class Listener:
         attempt = _attempt(delivery.id, "forward", outcome)
         self.store.finish(delivery.id, attempt)
         delivery.state = "done"
-        self._emit(DeliveryForwarded(delivery, attempt))
+        duplicate = bool(delivery.svix_id) and self.store.seen_svix_id(
+            delivery.svix_id or "", before_id=delivery.id
+        )
+        self._emit(DeliveryForwarded(delivery, attempt, duplicate))
         await _send_quietly(ws, _result(delivery.id, outcome))
 
     def _record(self, frame: WireDelivery) -> Delivery:

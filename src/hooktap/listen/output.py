@@ -22,13 +22,26 @@ from hooktap.listen.events import (
     Ready,
 )
 from hooktap.pivotal.retries import would_retry
-from hooktap.records import Attempt, Delivery
+from hooktap.pivotal.rules import broken_rules
 
 _SIG_COLOURS = {"valid": "green", "invalid": "red", "expired": "yellow"}
 
 
-def delivery_json(delivery: Delivery, attempt: Attempt) -> dict[str, object]:
+def _rules(event: DeliveryForwarded) -> list[str]:
+    d, a = event.delivery, event.attempt
+    return broken_rules(
+        status=a.status,
+        duration_ms=a.duration_ms,
+        error=a.error,
+        signature=d.signature,
+        signature_reason=d.signature_reason,
+        duplicate=event.duplicate,
+    )
+
+
+def delivery_json(event: DeliveryForwarded) -> dict[str, object]:
     """The contract's delivery line (DESIGN.md §2), plus a few extra fields."""
+    delivery, attempt = event.delivery, event.attempt
     return {
         "event": "delivery",
         "id": delivery.id,
@@ -45,6 +58,9 @@ def delivery_json(delivery: Delivery, attempt: Attempt) -> dict[str, object]:
         "error": attempt.error,
         "target": attempt.target_url,
         "bytes": len(delivery.body),
+        "duplicate_svix_id": event.duplicate,
+        "pivotal_would_retry": would_retry(attempt.status, attempt.duration_ms, attempt.error),
+        "rules_broken": _rules(event),
     }
 
 
@@ -69,7 +85,7 @@ class JsonLines:
                 {"event": "ready", "webhook_url": event.webhook_url, "forward_to": event.forward_to}
             )
         elif isinstance(event, DeliveryForwarded):
-            self._write(delivery_json(event.delivery, event.attempt))
+            self._write(delivery_json(event))
         elif isinstance(event, ConnectionChanged) and self.ready:
             self._write({"event": "connection", "state": event.state, "detail": event.detail})
         self.human(event)
@@ -105,9 +121,10 @@ class LogLines:
         elif isinstance(event, Paused):
             self._say("paused: deliveries wait at the relay" if event.paused else "resumed")
         elif isinstance(event, DeliveryForwarded) and self.deliveries:
-            self._say(self._line(event.delivery, event.attempt))
+            self._say(self._line(event))
 
-    def _line(self, d: Delivery, a: Attempt) -> str:
+    def _line(self, event: DeliveryForwarded) -> str:
+        d, a = event.delivery, event.attempt
         when = time.strftime("%H:%M:%S", time.localtime(d.received_at))
         sig = click.style(f"{d.signature:9}", fg=_SIG_COLOURS.get(d.signature))
         if a.status is not None:
@@ -121,8 +138,6 @@ class LogLines:
         )
         if a.error:
             line += "\n         " + click.style(a.error, fg="red")
-        if d.signature in ("invalid", "expired") and d.signature_reason:
-            line += "\n         signature: " + d.signature_reason
-        if would_retry(a.status, a.duration_ms, a.error):
-            line += "\n         " + click.style("Pivotal would retry this delivery", fg="yellow")
+        for rule in _rules(event):
+            line += "\n         " + click.style(rule, fg="yellow")
         return line

@@ -1,0 +1,33 @@
+from hooktap.pivotal.rules import broken_rules
+
+
+def _rules(**overrides: object) -> list[str]:
+    args: dict[str, object] = {
+        "status": 200,
+        "duration_ms": 12.0,
+        "error": None,
+        "signature": "valid",
+        "signature_reason": "",
+        "duplicate": False,
+    }
+    args.update(overrides)
+    return broken_rules(**args)  # type: ignore[arg-type]
+
+
+def test_a_clean_delivery_breaks_nothing() -> None:
+    assert _rules() == []
+
+
+def test_non_2xx_and_slow_answers_say_when_pivotal_would_retry() -> None:
+    assert _rules(status=500) == ["Pivotal would retry: next attempt in ~5 s (500 is not 2xx)"]
+    (slow,) = _rules(duration_ms=12_500.0)
+    assert slow.startswith("Pivotal would retry: next attempt in ~5 s") and "12.5 s" in slow
+    (retry, dup) = _rules(status=503, duplicate=True)
+    assert "next attempt in ~5 min" in retry and dup.startswith("duplicate svix-id")
+
+
+def test_bad_signatures_carry_their_reason() -> None:
+    assert _rules(signature="expired", signature_reason="timestamp 7 min old") == [
+        "signature expired: timestamp 7 min old"
+    ]
+    assert _rules(signature="unsigned") == []
