@@ -83,3 +83,61 @@ async def test_trigger_every_catalog_type_through_the_tunnel_is_valid(
         assert {d.signature for d in forwarded} == {"valid"}, [
             (d.event_type, d.signature_reason) for d in forwarded if d.signature != "valid"
         ]
+
+
+async def _hooktap(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hooktap",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_replay_an_hour_later_passes_the_docs_handler_and_as_is_does_not(
+    tmp_path: Path, hooktap_home: Path
+) -> None:
+    import time
+
+    from hooktap.pivotal.signing import sign
+
+    async with (
+        serve(correct_handler(SECRET)) as handler_url,
+        running_relay(tmp_path / "relay") as relay,
+        running_listener(relay, handler_url, hooktap_home / "history.db", secret=SECRET) as lst,
+        aiohttp.ClientSession(skip_auto_headers=["Content-Type"]) as http,
+    ):
+        body = encode(sample("customer.churned"))
+        an_hour_ago = int(time.time()) - 3600
+        headers = [
+            ("content-type", "application/json"),
+            ("svix-id", "msg_hour_old"),
+            ("svix-timestamp", str(an_hour_ago)),
+            ("svix-signature", sign(SECRET, "msg_hour_old", an_hour_ago, body)),
+        ]
+        async with http.post(lst.webhook_url, data=body, headers=headers) as resp:
+            assert resp.status == 401  # what the handler says to a stale signature
+        (row,) = lst.store.query(None, limit=5)
+        assert row.signature == "expired"
+
+        code, _, err = await _hooktap("replay", row.id, "--secret", SECRET)
+        assert code == 0, err
+        edited = tmp_path / "edited.json"
+        edited.write_bytes(body.replace(b'"customer.churned"', b'"customer.churned" ', 1))
+        code, _, err = await _hooktap(
+            "replay", row.id, "--secret", SECRET, "--body-file", str(edited)
+        )
+        assert code == 0, err
+        code, out, err = await _hooktap("replay", row.id, "--as-is", "--json")
+        assert code == 1 and "expired" in out  # it says the handler will see a stale signature
+        replays = [a for a in lst.store.attempts(row.id) if a.kind == "replay"]
+        assert [a.status for a in replays] == [200, 200, 401]
+        assert replays[1].request_body == edited.read_bytes()
+        # svix-id is kept, so the handler's idempotency sees the same message each time.
+        for attempt in replays:
+            assert ("svix-id", "msg_hour_old") in attempt.request_headers
+        assert lst.store.first_attempt(row.id).status == 401  # the original is untouched
