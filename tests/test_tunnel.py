@@ -297,3 +297,30 @@ async def test_unknown_channel_and_oversized_body_are_refused_with_reasons(tmp_p
             assert resp.status == 400 and "JSON" in (await resp.json())["error"]
         async with http.get(f"{relay}/healthz") as resp:
             assert (await resp.json())["service"] == "hooktap-relay"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "//evil.example/steal",
+        "/@evil.example/x",
+        "/..%2F..%2Fetc%2Fpasswd",
+        "/http://evil.example/",
+    ],
+)
+async def test_no_request_can_redirect_the_listener_to_another_host(tunnel, tail: str) -> None:
+    handler, _, listener = tunnel
+    channel_path = "/c/" + listener.webhook_url.rsplit("/c/", 1)[1]
+    lines = [
+        f"POST {channel_path}{tail} HTTP/1.1",
+        "Host: evil.example",
+        "X-Forwarded-Host: evil.example",
+        "Content-Length: 2",
+        "Connection: close",
+    ]
+    status, _, _ = await raw_request(listener.webhook_url, lines, b"{}")
+    assert status == 200
+    seen = (await handler.wait_for(1))[0]
+    # It reached our handler, under the target's path, with the target as Host.
+    assert seen.path_qs.startswith("/webhooks/pivotal/")
+    assert dict(seen.raw_headers)["Host"] == handler.url.split("://")[1]
