@@ -1,11 +1,59 @@
-"""What every command shares: the user-error type and option helpers."""
+"""What every command shares: the user-error type, the secret option, input validation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
+
+from hooktap.listen.target import Target, parse_target
+from hooktap.pivotal.signing import InvalidSecret, parse_secret
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+NO_SECRET = (
+    "a signing secret is needed: pass --secret whsec_... or set PIVOTAL_WEBHOOK_SECRET "
+    "(the endpoint's signing secret in Pivotal)"
+)
 
 
 class BadInput(click.ClickException):
     """A user error: one clear line on stderr and exit code 2, never a traceback."""
 
     exit_code = 2
+
+
+def secret_option(help: str) -> Callable[[F], F]:
+    """--secret, read from PIVOTAL_WEBHOOK_SECRET as Pivotal's own docs tell users to set."""
+    return click.option(
+        "--secret",
+        envvar="PIVOTAL_WEBHOOK_SECRET",
+        show_envvar=True,
+        metavar="WHSEC",
+        help=help,
+    )
+
+
+def valid_secret(secret: str | None) -> str | None:
+    """The normalized secret, or None; a malformed one is refused before anything starts."""
+    if secret is None:
+        return None
+    try:
+        return parse_secret(secret)
+    except InvalidSecret as exc:
+        raise BadInput(str(exc)) from None
+
+
+def required_secret(secret: str | None) -> str:
+    checked = valid_secret(secret)
+    if not checked:
+        raise BadInput(NO_SECRET)
+    return checked
+
+
+def valid_target(text: str) -> Target:
+    try:
+        return parse_target(text)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None

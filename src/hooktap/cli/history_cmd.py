@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from hooktap.cli.common import BadInput
+from hooktap.cli.common import BadInput, secret_option
 from hooktap.filters import Filter, build_filter
 from hooktap.home import history_db
 from hooktap.listen.forward import parse_target
@@ -386,13 +386,7 @@ def _print_delivery(d: Delivery, attempts: list[Attempt], duplicate: bool) -> No
     metavar="TARGET",
     help="Send here instead of the delivery's own target: 8000, localhost:8000/hooks, or a URL.",
 )
-@click.option(
-    "--secret",
-    envvar="PIVOTAL_WEBHOOK_SECRET",
-    show_envvar=True,
-    metavar="WHSEC",
-    help="Endpoint signing secret: replays are re-signed with a fresh timestamp.",
-)
+@secret_option("Endpoint signing secret: replays are re-signed with a fresh timestamp.")
 @click.option(
     "--new-id",
     is_flag=True,

@@ -8,24 +8,12 @@ import signal
 
 import click
 
-from hooktap.cli.common import BadInput
+from hooktap.cli.common import BadInput, secret_option, valid_secret, valid_target
 from hooktap.home import history_db
 from hooktap.listen import output, state
 from hooktap.listen.channel import RelayRefused
 from hooktap.listen.listener import Listener, ListenerConfig
-from hooktap.listen.target import parse_target
-from hooktap.pivotal.signing import InvalidSecret, parse_secret
 from hooktap.store import Store
-
-
-def secret_option(f):  # type: ignore[no-untyped-def]
-    return click.option(
-        "--secret",
-        envvar="PIVOTAL_WEBHOOK_SECRET",
-        show_envvar=True,
-        metavar="WHSEC",
-        help="Your endpoint's signing secret (whsec_...). Verified locally; never sent anywhere.",
-    )(f)
 
 
 @click.command("listen")
@@ -37,7 +25,7 @@ def secret_option(f):  # type: ignore[no-untyped-def]
     metavar="TARGET",
     help="Where to send deliveries: 8000, localhost:8000/webhooks/pivotal, or a full URL.",
 )
-@secret_option
+@secret_option("Your endpoint's signing secret (whsec_...). Verified locally; never sent anywhere.")
 @click.option(
     "--relay",
     envvar="HOOKTAP_RELAY",
@@ -98,15 +86,8 @@ def listen_cmd(
     Example:
       hooktap listen --forward localhost:8000/webhooks/pivotal --secret whsec_...
     """
-    try:
-        target = parse_target(forward)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
-    if secret is not None:
-        try:
-            secret = parse_secret(secret)
-        except InvalidSecret as exc:
-            raise BadInput(str(exc)) from None
+    target = valid_target(forward)
+    secret = valid_secret(secret)
     if relay is not None and not relay.startswith(("http://", "https://")):
         raise BadInput(f"--relay must be an http(s) URL, got {relay!r}")
     config = ListenerConfig(

@@ -12,38 +12,14 @@ from typing import Any
 import aiohttp
 import click
 
-from hooktap.cli.common import BadInput
-from hooktap.listen.target import parse_target
+from hooktap.cli.common import BadInput, required_secret, secret_option, valid_target
 from hooktap.pivotal import catalog
 from hooktap.pivotal.checks import CheckResult, run_checks
-from hooktap.pivotal.signing import InvalidSecret, parse_secret, signed_headers
+from hooktap.pivotal.signing import signed_headers
 
 SECRET_HELP = "Your endpoint's signing secret (whsec_...), used to sign what is sent."
-NO_SECRET = (
-    "a signing secret is needed: pass --secret whsec_... or set PIVOTAL_WEBHOOK_SECRET "
-    "(the endpoint's signing secret in Pivotal)"
-)
 IN_FLIGHT = 32  # trigger --count: deliveries awaiting an answer at once
 SEND_TIMEOUT = 30.0  # seconds; the relay itself gives the handler 10
-
-
-def _secret_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--secret",
-        envvar="PIVOTAL_WEBHOOK_SECRET",
-        show_envvar=True,
-        metavar="WHSEC",
-        help=SECRET_HELP,
-    )(f)
-
-
-def _require_secret(secret: str | None) -> str:
-    if not secret:
-        raise BadInput(NO_SECRET)
-    try:
-        return parse_secret(secret)
-    except InvalidSecret as exc:
-        raise BadInput(str(exc)) from None
 
 
 def _say(as_json: bool) -> Callable[[str], None]:
@@ -204,7 +180,7 @@ async def _send_all(
 @click.option(
     "--url", metavar="URL", help="Where to send it. Default: the running listener's webhook URL."
 )
-@_secret_option
+@secret_option(SECRET_HELP)
 @click.option(
     "--set",
     "sets",
@@ -250,7 +226,7 @@ def trigger_cmd(
     """
     if event_type not in catalog.event_types():
         raise BadInput(str(catalog.UnknownEventType(event_type, catalog.event_types())))
-    key = _require_secret(secret)
+    key = required_secret(secret)
     try:
         overrides = [catalog.parse_override(s) for s in sets]
     except catalog.BadOverride as exc:
@@ -286,10 +262,7 @@ def trigger_cmd(
 
 
 def _check_url(forward: str) -> str:
-    try:
-        return parse_target(forward).url()
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    return valid_target(forward).url()
 
 
 @click.command("check")
@@ -301,7 +274,7 @@ def _check_url(forward: str) -> str:
     metavar="TARGET",
     help="Your handler: 8000, localhost:8000/webhooks/pivotal, or a full URL.",
 )
-@_secret_option
+@secret_option(SECRET_HELP)
 @click.option(
     "--timeout",
     default=10.0,
@@ -322,7 +295,7 @@ def check_cmd(forward: str, secret: str | None, timeout: float, as_json: bool) -
     Example:
       PIVOTAL_WEBHOOK_SECRET=whsec_... hooktap check --forward localhost:8000/webhooks/pivotal
     """
-    key = _require_secret(secret)
+    key = required_secret(secret)
     url = _check_url(forward)
     results = asyncio.run(run_checks(url, key, timeout=timeout))
     passed = sum(r.passed for r in results)
