@@ -52,6 +52,7 @@ from hooktap.protocol import (
     encode,
 )
 from hooktap.records import Attempt, Delivery
+from hooktap.relay.app import MAX_RESULT_BODY
 from hooktap.store import Store
 
 log = logging.getLogger("hooktap.listen")
@@ -86,6 +87,7 @@ class Listener:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._announced = False
+        self._waiting_for_slot = False
 
     @property
     def relay_url(self) -> str:
@@ -223,7 +225,14 @@ class Listener:
                 raise ProtocolError("the relay sent a text message")
             frame = session.receive(data)
             if isinstance(frame, WireDelivery):
+                if self._slots.locked():
+                    # Back-pressure: frames wait in the socket while the handler is busy,
+                    # which is not the relay going silent.
+                    self._waiting_for_slot = True
+                    liveness.seen(time.monotonic())
                 await self._slots.acquire()
+                self._waiting_for_slot = False
+                liveness.seen(time.monotonic())
                 task = asyncio.create_task(self._handle(ws, frame))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
@@ -247,7 +256,9 @@ class Listener:
         the reconnect loop runs instead of a listener that looks connected but is not."""
         while True:
             await asyncio.sleep(liveness.interval)
-            if liveness.dead(time.monotonic()):
+            if self._waiting_for_slot:
+                liveness.seen(time.monotonic())
+            elif liveness.dead(time.monotonic()):
                 log.info("relay silent for %.0f s; reconnecting", liveness.window)
                 ws.transport.abort()
                 return
@@ -378,9 +389,12 @@ def _attempt(delivery_id: str, kind: str, outcome: Outcome) -> Attempt:
 
 def _result(delivery_id: str, outcome: Outcome) -> Result:
     if outcome.status is not None:
-        return Result(
-            delivery_id, outcome.status, outcome.headers, outcome.body, outcome.duration_ms
-        )
+        body, headers = outcome.body, outcome.headers
+        if len(body) > MAX_RESULT_BODY:
+            # The full response is in history; the sender gets a bounded copy.
+            body = body[:MAX_RESULT_BODY]
+            headers = [*headers, ("X-Hooktap-Truncated", str(len(outcome.body)))]
+        return Result(delivery_id, outcome.status, headers, body, outcome.duration_ms)
     status = 504 if outcome.timed_out else 502
     message = f"hooktap: {outcome.error}\n".encode()
     return Result(

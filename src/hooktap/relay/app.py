@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import re
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from hooktap.relay.metrics import RelayMetrics
 log = logging.getLogger("hooktap.relay")
 
 SERVICE = "hooktap-relay"
+MAX_RESULT_BODY = 32 * 1024 * 1024  # the listener truncates larger handler responses
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 _RESPONSE_DROP = frozenset(
     {
@@ -195,7 +197,14 @@ async def ingress(request: web.Request) -> web.StreamResponse:
         scheme=request.scheme,
         host=request.host,
     )
-    db.enqueue(channel, delivery)
+    try:
+        db.enqueue(channel, delivery)
+    except sqlite3.Error as exc:
+        log.error("cannot store a delivery for %s: %s", channel, exc)
+        stats.rejected.labels("store-failed").inc()
+        resp = _problem(503, f"the relay could not store the delivery ({exc}); retry later")
+        resp.headers["Retry-After"] = "30"
+        return resp
     stats.received.inc()
     link = hub.live(channel)
     if link is None:
@@ -260,7 +269,8 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
 
     ws = web.WebSocketResponse(
         compress=False,  # bodies are already compact; deflating megabytes costs more than it saves
-        max_msg_size=config.max_body + (1 << 20),
+        # Results carry the handler's response body, which may be larger than any request.
+        max_msg_size=max(config.max_body, MAX_RESULT_BODY) + (1 << 20),
         autoping=True,
     )
     await ws.prepare(request)

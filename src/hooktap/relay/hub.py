@@ -46,6 +46,7 @@ class Link:
         return fut
 
     def resolve(self, result: Result) -> None:
+        self.sent.discard(result.id)  # confirmed: nothing left to de-duplicate against
         fut = self.waiting.pop(result.id, None)
         if fut is not None and not fut.done():
             fut.set_result(result)
