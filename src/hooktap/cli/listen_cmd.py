@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 
 import click
 
@@ -98,14 +99,21 @@ def listen_cmd(
         timeout=timeout,
         concurrency=concurrency,
     )
-    use_tui = bool(tui) and not as_json
+    # The inspector by default when a person is watching (stdout is a terminal); --json and
+    # --no-tui keep the plain modes, and --tui cannot override --json's stdout contract.
+    use_tui = (sys.stdout.isatty() if tui is None else tui) and not as_json
     with Store(history_db()) as store:
         store.prune(retention_days)
         listener = Listener(config, store)
         if use_tui:
-            from hooktap.tui.app import run_listen_tui
+            from hooktap.tui.run import run_listen_tui
 
-            run_listen_tui(listener, store)
+            try:
+                run_listen_tui(listener, store)
+            except RelayRefused as exc:
+                raise BadInput(str(exc)) from None
+            except OSError as exc:  # ConnectionError included: the relay is unreachable
+                raise click.ClickException(str(exc)) from None
             return
         listener.subscribe(output.JsonLines() if as_json else output.LogLines())
         try:

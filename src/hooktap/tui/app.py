@@ -1,0 +1,478 @@
+"""The inspector app: composes the widgets, binds the keys, and runs all work in workers.
+
+It owns no rendering (widgets), no wording (present), no SQL (loader) and no sending
+(hooktap.replay): it routes messages from widgets to workers and results back to widgets.
+Listener events arrive through a Feed and are applied in one batch every FLUSH seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from hooktap.filters import Filter
+from hooktap.listen import state as listener_state
+from hooktap.listen.channel import RelayRefused
+from hooktap.listen.listener import Listener
+from hooktap.store import Store
+from hooktap.tui.feed import Counts, Feed
+from hooktap.tui.loader import Loader
+from hooktap.tui.screens.editor import EditorScreen, EditResult
+from hooktap.tui.screens.filter import FilterScreen
+from hooktap.tui.screens.help import HelpScreen
+from hooktap.tui.sending import Sender
+from hooktap.tui.widgets.delivery_list import DeliveryList, ListPanel, NewBanner
+from hooktap.tui.widgets.detail import DetailData, DetailPane
+from hooktap.tui.widgets.header import StatusHeader, UrlLabel
+from hooktap.tui.window import PAGE
+
+FLUSH = 0.1  # seconds between applying listener events to the screen
+DETAIL_DELAY = 0.03  # coalesce detail loads while a key is held down
+DETAIL_DELAY_FOLLOWING = 0.25  # at most 4 detail loads a second while rows stream in
+
+_MAIN_ONLY = {
+    "replay",
+    "edit",
+    "filter",
+    "clear_filter",
+    "copy_curl",
+    "copy_body",
+    "copy_url",
+    "pause",
+    "follow",
+    "tab",
+    "help",
+    "focus_detail",
+}
+
+
+class HooktapApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "hooktap"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("r", "replay", "Re-send"),
+        Binding("e", "edit", "Edit+send"),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter / back to list", show=False),
+        Binding("c", "copy_curl", "Copy curl"),
+        Binding("y", "copy_body", "Copy body"),
+        Binding("u", "copy_url", "Copy URL"),
+        Binding("p", "pause", "Pause"),
+        Binding("f", "follow", "Follow"),
+        Binding("1", "tab('request')", "Request tab", show=False),
+        Binding("2", "tab('response')", "Response tab", show=False),
+        Binding("3", "tab('attempts')", "Attempts tab", show=False),
+        Binding("4", "tab('signature')", "Signature tab", show=False),
+        Binding("tab", "focus_detail", "Switch list/detail", show=False),
+        Binding("t", "change_theme", "Theme", show=False),
+        Binding("question_mark", "help", "Keys"),
+    ]
+
+    def __init__(
+        self,
+        store: Store,
+        listener: Listener | None = None,
+        *,
+        secret: str | None = None,
+        replay_target: str | None = None,
+        utc: bool = False,
+        initial_filter: Filter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.listener = listener
+        self.secret = (
+            secret if secret is not None else (listener.config.secret if listener else None)
+        )
+        target = replay_target or (str(listener.config.target) if listener else None)
+        self.utc = utc
+        self.filter = initial_filter or Filter()
+        self.feed = Feed()
+        self.loader = Loader(store.path, secret_known=bool(self.secret), clock=clock)
+        self.sender = Sender(self, store, secret=self.secret, target=target)
+        self.listener_error: BaseException | None = None
+        self.webhook_url: str | None = None
+        self.total: int | None = None
+        self.new_count = 0
+        self._anchor: tuple[float, int] | None = None
+        self._detail_wanted: str | None = None
+        self._detail_timer_set = False
+        self._detail_data: DetailData | None = None
+        self._history_count: int | None = None
+        if listener is not None:
+            listener.subscribe(self.feed)
+
+    # --- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader(id="header")
+        yield ListPanel(utc=self.utc, id="list-panel")
+        yield DetailPane(id="detail")
+        yield Footer()
+
+    @property
+    def deliveries(self) -> DeliveryList:
+        return self.query_one(DeliveryList)
+
+    @property
+    def detail(self) -> DetailPane:
+        return self.query_one(DetailPane)
+
+    @property
+    def header(self) -> StatusHeader:
+        return self.query_one(StatusHeader)
+
+    def on_mount(self) -> None:
+        header = self.header
+        if self.listener is not None:
+            header.show_state("connecting", f"relay {self.listener.relay_url}")
+            header.show_urls(None, str(self.listener.config.target))
+            header.show_counts(self.feed.counts, "this session")
+            self.run_worker(self._run_listener(), group="listener", exit_on_error=False)
+        else:
+            elsewhere = listener_state.current()
+            self.webhook_url = listener_state.current_webhook_url()
+            header.show_state(
+                "inspect", "a listener runs in another terminal" if elsewhere else "no listener"
+            )
+            header.show_urls(self.webhook_url, self.sender.target)
+            header.show_counts(Counts(), "stored")
+        header.show_paused(False)
+        self._reload_head()
+        self._refresh_counts()
+        self.set_interval(FLUSH, self._flush)
+        self.set_interval(1.0, self._refresh_counts)
+        self.deliveries.focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _MAIN_ONLY and len(self.screen_stack) > 1:
+            return False
+        if action == "quit" and isinstance(self.screen, EditorScreen):
+            return False  # ctrl+c copies in the editor; esc leaves it first
+        if action == "pause" and self.listener is None:
+            return None
+        return True
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every key's action in the palette too, for those who would rather search."""
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            if binding.action in ("quit", "change_theme"):
+                continue
+            yield SystemCommand(
+                binding.description,
+                f"key: {binding.key.replace('question_mark', '?').replace('slash', '/')}",
+                lambda action=binding.action: self.run_action(action),
+            )
+
+    # --- the listener ----------------------------------------------------------------------
+
+    async def _run_listener(self) -> None:
+        listener = self.listener
+        assert listener is not None
+        try:
+            creds = await listener.prepare()
+        except (RelayRefused, ConnectionError, OSError) as exc:
+            self.listener_error = exc  # run_listen_tui reports it once the screen is gone
+            self.exit(return_code=2)
+            return
+        self.webhook_url = creds.webhook_url
+        self.header.show_urls(creds.webhook_url, str(listener.config.target))
+        listener_state.write(creds.webhook_url, str(listener.config.target), listener.relay_url)
+        try:
+            await listener.run()
+        except (RelayRefused, ConnectionError, OSError) as exc:
+            self.listener_error = exc
+            self.header.show_state("stopped", str(exc))
+            self.notify(str(exc), title="Listener stopped", severity="error", timeout=15)
+        finally:
+            listener_state.clear()
+
+    async def action_quit(self) -> None:
+        """Stop the listener first, so in-flight deliveries finish and the relay port frees."""
+        if self.listener is not None:
+            await self.listener.stop()
+            for worker in self.workers:
+                if worker.group == "listener":
+                    # Timed out or failed: exiting cancels it anyway.
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(worker.wait(), 5)
+        self.loader.close()
+        self.exit()
+
+    def _flush(self) -> None:
+        batch = self.feed.drain()
+        if batch.empty:
+            return
+        header = self.header
+        if batch.ready is not None:
+            self.webhook_url = batch.ready.webhook_url
+            header.show_urls(batch.ready.webhook_url, batch.ready.forward_to)
+            if batch.ready.queued:
+                self.notify(f"{batch.ready.queued} deliveries were waiting at the relay")
+        if batch.connection is not None:
+            c = batch.connection
+            header.show_state(c.state, c.detail, c.retry_in)
+        if batch.paused is not None:
+            header.show_paused(batch.paused)
+            self.refresh_bindings()
+        header.show_counts(self.feed.counts, "this session")
+        if batch.received or batch.forwarded:
+            lst = self.deliveries
+            if lst.following:
+                self._reload_head()
+            else:
+                lst.patch(batch.forwarded)
+                if batch.received and self._anchor is not None:
+                    self._count_new(self._anchor)
+            if any(a.delivery_id == lst.selected_id for a in batch.forwarded):
+                self._want_detail(lst.selected_id, force=True)
+            if batch.received and self.total is not None and self.filter.empty:
+                self.total += batch.received
+                self._show_status()
+
+    # --- list paging (workers) -------------------------------------------------------------
+
+    @work(exclusive=True, group="head")
+    async def _reload_head(self) -> None:
+        rows = await self.loader.head(self.filter, PAGE)
+        lst = self.deliveries
+        if lst.following:
+            lst.show_rows(rows, PAGE)
+            self._load_replays()
+            self._show_status()
+
+    @work(exclusive=True, group="page")
+    async def _load_page(self, direction: str, cursor: tuple[float, int]) -> None:
+        lst = self.deliveries
+        if direction == "older":
+            lst.show_older(cursor, await self.loader.older(self.filter, cursor), PAGE)
+        else:
+            lst.show_newer(cursor, await self.loader.newer(self.filter, cursor), PAGE)
+        self._load_replays()
+
+    @work(exclusive=True, group="head")
+    async def _load_tail(self) -> None:
+        rows = await self.loader.tail(self.filter)
+        self.deliveries.show_rows(rows, PAGE, at_head=False, cursor_last=True)
+        self._load_replays()
+
+    @work(group="replays")
+    async def _load_replays(self) -> None:
+        lst = self.deliveries
+        for delivery_id in lst.replays_missing()[:50]:
+            lst.show_replays(delivery_id, await self.loader.attempts(delivery_id))
+
+    @work(exclusive=True, group="new")
+    async def _count_new(self, anchor: tuple[float, int]) -> None:
+        self.new_count = await self.loader.new_since(self.filter, anchor)
+        self._show_status()
+
+    @work(exclusive=True, group="counts")
+    async def _refresh_counts(self) -> None:
+        """The total that matches; in inspect mode, also notice rows another process wrote."""
+        total = await self.loader.count(self.filter)
+        changed = total != self.total
+        self.total = total
+        self._show_status()
+        if self.listener is None:
+            history = await self.loader.count(Filter()) if not self.filter.empty else total
+            if history != self._history_count:
+                self._history_count = history
+                stats = await self.loader.stats()
+                self.header.show_counts(Counts.from_stats(stats), "stored")
+                if changed and self.deliveries.following:
+                    self._reload_head()
+
+    def _show_status(self) -> None:
+        lst = self.deliveries
+        self.query_one(ListPanel).show_status(
+            new=self.new_count,
+            total=self.total,
+            filter_text=self.filter.source,
+            following=lst.following,
+        )
+
+    def on_delivery_list_want_rows(self, message: DeliveryList.WantRows) -> None:
+        self._load_page(message.direction, message.cursor)
+
+    def on_delivery_list_want_end(self, message: DeliveryList.WantEnd) -> None:
+        if message.end == "head":
+            self._reload_head()
+        else:
+            self._load_tail()
+
+    def on_delivery_list_follow_changed(self, message: DeliveryList.FollowChanged) -> None:
+        if message.following:
+            self.new_count, self._anchor = 0, None
+        else:
+            rows = self.deliveries.rows
+            self._anchor = rows[0].cursor if rows and self.deliveries.window.at_head else None
+        self._show_status()
+
+    def on_new_banner_clicked(self, message: NewBanner.Clicked) -> None:
+        self.deliveries.follow()
+
+    def on_url_label_clicked(self, message: UrlLabel.Clicked) -> None:
+        self.action_copy_url()
+
+    # --- the detail pane -------------------------------------------------------------------
+
+    def on_delivery_list_highlighted(self, message: DeliveryList.Highlighted) -> None:
+        self._want_detail(message.delivery_id)
+
+    def on_delivery_list_chosen(self, message: DeliveryList.Chosen) -> None:
+        if message.tab:
+            self.detail.show_tab(message.tab)
+        self.detail.query_one("#tabs").focus()
+
+    def _want_detail(self, delivery_id: str | None, force: bool = False) -> None:
+        """Throttled: load the latest wanted row at most every DETAIL_DELAY seconds."""
+        if delivery_id is None:
+            self._detail_data = None
+            self.detail.clear("No deliveries yet." if not self.deliveries.rows else "")
+            return
+        if self._detail_data is not None and self._detail_data.delivery.id != delivery_id:
+            self._detail_data = None
+        self._detail_wanted = delivery_id
+        if not self._detail_timer_set:
+            self._detail_timer_set = True
+            following = self.deliveries.following and not force
+            delay = DETAIL_DELAY_FOLLOWING if following else DETAIL_DELAY
+            self.set_timer(delay, self._load_detail)
+
+    @work(exclusive=True, group="detail")
+    async def _load_detail(self) -> None:
+        self._detail_timer_set = False
+        wanted = self._detail_wanted
+        if wanted is None:
+            return
+        data = await self.loader.detail(wanted)
+        if data is not None and self.deliveries.selected_id == wanted:
+            self._detail_data = data
+            self.detail.show(data, utc=self.utc)
+
+    async def selected_detail(self) -> DetailData | None:
+        """The selected delivery in full, from the pane when it is loaded, else the store."""
+        delivery_id = self.deliveries.selected_id
+        if delivery_id is None:
+            self.notify("No delivery selected.", severity="warning")
+            return None
+        if self._detail_data is not None and self._detail_data.delivery.id == delivery_id:
+            return self._detail_data
+        return await self.loader.detail(delivery_id)
+
+    def after_replay(self, delivery_id: str) -> None:
+        """A re-send finished: show it under its row and in the Attempts tab."""
+        self.deliveries.bump_attempts(delivery_id)
+        self._load_replays()
+        if self.deliveries.selected_id == delivery_id:
+            self.detail.show_tab("attempts")
+            self._want_detail(delivery_id, force=True)
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def action_replay(self) -> None:
+        self.sender.resend(self.deliveries.selected_id)
+
+    async def action_edit(self) -> None:
+        data = await self.selected_detail()
+        if data is None:
+            return
+        delivery = data.delivery
+        try:
+            delivery.body.decode("utf-8")
+        except UnicodeDecodeError:
+            self.notify("This body is binary; it cannot be edited as text.", severity="warning")
+            return
+
+        def send(result: EditResult | None) -> None:
+            if result is not None:
+                self.sender.resend(delivery.id, result)
+
+        self.push_screen(EditorScreen(delivery, self.sender.edit_note()), send)
+
+    def action_filter(self) -> None:
+        def apply(chosen: Filter | None) -> None:
+            if chosen is not None:
+                self._apply_filter(chosen)
+
+        self.push_screen(FilterScreen(self.filter.source), apply)
+
+    def _apply_filter(self, chosen: Filter) -> None:
+        self.filter = chosen
+        self.total = None
+        self.deliveries.follow()
+        self._refresh_counts()
+
+    def action_clear_filter(self) -> None:
+        if self.focused is not None and self.detail in self.focused.ancestors_with_self:
+            self.deliveries.focus()
+        elif not self.filter.empty:
+            self._apply_filter(Filter())
+
+    def action_focus_detail(self) -> None:
+        if self.focused is not None and self.detail in self.focused.ancestors_with_self:
+            self.deliveries.focus()
+        else:
+            self.detail.query_one("#tabs").focus()
+
+    async def action_copy_curl(self) -> None:
+        data = await self.selected_detail()
+        if data is not None:
+            self.sender.copy_curl(data.delivery)
+
+    async def action_copy_body(self) -> None:
+        data = await self.selected_detail()
+        if data is not None:
+            self.sender.copy_body(data.delivery)
+
+    def action_copy_url(self) -> None:
+        if not self.webhook_url:
+            self.notify("No webhook URL: no listener is connected.", severity="warning")
+            return
+        self.copy_to_clipboard(self.webhook_url)
+        self.notify(self.webhook_url, title="Copied the webhook URL")
+
+    async def action_pause(self) -> None:
+        if self.listener is None:
+            self.notify("No listener here to pause (this is hooktap inspect).", severity="warning")
+            return
+        paused = not self.listener.paused
+        await self.listener.set_paused(paused)
+        self.notify(
+            "Deliveries now wait at the relay; p resumes." if paused else "Forwarding again.",
+            title="Paused" if paused else "Resumed",
+        )
+
+    def action_follow(self) -> None:
+        self.deliveries.follow()
+        self.deliveries.focus()
+
+    def action_tab(self, tab: str) -> None:
+        self.detail.show_tab(tab)
+
+    def action_help(self) -> None:
+        self.push_screen(
+            HelpScreen(
+                [
+                    ("Inspector", self.BINDINGS),  # type: ignore[list-item]
+                    ("Delivery list", DeliveryList.BINDINGS),  # type: ignore[list-item]
+                    ("Editor (e)", EditorScreen.BINDINGS),  # type: ignore[list-item]
+                    ("Anywhere", [Binding("ctrl+p", "palette", "Command palette: every action")]),
+                ]
+            )
+        )

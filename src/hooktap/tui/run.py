@@ -1,0 +1,54 @@
+"""Entry points for the CLI: the inspector with a live listener, or over stored history alone.
+
+The listener runs as a worker inside Textual's own asyncio loop (not a thread, not a second
+loop), so its events reach the app without locks and quitting can stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from hooktap.filters import Filter
+from hooktap.listen.listener import Listener
+from hooktap.store import Store
+from hooktap.tui.app import HooktapApp
+
+
+class _TerminateOnSignal(HooktapApp):
+    """In a real terminal, SIGTERM (and SIGHUP: the window closed) quit like `q` does."""
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, lambda: self.call_later(self.action_quit))
+
+
+def run_listen_tui(listener: Listener, store: Store) -> None:
+    """Run `hooktap listen`'s inspector until the user quits; re-raise why the listener failed
+    to start (a busy port, a refused token) once the screen is back to normal."""
+    app = _TerminateOnSignal(store, listener)
+    app.run()
+    if app.listener_error is not None and app.return_code == 2:
+        raise app.listener_error
+
+
+def run_inspect_tui(
+    store: Store,
+    *,
+    secret: str | None = None,
+    replay_target: str | None = None,
+    utc: bool = False,
+    initial_filter: Filter | None = None,
+) -> None:
+    """`hooktap inspect`: the stored history, with no listener of its own."""
+    _TerminateOnSignal(
+        store,
+        secret=secret,
+        replay_target=replay_target,
+        utc=utc,
+        initial_filter=initial_filter,
+    ).run()

@@ -1,0 +1,1 @@
+"""Screens pushed over the inspector: the editor, the filter box and the key help."""

@@ -1,0 +1,102 @@
+"""Re-sending and copying a delivery from the inspector.
+
+Re-sends go through hooktap.replay.replay, the function behind `hooktap replay`, so a re-send
+from the TUI is signed, sent and recorded exactly as one from the command line. Copies go
+through App.copy_to_clipboard (OSC 52), which reaches the user's clipboard over SSH too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hooktap.listen.target import parse_target
+from hooktap.pivotal.signing import resign
+from hooktap.records import Delivery
+from hooktap.replay import replay
+from hooktap.store import Store
+from hooktap.tui import present
+from hooktap.tui.screens.editor import EditResult
+
+if TYPE_CHECKING:
+    from hooktap.tui.app import HooktapApp
+
+_CLIPBOARD_WARN = 100_000  # many terminals drop OSC 52 payloads past ~100 KB
+
+
+class Sender:
+    def __init__(
+        self, app: HooktapApp, store: Store, *, secret: str | None, target: str | None
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.secret = secret
+        self.target = target  # None: each delivery's own stored target
+
+    def edit_note(self) -> str:
+        where = self.target or "the delivery's forward target"
+        if self.secret:
+            return f"ctrl+s sends it to {where}, re-signed with a fresh timestamp."
+        return (
+            f"ctrl+s sends it to {where}. No secret (--secret / PIVOTAL_WEBHOOK_SECRET): it goes "
+            "with the stored signature, which an edited body will not match."
+        )
+
+    def resend(self, delivery_id: str | None, edit: EditResult | None = None) -> None:
+        if delivery_id is None:
+            self.app.notify("No delivery selected.", severity="warning")
+            return
+        self.app.run_worker(self._resend(delivery_id, edit), group="replay")
+
+    async def _resend(self, delivery_id: str, edit: EditResult | None) -> None:
+        self.app.notify(f"Re-sending {delivery_id}…", timeout=2)
+        try:
+            attempt = await replay(
+                self.store,
+                delivery_id,
+                target=self.target,
+                secret=self.secret,
+                body=edit.body if edit else None,
+                headers=edit.headers if edit else None,
+            )
+        except (LookupError, ValueError) as exc:
+            self.app.notify(str(exc), title="Re-send failed", severity="error", timeout=10)
+            return
+        status = present.status_text(attempt.status, attempt.error, "done")
+        ok = present.status_kind(attempt.status, attempt.error, "done") == "ok"
+        detail = f"{status} in {present.duration_text(attempt.duration_ms)} · {attempt.note}"
+        if attempt.error:
+            detail += f" · {attempt.error}"
+        self.app.notify(
+            detail, title=f"Re-sent {delivery_id}", severity="information" if ok else "warning"
+        )
+        self.app.after_replay(delivery_id)
+
+    def copy_curl(self, delivery: Delivery) -> None:
+        where = self.target or delivery.target
+        if not where:
+            self.app.notify(
+                "This delivery has no forward target to point curl at.", severity="warning"
+            )
+            return
+        url = parse_target(where).url(delivery.path, delivery.query)
+        headers = delivery.headers
+        signed = present.header_value(headers, "svix-signature", "webhook-signature") is not None
+        if self.secret and signed:
+            headers = resign(headers, delivery.body, self.secret)
+            how = "re-signed now: valid for 5 minutes"
+        elif signed:
+            how = "with the stored signature (no secret to re-sign)"
+        else:
+            how = "unsigned, as it arrived"
+        command = present.curl_command(url, delivery.method, headers, delivery.body)
+        self._copy(command, f"curl to {url}, {how}")
+
+    def copy_body(self, delivery: Delivery) -> None:
+        text, what = present.body_for_clipboard(delivery.body)
+        self._copy(text, what)
+
+    def _copy(self, text: str, what: str) -> None:
+        self.app.copy_to_clipboard(text)
+        if len(text) > _CLIPBOARD_WARN:
+            what += f" — {len(text):,} characters; some terminals cut OSC 52 copies that long"
+        self.app.notify(what, title="Copied")

@@ -1,0 +1,441 @@
+"""The live list of deliveries: a Line API widget over a bounded window of store rows.
+
+Why not a DataTable: it keeps every row it was given and can only append, while this list
+must insert at the top 10 times a second, drop rows it scrolled past, and show replays as
+lines under their delivery. Rendering only the lines on screen keeps a 500/s feed cheap.
+
+Following: while the cursor sits on the newest row, new deliveries push in above it and the
+cursor stays on the newest (the app re-reads the head). Any move away stops that, so the row
+being read never jumps; the panel then counts what arrived, and `f` (or Home) follows again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.containers import Vertical
+from textual.events import Click
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Label
+
+from hooktap.records import Attempt
+from hooktap.store import Summary
+from hooktap.tui import present
+from hooktap.tui.window import RowWindow
+
+# (title, width); the last column takes what is left.
+COLUMNS = (("time", 14), ("event type", 24), ("svix-id", 16), ("signature", 9), ("st", 4))
+DURATION_WIDTH = 8
+
+
+def column_header(utc: bool) -> str:
+    cells = [f"{title + (' UTC' if title == 'time' and utc else ''):<{w}}" for title, w in COLUMNS]
+    cells[-1] = f"{COLUMNS[-1][0]:>4}"
+    return " ".join(cells) + f" {'took':>{DURATION_WIDTH}}  flags"
+
+
+@dataclass(frozen=True)
+class ReplayLine:
+    """One re-send shown under its delivery; no bodies, just what a glance needs."""
+
+    started_at: float
+    status: int | None
+    duration_ms: float
+    error: str | None
+    note: str
+
+    @classmethod
+    def of(cls, attempt: Attempt) -> ReplayLine:
+        return cls(
+            attempt.started_at, attempt.status, attempt.duration_ms, attempt.error, attempt.note
+        )
+
+
+class DeliveryList(ScrollView, can_focus=True):
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "delivery-list--cursor",
+        "delivery-list--time",
+        "delivery-list--ok",
+        "delivery-list--fail",
+        "delivery-list--pending",
+        "delivery-list--other",
+        "delivery-list--flag",
+        "delivery-list--replay",
+    }
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("pagedown,ctrl+d", "page_down", "Page down", show=False),
+        Binding("pageup,ctrl+u", "page_up", "Page up", show=False),
+        Binding("home,g", "newest", "Newest (follow)", show=False),
+        Binding("end,G", "oldest", "Oldest", show=False),
+        Binding("enter", "choose", "Open detail", show=False),
+    ]
+
+    class Highlighted(Message):
+        """The cursor is on another delivery (None: the list is empty)."""
+
+        def __init__(self, delivery_id: str | None) -> None:
+            super().__init__()
+            self.delivery_id = delivery_id
+
+    class WantRows(Message):
+        """Page `direction` ("older"/"newer") from this keyset cursor, please."""
+
+        def __init__(self, direction: str, cursor: tuple[float, int]) -> None:
+            super().__init__()
+            self.direction = direction
+            self.cursor = cursor
+
+    class WantEnd(Message):
+        """Start over from the newest ("head", following) or the oldest ("tail") page."""
+
+        def __init__(self, end: str) -> None:
+            super().__init__()
+            self.end = end
+
+    class FollowChanged(Message):
+        def __init__(self, following: bool) -> None:
+            super().__init__()
+            self.following = following
+
+    class Chosen(Message):
+        """Enter or a double click: look closer (optionally at one tab)."""
+
+        def __init__(self, delivery_id: str, tab: str | None = None) -> None:
+            super().__init__()
+            self.delivery_id = delivery_id
+            self.tab = tab
+
+    def __init__(self, *, utc: bool = False, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.utc = utc
+        self.window = RowWindow()
+        self.cursor = 0
+        self.following = True
+        self.replays: dict[str, tuple[int, list[ReplayLine]]] = {}
+        self._lines: list[tuple[int, int]] = []  # (row index, replay index or -1)
+        self._row_line: list[int] = []
+        self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(2048)
+        self._last_highlight: str | None = None
+
+    # --- what the app reads ----------------------------------------------------------------
+
+    @property
+    def rows(self) -> list[Summary]:
+        return self.window.rows
+
+    @property
+    def selected(self) -> Summary | None:
+        rows = self.window.rows
+        return rows[self.cursor] if 0 <= self.cursor < len(rows) else None
+
+    @property
+    def selected_id(self) -> str | None:
+        row = self.selected
+        return row.id if row else None
+
+    # --- what the app gives ----------------------------------------------------------------
+
+    def show_rows(
+        self, rows: list[Summary], limit: int, *, at_head: bool = True, cursor_last: bool = False
+    ) -> None:
+        """Replace the window; the cursor keeps its delivery if it is still there."""
+        keep = None if self.following else self.selected_id
+        self.window.reset(rows, limit, at_head=at_head)
+        if cursor_last:
+            self.cursor = max(0, len(rows) - 1)
+        elif keep is not None and (i := self.window.index_of(keep)) is not None:
+            self.cursor = i
+        else:
+            self.cursor = 0
+        self._rebuild()
+        if self.following:
+            self.scroll_to(y=0, animate=False, immediate=True)
+        else:
+            self._scroll_to_cursor()
+        self._announce()
+
+    def show_older(self, cursor: tuple[float, int], page: list[Summary], limit: int) -> None:
+        before = len(self._lines)
+        dropped = self.window.add_older(cursor, page, limit)
+        if dropped:
+            lost_lines = self._row_line[dropped] if dropped < len(self._row_line) else before
+            self.cursor = max(0, self.cursor - dropped)
+            self._rebuild()
+            self.scroll_to(y=max(0, self.scroll_y - lost_lines), animate=False, immediate=True)
+        else:
+            self._rebuild()
+
+    def show_newer(self, cursor: tuple[float, int], page: list[Summary], limit: int) -> None:
+        added = self.window.add_newer(cursor, page, limit)
+        if not added:
+            return
+        self.cursor = min(self.cursor + added, len(self.window.rows) - 1)
+        before = len(self._lines)
+        self._rebuild()
+        grown = len(self._lines) - before
+        self.scroll_to(y=self.scroll_y + max(0, grown), animate=False, immediate=True)
+
+    def patch(self, forwarded: list[Attempt]) -> None:
+        if self.window.patch(forwarded):
+            self.refresh()
+
+    def show_replays(self, delivery_id: str, attempts: list[Attempt]) -> None:
+        lines = [ReplayLine.of(a) for a in attempts if a.kind != "forward"]
+        row = self.window.index_of(delivery_id)
+        count = self.window.rows[row].attempts if row is not None else len(attempts)
+        self.replays[delivery_id] = (count, lines)
+        self._cache.clear()
+        self._rebuild()
+
+    def replays_missing(self) -> list[str]:
+        """Rows with re-sends whose lines are not loaded (or are out of date)."""
+        return [
+            row.id
+            for row in self.window.rows
+            if row.attempts > 1 and self.replays.get(row.id, (0, []))[0] != row.attempts
+        ]
+
+    def bump_attempts(self, delivery_id: str) -> None:
+        if self.window.bump_attempts(delivery_id):
+            self.refresh()
+
+    def follow(self) -> None:
+        """Back to the newest row and keep following; the app reloads the head."""
+        changed = not self.following
+        self.following = True
+        self.cursor = 0
+        self.scroll_to(y=0, animate=False, immediate=True)
+        if changed:
+            self.post_message(self.FollowChanged(True))
+        self.post_message(self.WantEnd("head"))
+
+    # --- lines -----------------------------------------------------------------------------
+
+    def _rebuild(self) -> None:
+        lines: list[tuple[int, int]] = []
+        row_line: list[int] = []
+        for i, row in enumerate(self.window.rows):
+            row_line.append(len(lines))
+            lines.append((i, -1))
+            if row.attempts > 1 and row.id in self.replays:
+                lines.extend((i, j) for j in range(len(self.replays[row.id][1])))
+        self._lines, self._row_line = lines, row_line
+        self.virtual_size = Size(0, len(lines))  # no horizontal scrolling: rows are cut to fit
+        self.refresh()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._cache.clear()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        index = y + self.scroll_offset.y
+        if index >= len(self._lines):
+            return Strip.blank(width, self.rich_style)
+        row_index, replay_index = self._lines[index]
+        row = self.window.rows[row_index]
+        key = (row, replay_index, row_index == self.cursor, width, self.utc)
+        strip = self._cache.get(key)
+        if strip is None:
+            strip = self._render_row(row, replay_index, row_index == self.cursor, width)
+            self._cache[key] = strip
+        return strip
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"delivery-list--{name}", partial=True)
+
+    def _render_row(self, row: Summary, replay_index: int, cursor: bool, width: int) -> Strip:
+        base = self.rich_style + (self._style("cursor") if cursor else Style())
+        text = Text(style=base, no_wrap=True, overflow="ellipsis", end="")
+        if replay_index >= 0:
+            line = self.replays[row.id][1][replay_index]
+            kind = present.status_kind(line.status, line.error, "done")
+            text.append(" " * 15 + "└ re-sent ", self._style("replay"))
+            text.append(present.clock_text(line.started_at, self.utc) + "  ", self._style("time"))
+            text.append(
+                f"{present.status_text(line.status, line.error, 'done'):>4}", self._style(kind)
+            )
+            text.append(f" {present.duration_text(line.duration_ms):>{DURATION_WIDTH}}  ")
+            text.append(line.note or line.error or "", self._style("replay"))
+        else:
+            self._row_text(text, row)
+        strip = Strip(text.render(self.app.console), text.cell_len)
+        return strip.crop_extend(0, width, base)
+
+    def _row_text(self, text: Text, row: Summary) -> None:
+        (_, w_time), (_, w_type), (_, w_svix), (_, w_sig), _ = COLUMNS
+        text.append(
+            f"{present.clock_text(row.received_at, self.utc):<{w_time}} ", self._style("time")
+        )
+        text.append(f"{present.short_id(row.event_type or '-', w_type):<{w_type}} ")
+        text.append(f"{present.short_id(row.svix_id, w_svix):<{w_svix}} ", self._style("time"))
+        sig = present.signature_kind(row.signature)
+        text.append(f"{row.signature:<{w_sig}} ", self._style(sig))
+        kind = present.status_kind(row.status, row.error, row.state)
+        text.append(
+            f"{present.status_text(row.status, row.error, row.state):>4}", self._style(kind)
+        )
+        text.append(f" {present.duration_text(row.duration_ms):>{DURATION_WIDTH}}  ")
+        marks = present.Marks.of(row)
+        flags = self._style("flag")
+        if marks.retry:
+            text.append("retry ", self._style("fail"))
+        if marks.duplicate:
+            text.append("dup ", flags)
+        if marks.replays:
+            text.append(f"+{marks.replays} re-sent", self._style("replay"))
+
+    # --- moving ----------------------------------------------------------------------------
+
+    def _announce(self) -> None:
+        selected = self.selected_id
+        if selected != self._last_highlight:
+            self._last_highlight = selected
+            self.post_message(self.Highlighted(selected))
+
+    def _unfollow(self) -> None:
+        if self.following:
+            self.following = False
+            self.post_message(self.FollowChanged(False))
+
+    def _scroll_to_cursor(self) -> None:
+        if not self._row_line:
+            return
+        top = self._row_line[self.cursor]
+        bottom = (
+            self._row_line[self.cursor + 1] - 1
+            if self.cursor + 1 < len(self._row_line)
+            else len(self._lines) - 1
+        )
+        height = max(1, self.scrollable_content_region.height)
+        if top < self.scroll_y:
+            self.scroll_to(y=top, animate=False, immediate=True)
+        elif bottom >= self.scroll_y + height:
+            self.scroll_to(y=bottom - height + 1, animate=False, immediate=True)
+
+    def move_to(self, index: int) -> None:
+        rows = self.window.rows
+        if not rows:
+            return
+        index = max(0, min(index, len(rows) - 1))
+        if index != 0 or not self.window.at_head:
+            self._unfollow()
+        old, self.cursor = self.cursor, index
+        self._scroll_to_cursor()
+        if old != index:
+            self.refresh()
+        self._announce()
+        self._want_more()
+
+    def _want_more(self) -> None:
+        older = self.window.wants_older(self.cursor)
+        if older is not None:
+            self.post_message(self.WantRows("older", older))
+        newer = self.window.wants_newer(self.cursor)
+        if newer is not None:
+            self.post_message(self.WantRows("newer", newer))
+
+    def action_cursor_down(self) -> None:
+        self.move_to(self.cursor + 1)
+
+    def action_cursor_up(self) -> None:
+        self.move_to(self.cursor - 1)
+
+    def action_page_down(self) -> None:
+        self.move_to(self.cursor + max(1, self.scrollable_content_region.height - 1))
+
+    def action_page_up(self) -> None:
+        self.move_to(self.cursor - max(1, self.scrollable_content_region.height - 1))
+
+    def action_newest(self) -> None:
+        self.follow()
+
+    def action_oldest(self) -> None:
+        self._unfollow()
+        if self.window.at_tail:
+            self.move_to(len(self.window.rows) - 1)
+        else:
+            self.post_message(self.WantEnd("tail"))
+
+    def action_choose(self) -> None:
+        if self.selected_id:
+            self.post_message(self.Chosen(self.selected_id))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if new_value > 0 and self.following and self.window.rows:
+            # Scrolling away (wheel, scrollbar) is a move too: stop pulling the view to the top.
+            self._unfollow()
+        if self._lines:
+            last = min(len(self._lines) - 1, int(new_value) + self.size.height)
+            older = self.window.wants_older(self._lines[last][0])
+            if older is not None:
+                self.post_message(self.WantRows("older", older))
+            newer = self.window.wants_newer(self._lines[min(int(new_value), last)][0])
+            if newer is not None:
+                self.post_message(self.WantRows("newer", newer))
+
+    def on_click(self, event: Click) -> None:
+        index = event.y + self.scroll_offset.y
+        if not 0 <= index < len(self._lines):
+            return
+        row_index, replay_index = self._lines[index]
+        self.focus()
+        self.move_to(row_index)
+        if (event.chain >= 2 or replay_index >= 0) and self.selected_id:
+            self.post_message(
+                self.Chosen(self.selected_id, "attempts" if replay_index >= 0 else None)
+            )
+
+
+class NewBanner(Label):
+    """The "▲ N new" line: a click follows again, like `f`."""
+
+    class Clicked(Message):
+        pass
+
+    def on_click(self, event: Click) -> None:
+        event.stop()
+        self.post_message(self.Clicked())
+
+
+class ListPanel(Vertical):
+    """The list with its column titles above and one status line below."""
+
+    def __init__(self, *, utc: bool = False, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.utc = utc
+
+    def compose(self) -> ComposeResult:
+        yield Label(column_header(self.utc), id="columns")
+        yield DeliveryList(utc=self.utc, id="deliveries")
+        with Vertical(id="list-footer"):
+            yield NewBanner("", id="new-banner")
+            yield Label("", id="list-status")
+
+    def show_status(
+        self, *, new: int, total: int | None, filter_text: str, following: bool
+    ) -> None:
+        banner = self.query_one(NewBanner)
+        banner.display = new > 0 and not following
+        more = "+" if new >= 1000 else ""
+        banner.update(f"▲ {min(new, 1000):,}{more} new — press f to follow")
+        parts = []
+        if total is not None:
+            noun = "delivery" if total == 1 else "deliveries"
+            parts.append(f"{total:,} {noun}" + (" match" if filter_text else " stored"))
+        if filter_text:
+            parts.append(f"filter: {filter_text}  (/ to change, esc to clear)")
+        parts.append("following newest" if following else "paused on this row · f follows")
+        self.query_one("#list-status", Label).update("  ·  ".join(parts))

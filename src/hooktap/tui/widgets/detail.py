@@ -1,0 +1,217 @@
+"""The detail pane: one delivery, loaded only when selected, in four tabs.
+
+Above the tabs sit the rules the delivery broke, worded as the log lines and JSON stream word
+them (hooktap.pivotal.rules), because "Pivotal would retry this in ~5 s" is the thing to see
+first and ngrok's inspector never says it. Colours are theme variables, so every theme works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
+from textual.highlight import highlight
+from textual.widgets import Label, Static, TabbedContent, TabPane
+
+from hooktap.records import Attempt, Delivery
+from hooktap.tui import present
+
+TABS = ("request", "response", "attempts", "signature")
+
+
+@dataclass
+class DetailData:
+    """What the app loaded for the selected row: the whole delivery and every attempt."""
+
+    delivery: Delivery
+    attempts: list[Attempt]
+    duplicate: bool
+    replay_note: str  # what `r` would do (re-signed, or sent with the stored signature)
+
+    @property
+    def forward(self) -> Attempt | None:
+        return next((a for a in self.attempts if a.kind == "forward"), None)
+
+
+def _reason(status: int | None) -> str:
+    try:
+        return HTTPStatus(status).phrase if status is not None else ""
+    except ValueError:
+        return ""
+
+
+def _headers(headers: list[tuple[str, str]]) -> Content:
+    if not headers:
+        return Content.styled("(no headers)", "$text-muted")
+    width = min(28, max(len(name) for name, _ in headers))
+    lines = [
+        Content.assemble((f"{name:<{width}} ", "$text-primary"), value)
+        for name, value in present.headers_lines(headers)
+    ]
+    return Content("\n").join(lines)
+
+
+def _body(body: bytes) -> Content:
+    view = present.body_view(body)
+    note = Content.styled(view.note, "$text-muted italic")
+    if view.kind == "empty":
+        return note
+    if view.kind == "json" and len(view.text) <= present.HIGHLIGHT_LIMIT:
+        shown = highlight(view.text, language="json")
+    else:
+        shown = Content(view.text)
+    return Content("\n").join([note, shown])
+
+
+def _section(title: str) -> Content:
+    return Content.styled(title, "bold $text-accent")
+
+
+def _join(*parts: Content | str) -> Content:
+    return Content("\n").join([Content(p) if isinstance(p, str) else p for p in parts])
+
+
+class DetailPane(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Label("Select a delivery to see it here.", id="detail-title")
+        yield Static("", id="rules")
+        with TabbedContent(initial="request", id="tabs"):
+            for tab in TABS:
+                with TabPane(tab.capitalize(), id=tab), VerticalScroll(id=f"{tab}-scroll"):
+                    yield Static("", id=f"{tab}-body")
+
+    def show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    @property
+    def active_tab(self) -> str:
+        return self.query_one(TabbedContent).active
+
+    def clear(self, message: str = "Select a delivery to see it here.") -> None:
+        self.query_one("#detail-title", Label).update(message)
+        self.query_one("#rules", Static).update("")
+        for tab in TABS:
+            self.query_one(f"#{tab}-body", Static).update("")
+
+    def show(self, data: DetailData, *, utc: bool) -> None:
+        d = data.delivery
+        request = f"{d.method} {d.path or '/'}" + (f"?{d.query}" if d.query else "")
+        title = " · ".join(
+            part
+            for part in (
+                d.id,
+                d.event_type or "(not a Pivotal event)",
+                d.event_id or "",
+                present.full_time(d.received_at, utc),
+                request,
+            )
+            if part
+        )
+        self.query_one("#detail-title", Label).update(title)
+        self._show_rules(data)
+        self.query_one("#request-body", Static).update(self._request(d))
+        self.query_one("#response-body", Static).update(self._response(data, utc))
+        self.query_one("#attempts-body", Static).update(self._attempts(data, utc))
+        self.query_one("#signature-body", Static).update(self._signature(data))
+
+    def _show_rules(self, data: DetailData) -> None:
+        d, forward = data.delivery, data.forward
+        broken = present.rules(d, forward, data.duplicate)
+        rules = self.query_one("#rules", Static)
+        if broken:
+            lines = [Content.styled(f"⚠ {rule}", "$text-warning") for rule in broken]
+            rules.update(Content("\n").join(lines))
+            rules.set_classes("broken")
+        elif forward is None:
+            rules.update(Content.styled("… waiting for the handler's answer", "$text-muted"))
+            rules.set_classes("pending")
+        else:
+            took = present.duration_text(forward.duration_ms)
+            rules.update(
+                Content.styled(
+                    f"✓ delivered as Pivotal expects: {forward.status} in {took}, "
+                    f"signature {d.signature}",
+                    "$text-success",
+                )
+            )
+            rules.set_classes("fine")
+
+    def _request(self, d: Delivery) -> Content:
+        return _join(
+            _section(f"Headers ({len(d.headers)}), as the relay received them"),
+            _headers(d.headers),
+            "",
+            _section("Body"),
+            _body(d.body),
+        )
+
+    def _response(self, data: DetailData, utc: bool) -> Content:
+        forward = data.forward
+        if forward is None:
+            if data.delivery.state == "interrupted":
+                return Content(
+                    "The listener stopped while forwarding this delivery; it was not sent "
+                    "again, to avoid a duplicate. Press r to re-send it."
+                )
+            return Content.styled("Waiting for the handler's answer…", "$text-muted")
+        status = present.status_text(forward.status, forward.error, "done")
+        kind = present.status_kind(forward.status, forward.error, "done")
+        colour = "$text-success" if kind == "ok" else "$text-error"
+        line = Content.assemble(
+            (f"{status} {_reason(forward.status)}".strip(), f"bold {colour}"),
+            f" · {present.duration_text(forward.duration_ms)} · {forward.target_url}",
+        )
+        parts: list[Content | str] = [line]
+        if forward.error:
+            parts.append(Content.styled(f"error: {forward.error}", "$text-error"))
+        parts += [
+            "",
+            _section(f"Headers ({len(forward.response_headers)})"),
+            _headers(forward.response_headers),
+            "",
+            _section("Body"),
+            _body(forward.response_body),
+        ]
+        return _join(*parts)
+
+    def _attempts(self, data: DetailData, utc: bool) -> Content:
+        if not data.attempts:
+            return Content.styled("No attempt finished yet.", "$text-muted")
+        original = data.forward or data.attempts[0]
+        parts: list[Content | str] = []
+        for number, attempt in enumerate(data.attempts, 1):
+            kind = present.status_kind(attempt.status, attempt.error, "done")
+            colour = "$text-success" if kind == "ok" else "$text-error"
+            parts.append(Content.styled(present.attempt_line(number, attempt, utc), colour))
+            if attempt is original:
+                continue
+            diff = present.attempt_diff(data.delivery, original, attempt)
+            if not diff:
+                parts.append(Content.styled("    same status and bodies as #1", "$text-muted"))
+            for line in diff:
+                style = {"-": "$text-error", "+": "$text-success", "@": "$text-muted"}.get(
+                    line[:1], "bold"
+                )
+                parts.append(Content.styled(f"    {line}", style))
+        parts += ["", Content.styled("r re-sends · e edits, then re-sends", "$text-muted")]
+        return _join(*parts)
+
+    def _signature(self, data: DetailData) -> Content:
+        d = data.delivery
+        facts = present.signature_facts(d)
+        colour = {"ok": "$text-success", "fail": "$text-error"}.get(
+            present.signature_kind(d.signature), "$text-warning"
+        )
+        lines = []
+        for label, value in facts:
+            style = f"bold {colour}" if label == "verdict" else ""
+            lines.append(Content.assemble((f"{label:<15}", "$text-primary"), (value, style)))
+        return _join(
+            Content("\n").join(lines),
+            "",
+            _section("A re-send (r, e)"),
+            data.replay_note,
+        )

@@ -1,0 +1,76 @@
+"""The header: the truth about the connection, where deliveries go, and what happened so far.
+
+ngrok's inspector hides the tunnel's state behind a page reload; here the state is whatever
+the listener last reported (connected, disconnected with the reason, reconnecting, paused),
+never a guess, because the first question when a webhook does not show up is "am I connected?".
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.events import Click
+from textual.message import Message
+from textual.widgets import Label
+
+from hooktap.tui.feed import Counts
+
+_STATES = {
+    "connecting": "◌ connecting",
+    "connected": "● connected",
+    "reconnecting": "◌ reconnecting",
+    "disconnected": "✕ disconnected",
+    "stopped": "✕ listener stopped",
+    "inspect": "■ history only",
+}
+
+
+class UrlLabel(Label):
+    """The webhook URL; a click copies it, like `u` (mouse users should not have to select)."""
+
+    class Clicked(Message):
+        pass
+
+    def on_click(self, event: Click) -> None:
+        event.stop()
+        self.post_message(self.Clicked())
+
+
+class StatusHeader(Vertical):
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="header-top"):
+            yield Label("hooktap", id="brand")
+            yield Label("", id="conn-state")
+            yield UrlLabel("", id="webhook-url")
+            yield Label("", id="target")
+        with Horizontal(id="header-bottom"):
+            yield Label("", id="counts")
+            yield Label("", id="conn-detail")
+            yield Label("", id="paused")
+
+    def show_state(self, state: str, detail: str = "", retry_in: float | None = None) -> None:
+        label = self.query_one("#conn-state", Label)
+        label.update(_STATES.get(state, state))
+        label.set_classes(f"state-{state}")
+        if state == "disconnected" and retry_in:
+            detail = f"{detail}; next try in ~{retry_in:.0f} s" if detail else ""
+        elif state == "connected":
+            detail = ""
+        self.query_one("#conn-detail", Label).update(detail)
+
+    def show_urls(self, webhook_url: str | None, target: str | None) -> None:
+        url = self.query_one("#webhook-url", UrlLabel)
+        url.update(webhook_url or "")
+        url.tooltip = "click or press u to copy the webhook URL" if webhook_url else None
+        self.query_one("#target", Label).update(f"→ {target}" if target else "")
+
+    def show_counts(self, counts: Counts, scope: str) -> None:
+        self.query_one("#counts", Label).update(
+            f"{scope}: received {counts.received:,} · forwarded {counts.forwarded:,} · "
+            f"failed {counts.failed:,} · invalid signatures {counts.invalid:,}"
+        )
+
+    def show_paused(self, paused: bool) -> None:
+        label = self.query_one("#paused", Label)
+        label.update("⏸ paused: deliveries wait at the relay (p resumes)" if paused else "")
+        label.display = paused
