@@ -139,3 +139,43 @@ async def test_listener_frozen_past_the_heartbeat_reconnects_and_loses_nothing(
         assert sorted(seen.body for seen in handler.seen) == sorted(
             [b"before"] + [f"frozen {i}".encode() for i in range(5)]
         )
+
+
+async def test_listener_reconnects_by_itself_when_the_relay_comes_back(
+    procs: Procs, tmp_path: Path, hooktap_home: Path
+) -> None:
+    port = free_port()
+    relay_home = tmp_path / "relay-home"
+    relay, relay_url = procs.relay(relay_home, "--port", str(port), "--heartbeat", "0.3")
+    async with running_handler() as handler:
+        listener = await _listen(procs, hooktap_home, relay_url, handler.url)
+        webhook_url = str(listener.out_lines[0].split('"webhook_url": "')[1].split('"')[0])
+        relay.popen.kill()
+        relay.wait()
+        await asyncio.to_thread(_wait_state, listener, "disconnected")
+        procs.relay(relay_home, "--port", str(port), "--heartbeat", "0.3")
+        await asyncio.to_thread(_wait_state, listener, "connected")
+        assert await _post_all(webhook_url, [b"after the outage"], 1) == [200]
+        assert (await handler.wait_for(1))[0].body == b"after the outage"
+
+
+async def test_a_listener_that_joined_takes_over_the_embedded_relay_when_its_owner_exits(
+    procs: Procs, tmp_path: Path, hooktap_home: Path
+) -> None:
+    port = free_port()
+    async with running_handler() as handler:
+        owner = procs.start(
+            ["listen", "--forward", "9", "--port", str(port), "--json"], tmp_path / "owner-home"
+        )
+        await asyncio.to_thread(owner.json_line)
+        joiner = procs.start(
+            ["listen", "--forward", handler.url, "--port", str(port), "--json"], hooktap_home
+        )
+        webhook_url = str((await asyncio.to_thread(joiner.json_line))["webhook_url"])
+        owner.signal(signal.SIGINT)
+        assert owner.wait() == 0
+        await asyncio.to_thread(_wait_state, joiner, "disconnected")
+        await asyncio.to_thread(_wait_state, joiner, "connected")
+        # Same port, same data dir: the joiner's channel and URL still work.
+        assert await _post_all(webhook_url, [b"still here"], 1) == [200]
+        assert (await handler.wait_for(1))[0].body == b"still here"
