@@ -110,7 +110,7 @@ class EditorScreen(Screen[EditResult | None]):
         Binding("ctrl+s", "send", "Send", priority=True),
         Binding("ctrl+e", "external", "$EDITOR", priority=True),
         Binding("ctrl+o", "format", "Format JSON", priority=True),
-        Binding("escape", "cancel", "Cancel"),
+        Binding("escape", "cancel", "Cancel", priority=True),
     ]
 
     def __init__(self, delivery: Delivery, sign_note: str) -> None:
@@ -125,6 +125,7 @@ class EditorScreen(Screen[EditResult | None]):
         self._loaded_body = self.original_text
         self._loaded_headers = self.original_headers
         self._confirm_text: str | None = None
+        self._confirm_cancel = False
 
     def compose(self) -> ComposeResult:
         d = self.delivery
@@ -165,6 +166,7 @@ class EditorScreen(Screen[EditResult | None]):
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         self._confirm_text = None
+        self._confirm_cancel = False
         self._check()
 
     def _problems(self) -> tuple[str | None, str | None]:
@@ -208,6 +210,14 @@ class EditorScreen(Screen[EditResult | None]):
         self.dismiss(EditResult(body, headers))
 
     def action_cancel(self) -> None:
+        """Leave without sending; edits are not thrown away on one stray keypress."""
+        edited = self.body_text != self._loaded_body or self.headers_text != self._loaded_headers
+        if edited and not self._confirm_cancel:
+            self._confirm_cancel = True
+            status = self.query_one("#editor-status", Label)
+            status.update("Unsent changes: esc again discards them, ctrl+s sends them.")
+            status.set_classes("error")
+            return
         self.dismiss(None)
 
     def action_format(self) -> None:

@@ -1,0 +1,36 @@
+"""Fixtures for the inspector's tests: a real relay, handler and listener per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from tui_helpers import Session
+
+from hooktap.listen.listener import Listener, ListenerConfig
+from hooktap.listen.target import parse_target
+from hooktap.store import Store
+from support.servers import running_handler, running_relay
+
+
+@pytest.fixture
+async def session(tmp_path: Path, secret: str) -> AsyncIterator[Session]:
+    async with (
+        running_relay(tmp_path / "relay") as relay_url,
+        running_handler() as handler,
+        aiohttp.ClientSession() as http,
+    ):
+        store = Store(tmp_path / "history.db")
+        config = ListenerConfig(
+            target=parse_target(handler.url + "/webhooks/pivotal"),
+            relay_url=relay_url,
+            secret=secret,
+        )
+        listener = Listener(config, store)
+        try:
+            yield Session(relay_url, handler, store, listener, secret, http)
+        finally:
+            await listener.stop()
+            store.close()

@@ -1,0 +1,126 @@
+"""The inspector in a live session: header truth, the list, following, tabs, quitting."""
+
+from __future__ import annotations
+
+from tui_helpers import Session, live_app, rows, screen_text, settle, wait_until
+
+from hooktap.tui.app import HooktapApp
+from hooktap.tui.widgets.delivery_list import NewBanner
+
+
+def app_of(pilot) -> HooktapApp:  # type: ignore[no-untyped-def]
+    assert isinstance(pilot.app, HooktapApp)
+    return pilot.app
+
+
+async def test_header_tells_the_truth_about_the_connection(session: Session) -> None:
+    async with live_app(session) as pilot:
+        app = app_of(pilot)
+        text = screen_text(app)
+        assert "● connected" in text
+        assert session.webhook_url in text
+        assert f"→ {session.handler.url}/webhooks/pivotal" in text
+        await session.send("customer.at_risk")
+        await session.send("task.completed", secret="whsec_" + "A" * 32)  # wrong secret
+        session.handler.status = 500
+        await session.send("customer.churned")
+        await rows(pilot, 3)
+        await settle(pilot)
+        text = screen_text(app)
+        assert "this session: received 3 · forwarded 2 · failed 1 · invalid signatures 1" in text
+
+
+async def test_header_shows_disconnected_then_connected_again(session: Session) -> None:
+    async with live_app(session) as pilot:
+        app = app_of(pilot)
+        # The relay drops the socket (as on a relay restart); the listener reconnects.
+        assert session.listener._ws is not None
+        session.listener._ws.transport.abort()
+        await wait_until(
+            pilot, lambda: "✕ disconnected" in screen_text(app), what="disconnected state"
+        )
+        await wait_until(pilot, lambda: "● connected" in screen_text(app), what="connected again")
+
+
+async def test_rows_show_type_svix_id_verdict_status_and_rule_flags(session: Session) -> None:
+    async with live_app(session) as pilot:
+        app = app_of(pilot)
+        await session.send("customer.updated", msg_id="msg_first")
+        session.handler.status = 503
+        await session.send("task.overdue", msg_id="msg_first")  # same svix-id: a retry
+        await rows(pilot, 2)
+        await settle(pilot)
+        newest, oldest = app.deliveries.rows[:2]
+        assert (newest.event_type, newest.status, newest.duplicate) == ("task.overdue", 503, True)
+        assert (oldest.event_type, oldest.status, oldest.duplicate) == (
+            "customer.updated",
+            200,
+            False,
+        )
+        lines = [line for line in screen_text(app).splitlines() if "msg_first" in line]
+        assert "task.overdue" in lines[0] and "valid" in lines[0] and "503" in lines[0]
+        assert "retry" in lines[0] and "dup" in lines[0]
+        assert "retry" not in lines[1] and "dup" not in lines[1]
+        # The detail says which rules broke, in the log lines' words.
+        await wait_until(pilot, lambda: "Pivotal would retry" in screen_text(app))
+        text = screen_text(app)
+        assert "duplicate svix-id" in text
+
+
+async def test_new_rows_follow_until_the_user_moves_then_count(session: Session) -> None:
+    async with live_app(session) as pilot:
+        app = app_of(pilot)
+        for _ in range(3):
+            await session.send("task.created")
+        await rows(pilot, 3)
+        lst = app.deliveries
+        assert lst.following and lst.cursor == 0
+        await pilot.press("down")
+        assert not lst.following
+        selected = lst.selected_id
+        await session.send("task.completed")
+        await session.send("task.completed")
+        banner = app.query_one(NewBanner)
+        await wait_until(pilot, lambda: banner.display and "2 new" in str(banner.render()))
+        assert lst.selected_id == selected and len(lst.rows) == 3
+        await pilot.press("f")
+        await wait_until(pilot, lambda: len(lst.rows) == 5 and lst.following)
+        assert lst.cursor == 0 and lst.rows[0].event_type == "task.completed"
+        assert not banner.display
+
+
+async def test_number_keys_switch_detail_tabs(session: Session) -> None:
+    async with live_app(session) as pilot:
+        app = app_of(pilot)
+        session.handler.reply = b'{"ok":true}'
+        await session.send("contact.created")
+        await rows(pilot, 1)
+        await wait_until(pilot, lambda: app._detail_data is not None)
+        await pilot.press("2")
+        assert app.detail.active_tab == "response"
+        await wait_until(pilot, lambda: "200 OK" in screen_text(app))
+        assert "X-Handler" in screen_text(app)
+        await pilot.press("3")
+        assert app.detail.active_tab == "attempts"
+        assert "#1  original forward" in screen_text(app)
+        await pilot.press("4")
+        assert "signature matches the secret" in screen_text(app)
+        await pilot.press("1")
+        assert '"type": "contact.created"' in screen_text(app)
+
+
+async def test_q_quits_and_stops_the_listener(session: Session) -> None:
+    async with live_app(session) as pilot:
+        app = app_of(pilot)
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, what="the app to exit")
+    assert session.listener._stopping.is_set()
+    assert session.listener._ws is None
+
+
+async def test_ctrl_c_quits_too(session: Session) -> None:
+    async with live_app(session) as pilot:
+        app = app_of(pilot)
+        await pilot.press("ctrl+c")
+        await wait_until(pilot, lambda: not app.is_running, what="the app to exit")
+    assert session.listener._stopping.is_set()
