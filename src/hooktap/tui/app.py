@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Callable, Iterable
 from typing import ClassVar
@@ -89,6 +90,7 @@ class HooktapApp(App[None]):
         utc: bool = False,
         initial_filter: Filter | None = None,
         clock: Callable[[], float] = time.time,
+        handle_signals: bool = False,
     ) -> None:
         super().__init__()
         self.store = store
@@ -111,6 +113,7 @@ class HooktapApp(App[None]):
         self._detail_timer_set = False
         self._detail_data: DetailData | None = None
         self._history_count: int | None = None
+        self._handle_signals = handle_signals
         if listener is not None:
             listener.subscribe(self.feed)
 
@@ -152,6 +155,12 @@ class HooktapApp(App[None]):
         header.show_paused(False)
         self._reload_head()
         self._refresh_counts()
+        if self._handle_signals:
+            # In a real terminal, SIGTERM (and SIGHUP: the window closed) quit like `q` does.
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, lambda: self.call_later(self.action_quit))
         self.set_interval(FLUSH, self._flush)
         self.set_interval(1.0, self._refresh_counts)
         self.deliveries.focus()

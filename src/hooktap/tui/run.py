@@ -6,31 +6,16 @@ loop), so its events reach the app without locks and quitting can stop it cleanl
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
-
 from hooktap.filters import Filter
 from hooktap.listen.listener import Listener
 from hooktap.store import Store
 from hooktap.tui.app import HooktapApp
 
 
-class _TerminateOnSignal(HooktapApp):
-    """In a real terminal, SIGTERM (and SIGHUP: the window closed) quit like `q` does."""
-
-    def on_mount(self) -> None:
-        super().on_mount()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, lambda: self.call_later(self.action_quit))
-
-
 def run_listen_tui(listener: Listener, store: Store) -> None:
     """Run `hooktap listen`'s inspector until the user quits; re-raise why the listener failed
     to start (a busy port, a refused token) once the screen is back to normal."""
-    app = _TerminateOnSignal(store, listener)
+    app = HooktapApp(store, listener, handle_signals=True)
     app.run()
     if app.listener_error is not None and app.return_code == 2:
         raise app.listener_error
@@ -45,10 +30,11 @@ def run_inspect_tui(
     initial_filter: Filter | None = None,
 ) -> None:
     """`hooktap inspect`: the stored history, with no listener of its own."""
-    _TerminateOnSignal(
+    HooktapApp(
         store,
         secret=secret,
         replay_target=replay_target,
         utc=utc,
         initial_filter=initial_filter,
+        handle_signals=True,
     ).run()
