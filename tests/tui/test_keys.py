@@ -200,7 +200,7 @@ async def test_p_pauses_forwarding_at_the_relay_and_resumes(session: Session) ->
     async with live_app(session) as pilot:
         app = app_of(pilot)
         await pilot.press("p")
-        await wait_until(pilot, lambda: "⏸ paused" in screen_text(app))
+        await wait_until(pilot, lambda: "‖ paused" in screen_text(app))
         assert session.listener.paused
         resp = await session.send("task.updated")
         assert resp.status == 202  # held and queued at the relay
@@ -209,7 +209,7 @@ async def test_p_pauses_forwarding_at_the_relay_and_resumes(session: Session) ->
         await pilot.press("p")
         await session.handler.wait_for(1)
         await rows(pilot, 1)
-        await wait_until(pilot, lambda: "⏸ paused" not in screen_text(app))
+        await wait_until(pilot, lambda: "‖ paused" not in screen_text(app))
 
 
 async def test_question_mark_lists_every_key(session: Session) -> None:

@@ -151,6 +151,8 @@ class EditorScreen(Screen[EditResult | None]):
 
     def on_mount(self) -> None:
         body = self.query_one("#editor-body", TextArea)
+        # TextArea's syntax themes do not follow the app's; pick one of the right brightness.
+        body.theme = "vscode_dark" if self.app.current_theme.dark else "github_light"
         self._loaded_body = body.text
         self._loaded_headers = self.query_one("#editor-headers", TextArea).text
         body.focus()
@@ -189,7 +191,8 @@ class EditorScreen(Screen[EditResult | None]):
             status.set_classes("error")
         else:
             kind = "valid JSON" if self.json else "text"
-            status.update(f"✓ {kind}, {size:,} bytes")
+            hint = " · ctrl+o pretty-prints it (the bytes change)" if self.json else ""
+            status.update(f"✓ {kind}, {size:,} bytes{hint}")
             status.set_classes("fine")
 
     def action_send(self) -> None:

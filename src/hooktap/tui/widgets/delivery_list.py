@@ -259,13 +259,16 @@ class DeliveryList(ScrollView, can_focus=True):
         base = self.rich_style + (self._style("cursor") if cursor else Style())
         text = Text(style=base, no_wrap=True, overflow="ellipsis", end="")
         if replay_index >= 0:
+            # Under its delivery, in the same columns: when, status, duration, then how.
             line = self.replays[row.id][1][replay_index]
+            (_, w_time), (_, w_type), (_, w_svix), (_, w_sig), _ = COLUMNS
             kind = present.status_kind(line.status, line.error, "done")
-            text.append(" " * 15 + "└ re-sent ", self._style("replay"))
-            text.append(present.clock_text(line.started_at, self.utc) + "  ", self._style("time"))
             text.append(
-                f"{present.status_text(line.status, line.error, 'done'):>4}", self._style(kind)
+                f"{present.clock_text(line.started_at, self.utc):<{w_time}} ", self._style("time")
             )
+            text.append(f"{'└ re-sent':<{w_type + w_svix + w_sig + 2}} ", self._style("replay"))
+            status = present.status_text(line.status, line.error, "done")
+            text.append(f"{status:>4}", self._style(kind))
             text.append(f" {present.duration_text(line.duration_ms):>{DURATION_WIDTH}}  ")
             text.append(line.note or line.error or "", self._style("replay"))
         else:

@@ -41,12 +41,12 @@ class StatusHeader(Vertical):
         with Horizontal(id="header-top"):
             yield Label("hooktap", id="brand")
             yield Label("", id="conn-state")
+            yield Label("", id="paused")
             yield UrlLabel("", id="webhook-url")
             yield Label("", id="target")
         with Horizontal(id="header-bottom"):
             yield Label("", id="counts")
             yield Label("", id="conn-detail")
-            yield Label("", id="paused")
 
     def show_state(self, state: str, detail: str = "", retry_in: float | None = None) -> None:
         label = self.query_one("#conn-state", Label)
@@ -72,5 +72,5 @@ class StatusHeader(Vertical):
 
     def show_paused(self, paused: bool) -> None:
         label = self.query_one("#paused", Label)
-        label.update("⏸ paused: deliveries wait at the relay (p resumes)" if paused else "")
+        label.update("‖ paused: deliveries wait at the relay" if paused else "")
         label.display = paused
