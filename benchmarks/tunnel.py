@@ -41,6 +41,7 @@ import hmac
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import subprocess
@@ -506,7 +507,9 @@ class Route:
     listener: Child | None = None
 
 
-def start_paths(fleet: Fleet, modes: list[str], signed: bool) -> tuple[dict[str, Route], str]:
+def start_paths(
+    fleet: Fleet, modes: list[str], signed: bool, hooktap: list[str]
+) -> tuple[dict[str, Route], str]:
     handler = fleet.start("handler", [sys.executable, str(Path(__file__).resolve()), "--handler"])
     handler_url = _url_after(handler.wait_for("stdout", "listening on"), "listening on ")
     secret = ["--secret", SECRET] if signed else []
@@ -514,12 +517,12 @@ def start_paths(fleet: Fleet, modes: list[str], signed: bool) -> tuple[dict[str,
     if "direct" in modes:
         paths["direct"] = Route("direct", handler_url + HOOK_PATH, {"handler": handler})
     if "relay" in modes:
-        relay = fleet.start("relay", [*hooktap_command(), "relay", "--port", "0"])
+        relay = fleet.start("relay", [*hooktap, "relay", "--port", "0"])
         relay_url = _url_after(relay.wait_for("stderr", "listening on"), "listening on ")
         listen = fleet.start(
             "listen",
             [
-                *hooktap_command(),
+                *hooktap,
                 "listen",
                 "--forward",
                 handler_url,
@@ -537,7 +540,7 @@ def start_paths(fleet: Fleet, modes: list[str], signed: bool) -> tuple[dict[str,
         embedded = fleet.start(
             "embedded",
             [
-                *hooktap_command(),
+                *hooktap,
                 "listen",
                 "--forward",
                 handler_url,
@@ -914,6 +917,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=180.0, help="cap per run (180)")
     p.add_argument("--profile", type=Path, metavar="DIR", help="py-spy raw stacks into DIR")
     p.add_argument("--profile-rate", type=int, default=200, help="py-spy samples/s (200)")
+    p.add_argument(
+        "--hooktap",
+        metavar="CMD",
+        help="command that runs hooktap, e.g. 'python -m hooktap' from another checkout "
+        "(default: the hooktap script beside this Python)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp folder (logs, stores)")
     p.add_argument("--handler", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -943,7 +952,8 @@ def run(args: argparse.Namespace) -> int:
     results: list[Result] = []
     try:
         say(f"starting handler, relay and listeners (logs in {workdir}) ...")
-        paths, handler_url = start_paths(fleet, modes, signed)
+        hooktap = shlex.split(args.hooktap) if args.hooktap else hooktap_command()
+        paths, handler_url = start_paths(fleet, modes, signed, hooktap)
         for scenario in chosen:
             runs: dict[str, list[Result]] = {mode: [] for mode in modes}
             for rep in range(args.repeat):  # modes interleaved, so drift hits all alike
