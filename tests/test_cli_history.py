@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner, Result
 
-from hooktap.cli.history_cmd import deliveries_cmd, replay_cmd
+from hooktap.cli.history_cmd import deliveries_cmd
+from hooktap.cli.replay_cmd import replay_cmd
 from hooktap.home import history_db
 from hooktap.records import Attempt, Delivery
 from hooktap.store import Store

@@ -22,13 +22,21 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hooktap.cli import history_cmd, listen_cmd, pivotal_cmd, relay_cmd
+    from hooktap.cli import (
+        history_cmd,
+        inspect_cmd,
+        listen_cmd,
+        pivotal_cmd,
+        relay_cmd,
+        replay_cmd,
+    )
 
     for command in (
         listen_cmd.listen_cmd,
         relay_cmd.relay_cmd,
         history_cmd.deliveries_cmd,
-        history_cmd.replay_cmd,
+        replay_cmd.replay_cmd,
+        inspect_cmd.inspect_cmd,
         pivotal_cmd.trigger_cmd,
         pivotal_cmd.check_cmd,
         pivotal_cmd.events_cmd,
