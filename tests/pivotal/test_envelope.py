@@ -51,3 +51,25 @@ def test_utf8_text_in_values() -> None:
 )
 def test_never_raises_and_says_none(body: bytes) -> None:
     assert parse_envelope(body) is None
+
+
+def test_large_bodies_are_labelled_from_their_start() -> None:
+    import json as _json
+
+    from hooktap.pivotal.envelope import PREFIX_SCAN_OVER, parse_envelope
+
+    doc = {
+        "id": "evt_big",
+        "type": "customer.updated",
+        "created_at": "2026-01-01T00:00:00Z",
+        "data": {"blob": "é" * PREFIX_SCAN_OVER},
+    }
+    env = parse_envelope(_json.dumps(doc, ensure_ascii=False).encode())
+    assert env is not None and (env.id, env.type) == ("evt_big", "customer.updated")
+    # Labels after a big data object: the prefix cannot tell, the full parse still finds them.
+    late = {"data": {"blob": "x" * PREFIX_SCAN_OVER}, "type": "task.completed", "id": "evt_late"}
+    env = parse_envelope(_json.dumps(late).encode())
+    assert env is not None and env.type == "task.completed"
+    # Big but not an envelope, and big but not UTF-8.
+    assert parse_envelope(b"[" + b"1," * PREFIX_SCAN_OVER + b"1]") is None
+    assert parse_envelope(b'{"type": "x", "junk": "\xff' + b"a" * PREFIX_SCAN_OVER) is None
