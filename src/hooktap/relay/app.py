@@ -162,7 +162,8 @@ def _tail_and_query(request: web.Request, channel: str) -> tuple[str, str]:
 
 
 async def ingress(request: web.Request) -> web.StreamResponse:
-    """What Pivotal posts to: store first, then push live or answer 202 queued."""
+    """What Pivotal posts to: push to the live listener and pass its answer back, or keep the
+    delivery on disk and answer 202."""
     channel = request.match_info["channel"]
     app = request.app
     db, hub, config, stats = app[DB], app[HUB], app[CONFIG], app[METRICS]
@@ -197,6 +198,41 @@ async def ingress(request: web.Request) -> web.StreamResponse:
         scheme=request.scheme,
         host=request.host,
     )
+    stats.received.inc()
+    link = hub.live(channel)
+    if link is None:
+        return _keep(app, channel, delivery, "no listener is connected")
+    # A live listener gets it straight from memory: the sender has not been answered yet, so
+    # if the relay dies now the sender retries. Only what we answer 202 for must be on disk,
+    # and it is written there before that answer.
+    waiter = link.expect(delivery.id)
+    if not await link.push(delivery):
+        return _keep(app, channel, delivery, "the listener disconnected")
+    try:
+        result = await asyncio.wait_for(asyncio.shield(waiter), link.timeout + 5)
+    except TimeoutError:
+        link.waiting.pop(delivery.id, None)
+        stats.answered.labels("504").inc()
+        kept = _keep(app, channel, delivery, "")
+        return _problem(
+            504 if kept.status == 202 else kept.status,
+            f"the listener did not report a result within {link.timeout + 5:g} s; the "
+            "delivery is kept and will be handed over again",
+            id=delivery.id,
+        )
+    if result is None:
+        return _keep(app, channel, delivery, "the listener disconnected before answering")
+    stats.answered.labels(str(result.status)).inc()
+    headers = CIMultiDict(
+        (name, value) for name, value in result.headers if name.lower() not in _RESPONSE_DROP
+    )
+    status = result.status if result.status is not None else 502
+    return web.Response(status=status, body=result.body, headers=headers)
+
+
+def _keep(app: web.Application, channel: str, delivery: WireDelivery, why: str) -> web.Response:
+    """Write the delivery to the channel's queue and answer 202; 503 if it cannot be kept."""
+    db, stats = app[DB], app[METRICS]
     try:
         db.enqueue(channel, delivery)
     except sqlite3.Error as exc:
@@ -205,32 +241,7 @@ async def ingress(request: web.Request) -> web.StreamResponse:
         resp = _problem(503, f"the relay could not store the delivery ({exc}); retry later")
         resp.headers["Retry-After"] = "30"
         return resp
-    stats.received.inc()
-    link = hub.live(channel)
-    if link is None:
-        return _queued(stats, delivery.id, "no listener is connected")
-    waiter = link.expect(delivery.id)
-    if not await link.push(delivery):
-        return _queued(stats, delivery.id, "the listener disconnected")
-    try:
-        result = await asyncio.wait_for(asyncio.shield(waiter), link.timeout + 5)
-    except TimeoutError:
-        link.waiting.pop(delivery.id, None)
-        stats.answered.labels("504").inc()
-        return _problem(
-            504,
-            f"the listener did not report a result within {link.timeout + 5:g} s; the "
-            "delivery is kept and will be handed over again",
-            id=delivery.id,
-        )
-    if result is None:
-        return _queued(stats, delivery.id, "the listener disconnected before answering")
-    stats.answered.labels(str(result.status)).inc()
-    headers = CIMultiDict(
-        (name, value) for name, value in result.headers if name.lower() not in _RESPONSE_DROP
-    )
-    status = result.status if result.status is not None else 502
-    return web.Response(status=status, body=result.body, headers=headers)
+    return _queued(stats, delivery.id, why)
 
 
 def _queued(stats: RelayMetrics, delivery_id: str, why: str) -> web.Response:

@@ -68,6 +68,10 @@ class RelayDB:
         self._depth: dict[str, int] = dict(
             self.db.execute("SELECT channel, COUNT(*) FROM queue GROUP BY channel").fetchall()
         )
+        # In memory so the hot path asks SQLite nothing: which channels exist (they are never
+        # deleted) and which deliveries are queued (at most max_queue per channel).
+        self._channels: set[str] = set()
+        self._queued: set[str] = {row[0] for row in self.db.execute("SELECT id FROM queue")}
 
     def close(self) -> None:
         self.db.close()
@@ -85,7 +89,11 @@ class RelayDB:
         return True
 
     def channel_exists(self, channel: str) -> bool:
+        if channel in self._channels:
+            return True
         row = self.db.execute("SELECT 1 FROM channels WHERE channel = ?", (channel,)).fetchone()
+        if row is not None:
+            self._channels.add(channel)
         return row is not None
 
     def check_token(self, channel: str, token: str) -> bool:
@@ -117,9 +125,13 @@ class RelayDB:
             (channel, delivery.id, delivery.received_at, json.dumps(meta), delivery.body),
         )
         self._depth[channel] = self._depth.get(channel, 0) + 1
+        self._queued.add(delivery.id)
 
     def confirm(self, channel: str, delivery_id: str) -> bool:
         """Forget a delivery the listener has stored; False if it was already gone."""
+        if delivery_id not in self._queued:
+            return False  # pushed live and never written: nothing to delete
+        self._queued.discard(delivery_id)
         cur = self.db.execute(
             "DELETE FROM queue WHERE channel = ? AND id = ?", (channel, delivery_id)
         )
