@@ -137,7 +137,7 @@ async def main() -> None:
         lst = app.deliveries
         while lst.selected is None or lst.selected.event_type != "customer.churned":
             await pilot.press("down")
-        await until(lambda: app._detail_data is not None and not app._detail_timer_set)
+        await until(lambda: app.detail_settled)
         await pilot.pause(0.3)
         app.save_screenshot(FILES["list"], str(OUT))
 

@@ -172,7 +172,7 @@ def select(delivery_id: str, tab: str = "request") -> Callable[[Pilot[None]], Aw
             pilot,
             lambda: app._detail_data is not None and app._detail_data.delivery.id == delivery_id,
         )
-        await wait_until(pilot, lambda: app.deliveries.replays and not app._detail_timer_set)
+        await wait_until(pilot, lambda: app.deliveries.replays and app.detail_settled)
         await pilot.pause()
 
     return run
@@ -238,7 +238,7 @@ def test_filtered_list(snap_compare, history: Store) -> None:  # type: ignore[no
         await select("dlv_snap08")(pilot)
         await pilot.press("slash", *"type:onboarding.* status:5xx", "enter")
         await wait_until(pilot, lambda: len(app.deliveries.rows) == 1 and app.total == 1)
-        await wait_until(pilot, lambda: app._detail_data is not None and not app._detail_timer_set)
+        await wait_until(pilot, lambda: app.detail_settled)
         await pilot.pause()
 
     assert snap_compare(make_app(history), terminal_size=SIZE, run_before=run)

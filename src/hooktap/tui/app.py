@@ -18,6 +18,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer
 
 from hooktap.filters import Filter
@@ -37,8 +38,11 @@ from hooktap.tui.widgets.header import StatusHeader, UrlLabel
 from hooktap.tui.window import PAGE
 
 FLUSH = 0.1  # seconds between applying listener events to the screen
-DETAIL_DELAY = 0.03  # coalesce detail loads while a key is held down
-DETAIL_DELAY_FOLLOWING = 0.25  # at most 4 detail loads a second while rows stream in
+# A detail update re-lays out the screen (~40 ms with a big body), so it must not run per
+# key: while a key is held the detail waits for the cursor to rest (debounce), and while rows
+# stream in at the top it shows the newest at most every DETAIL_FOLLOWING s (throttle).
+DETAIL_QUIET = 0.12
+DETAIL_FOLLOWING = 1.0
 
 _MAIN_ONLY = {
     "replay",
@@ -110,7 +114,8 @@ class HooktapApp(App[None]):
         self.new_count = 0
         self._anchor: tuple[float, int] | None = None
         self._detail_wanted: str | None = None
-        self._detail_timer_set = False
+        self._detail_timer: Timer | None = None
+        self._detail_loaded_at = 0.0
         self._detail_data: DetailData | None = None
         self._history_count: int | None = None
         self._handle_signals = handle_signals
@@ -349,23 +354,28 @@ class HooktapApp(App[None]):
         self.detail.query_one("#tabs").focus()
 
     def _want_detail(self, delivery_id: str | None, force: bool = False) -> None:
-        """Throttled: load the latest wanted row at most every DETAIL_DELAY seconds."""
         if delivery_id is None:
             self._detail_data = None
             self.detail.clear("No deliveries yet." if not self.deliveries.rows else "")
             return
-        if self._detail_data is not None and self._detail_data.delivery.id != delivery_id:
-            self._detail_data = None
         self._detail_wanted = delivery_id
-        if not self._detail_timer_set:
-            self._detail_timer_set = True
-            following = self.deliveries.following and not force
-            delay = DETAIL_DELAY_FOLLOWING if following else DETAIL_DELAY
-            self.set_timer(delay, self._load_detail)
+        if self._detail_data is None or force:
+            delay = 0.0  # the first one, or news about the row on screen: show it now
+        elif self.deliveries.following:
+            if self._detail_timer is not None:
+                return  # throttle: the pending load will pick up the newest row
+            since = time.monotonic() - self._detail_loaded_at
+            delay = max(0.0, DETAIL_FOLLOWING - since)  # a quiet feed shows each at once
+        else:
+            delay = DETAIL_QUIET  # debounce: restart the wait on every move
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        self._detail_timer = self.set_timer(max(delay, 0.001), self._load_detail)
 
     @work(exclusive=True, group="detail")
     async def _load_detail(self) -> None:
-        self._detail_timer_set = False
+        self._detail_timer = None
+        self._detail_loaded_at = time.monotonic()
         wanted = self._detail_wanted
         if wanted is None:
             return
@@ -373,6 +383,18 @@ class HooktapApp(App[None]):
         if data is not None and self.deliveries.selected_id == wanted:
             self._detail_data = data
             self.detail.show(data, utc=self.utc)
+
+    @property
+    def detail_settled(self) -> bool:
+        """The detail pane shows the selected row and nothing is pending (tests, scripts)."""
+        data = self._detail_data
+        loading = any(w.group == "detail" and w.is_running for w in self.workers)
+        return (
+            self._detail_timer is None
+            and not loading
+            and data is not None
+            and data.delivery.id == self.deliveries.selected_id
+        )
 
     async def selected_detail(self) -> DetailData | None:
         """The selected delivery in full, from the pane when it is loaded, else the store."""

@@ -36,7 +36,21 @@ class UrlLabel(Label):
         self.post_message(self.Clicked())
 
 
+def set_text(label: Label, text: str) -> None:
+    """Update a fixed-size label without a layout pass, and only when its text changes.
+
+    The header and status line change ten times a second under load; a full-screen layout
+    each time (tens of ms with a big body in the detail pane) is what made keys lag.
+    """
+    if getattr(label, "_hooktap_text", None) != text:
+        label._hooktap_text = text  # type: ignore[attr-defined]
+        label.update(text, layout=False)
+
+
 class StatusHeader(Vertical):
+    _counts = ""
+    _detail = ""
+
     def compose(self) -> ComposeResult:
         with Horizontal(id="header-top"):
             yield Label("hooktap", id="brand")
@@ -46,17 +60,17 @@ class StatusHeader(Vertical):
             yield Label("", id="target")
         with Horizontal(id="header-bottom"):
             yield Label("", id="counts")
-            yield Label("", id="conn-detail")
 
     def show_state(self, state: str, detail: str = "", retry_in: float | None = None) -> None:
         label = self.query_one("#conn-state", Label)
-        label.update(_STATES.get(state, state))
+        set_text(label, _STATES.get(state, state))
         label.set_classes(f"state-{state}")
         if state == "disconnected" and retry_in:
             detail = f"{detail}; next try in ~{retry_in:.0f} s" if detail else ""
         elif state == "connected":
             detail = ""
-        self.query_one("#conn-detail", Label).update(detail)
+        self._detail = detail
+        self._show_info()
 
     def show_urls(self, webhook_url: str | None, target: str | None) -> None:
         url = self.query_one("#webhook-url", UrlLabel)
@@ -65,10 +79,15 @@ class StatusHeader(Vertical):
         self.query_one("#target", Label).update(f"→ {target}" if target else "")
 
     def show_counts(self, counts: Counts, scope: str) -> None:
-        self.query_one("#counts", Label).update(
+        self._counts = (
             f"{scope}: received {counts.received:,} · forwarded {counts.forwarded:,} · "
             f"failed {counts.failed:,} · invalid signatures {counts.invalid:,}"
         )
+        self._show_info()
+
+    def _show_info(self) -> None:
+        info = self._counts + (f"   {self._detail}" if self._detail else "")
+        set_text(self.query_one("#counts", Label), info)
 
     def show_paused(self, paused: bool) -> None:
         label = self.query_one("#paused", Label)
