@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from hooktap import aio
 from hooktap.cli.common import BadInput, secret_option, valid_secret, valid_target
 from hooktap.home import history_db
 from hooktap.listen import output, state
@@ -117,7 +118,7 @@ def listen_cmd(
             return
         listener.subscribe(output.JsonLines() if as_json else output.LogLines())
         try:
-            asyncio.run(_run(listener))
+            aio.run(_run(listener))
         except RelayRefused as exc:
             raise BadInput(str(exc)) from None
         except ConnectionError as exc:

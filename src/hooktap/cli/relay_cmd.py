@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from hooktap import aio
 from hooktap.cli.common import BadInput
 from hooktap.home import relay_data_dir
 from hooktap.relay.app import RelayConfig, make_app
@@ -80,7 +81,7 @@ def relay_cmd(
     )
 
     try:
-        asyncio.run(_serve(config, host, port))
+        aio.run(_serve(config, host, port))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
