@@ -356,7 +356,7 @@ class HooktapApp(App[None]):
     def _want_detail(self, delivery_id: str | None, force: bool = False) -> None:
         if delivery_id is None:
             self._detail_data = None
-            self.detail.clear("No deliveries yet." if not self.deliveries.rows else "")
+            self.detail.clear()
             return
         self._detail_wanted = delivery_id
         if self._detail_data is None or force:

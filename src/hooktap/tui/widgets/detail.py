@@ -20,6 +20,10 @@ from hooktap.records import Attempt, Delivery
 from hooktap.tui import present
 
 TABS = ("request", "response", "attempts", "signature")
+EMPTY = (
+    "No delivery selected. New deliveries show up above as they arrive; "
+    "`hooktap trigger customer.updated` sends a signed sample."
+)
 
 
 @dataclass
@@ -80,7 +84,7 @@ class DetailPane(Vertical):
     _stale: set[str] = set()  # noqa: RUF012 (replaced per instance in show())
 
     def compose(self) -> ComposeResult:
-        yield Label("Select a delivery to see it here.", id="detail-title")
+        yield Label(EMPTY, id="detail-title")
         yield Static("", id="rules")
         with TabbedContent(initial="request", id="tabs"):
             for tab in TABS:
@@ -95,7 +99,7 @@ class DetailPane(Vertical):
     def active_tab(self) -> str:
         return self.query_one(TabbedContent).active
 
-    def clear(self, message: str = "Select a delivery to see it here.") -> None:
+    def clear(self, message: str = EMPTY) -> None:
         self._data = None
         self.query_one("#detail-title", Label).update(message)
         self.query_one("#rules", Static).update("")
