@@ -129,6 +129,18 @@ async def test_ctrl_e_hands_the_body_to_editor(
         await pilot.press("escape")  # cancel: nothing is sent
         await wait_until(pilot, lambda: not isinstance(app.screen, EditorScreen))
         assert len(session.handler.seen) == 1
+        # ctrl+e on the list goes straight to $EDITOR; ctrl+s sends what it saved.
+        await pilot.press("ctrl+e")
+        await wait_until(pilot, lambda: isinstance(app.screen, EditorScreen))
+        area = app.screen.query_one("#editor-body", TextArea)
+        await wait_until(
+            pilot,
+            lambda: "task.reopened" in area.text,
+            what=f"$EDITOR's change {[n.message for n in app._notifications]}",
+        )
+        await pilot.press("ctrl+s")
+        seen = await session.handler.wait_for(2)
+        assert b"task.reopened" in seen[1].body
 
 
 async def test_slash_filters_by_type_status_verdict_and_text(session: Session) -> None:

@@ -68,6 +68,7 @@ class HooktapApp(App[None]):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("r", "replay", "Re-send"),
         Binding("e", "edit", "Edit+send"),
+        Binding("ctrl+e", "edit(True)", "Edit in $EDITOR, then send", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter / back to list", show=False),
         Binding("c", "copy_curl", "Copy curl"),
@@ -419,7 +420,7 @@ class HooktapApp(App[None]):
     def action_replay(self) -> None:
         self.sender.resend(self.deliveries.selected_id)
 
-    async def action_edit(self) -> None:
+    async def action_edit(self, external: bool = False) -> None:
         data = await self.selected_detail()
         if data is None:
             return
@@ -434,7 +435,8 @@ class HooktapApp(App[None]):
             if result is not None:
                 self.sender.resend(delivery.id, result)
 
-        self.push_screen(EditorScreen(delivery, self.sender.edit_note()), send)
+        editor = EditorScreen(delivery, self.sender.edit_note(), external=external)
+        self.push_screen(editor, send)
 
     def action_filter(self) -> None:
         def apply(chosen: Filter | None) -> None:

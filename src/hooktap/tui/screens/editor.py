@@ -113,8 +113,9 @@ class EditorScreen(Screen[EditResult | None]):
         Binding("escape", "cancel", "Cancel", priority=True),
     ]
 
-    def __init__(self, delivery: Delivery, sign_note: str) -> None:
+    def __init__(self, delivery: Delivery, sign_note: str, *, external: bool = False) -> None:
         super().__init__()
+        self.external = external  # open $EDITOR straight away (ctrl+e on the list)
         self.delivery = delivery
         self.sign_note = sign_note
         self.json = looks_json(delivery)
@@ -157,6 +158,8 @@ class EditorScreen(Screen[EditResult | None]):
         self._loaded_headers = self.query_one("#editor-headers", TextArea).text
         body.focus()
         self._check()
+        if self.external:
+            self.action_external(body)
 
     @property
     def body_text(self) -> str:
@@ -230,12 +233,15 @@ class EditorScreen(Screen[EditResult | None]):
         area = self.query_one("#editor-body", TextArea)
         area.text = json.dumps(json.loads(self.body_text), indent=2, ensure_ascii=False)
 
-    def action_external(self) -> None:
-        self.run_worker(self._external(), exclusive=True, group="external-editor")
+    def action_external(self, area: TextArea | None = None) -> None:
+        """$EDITOR on the focused text (headers or body; the body when neither has focus)."""
+        if area is None:
+            focused = self.focused
+            area = focused if isinstance(focused, TextArea) else None
+        area = area or self.query_one("#editor-body", TextArea)
+        self.run_worker(self._external(area), exclusive=True, group="external-editor")
 
-    async def _external(self) -> None:
-        headers = self.query_one("#editor-headers", TextArea)
-        area = headers if headers.has_focus else self.query_one("#editor-body", TextArea)
+    async def _external(self, area: TextArea) -> None:
         suffix = ".json" if area.id == "editor-body" and self.json else ".txt"
         try:
             text = await edit_externally(self.app, area.text, suffix)
