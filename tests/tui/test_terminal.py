@@ -31,13 +31,13 @@ _ANSI = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][0
 class Terminal:
     """A hooktap process on a pty, with everything it drew kept as text without escapes."""
 
-    def __init__(self, args: list[str], home: Path) -> None:
+    def __init__(self, args: list[str], home: Path, *, command: list[str] | None = None) -> None:
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
         env = {**os.environ, "HOOKTAP_HOME": str(home), "TERM": "xterm-256color"}
         env.pop("TEXTUAL", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hooktap", *args],
+            [*(command or [sys.executable, "-m", "hooktap"]), *args],
             stdin=slave,
             stdout=slave,
             stderr=slave,
@@ -92,8 +92,10 @@ class Terminal:
 
 
 @contextmanager
-def terminal(args: list[str], home: Path) -> Iterator[Terminal]:
-    term = Terminal(args, home)
+def terminal(
+    args: list[str], home: Path, *, command: list[str] | None = None
+) -> Iterator[Terminal]:
+    term = Terminal(args, home, command=command)
     try:
         yield term
     finally:
@@ -131,3 +133,13 @@ async def test_listen_reports_a_busy_port_after_restoring_the_terminal(hooktap_h
         with terminal(["listen", "--forward", "8000", "--port", port], hooktap_home) as term:
             assert await term.exit_code() == 2
             await term.wait_for(f"port {port} is in use by another program", timeout=5)
+
+
+async def test_inspect_opens_on_a_terminal_and_quits(hooktap_home: Path) -> None:
+    # The command as the CLI group will run it (wired in by the CLI's owner).
+    command = [sys.executable, "-c", "from hooktap.cli.inspect_cmd import inspect_cmd as c; c()"]
+    with terminal(["--utc", "--filter", "type:task.*"], hooktap_home, command=command) as term:
+        await term.wait_for("■ history only")
+        await term.wait_for("filter: type:task.*")
+        term.type("q")
+        assert await term.exit_code() == 0
