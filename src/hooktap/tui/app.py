@@ -225,8 +225,10 @@ class HooktapApp(App[None]):
                     # Timed out or failed: exiting cancels it anyway.
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(worker.wait(), 5)
-        self.loader.close()
         self.exit()
+
+    def on_unmount(self) -> None:
+        self.loader.close()
 
     def _flush(self) -> None:
         batch = self.feed.drain()

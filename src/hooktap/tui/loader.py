@@ -10,9 +10,11 @@ loop only awaits the result.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from hooktap.filters import Filter
 from hooktap.records import Attempt
@@ -21,6 +23,7 @@ from hooktap.store import Store, Summary
 from hooktap.tui.widgets.detail import DetailData
 from hooktap.tui.window import PAGE
 
+T = TypeVar("T")
 NEW_CAP = 1000  # "1000+ new" is as precise as a counter needs to be
 
 
@@ -31,40 +34,52 @@ class Loader:
         self.store = Store(path)
         self.secret_known = secret_known
         self.clock = clock  # "signed 3 days ago" must not drift in a snapshot test
+        self._closed = False
 
     def close(self) -> None:
-        self.store.close()
+        if not self._closed:
+            self._closed = True
+            self.store.close()
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn in a worker thread; once the app is closing, the read is simply cancelled."""
+        if self._closed:
+            raise asyncio.CancelledError
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except sqlite3.ProgrammingError:  # closed under a read that was already running
+            if self._closed:
+                raise asyncio.CancelledError from None
+            raise
 
     async def head(self, f: Filter, limit: int = PAGE) -> list[Summary]:
-        return await asyncio.to_thread(self.store.query, f, limit)
+        return await self._run(self.store.query, f, limit)
 
     async def older(self, f: Filter, cursor: tuple[float, int]) -> list[Summary]:
-        return await asyncio.to_thread(self.store.query, f, PAGE, before=cursor)
+        return await self._run(self.store.query, f, PAGE, before=cursor)
 
     async def newer(self, f: Filter, cursor: tuple[float, int]) -> list[Summary]:
         """Rows just newer than `cursor`, oldest first (the order RowWindow.add_newer takes)."""
-        return await asyncio.to_thread(self.store.query, f, PAGE, before=cursor, oldest_first=True)
+        return await self._run(self.store.query, f, PAGE, before=cursor, oldest_first=True)
 
     async def tail(self, f: Filter) -> list[Summary]:
         """The oldest page, newest first like every other page."""
-        rows = await asyncio.to_thread(self.store.query, f, PAGE, oldest_first=True)
+        rows = await self._run(self.store.query, f, PAGE, oldest_first=True)
         return rows[::-1]
 
     async def new_since(self, f: Filter, cursor: tuple[float, int]) -> int:
         """How many matching rows arrived above `cursor`, capped at NEW_CAP."""
-        rows = await asyncio.to_thread(
-            self.store.query, f, NEW_CAP, before=cursor, oldest_first=True
-        )
+        rows = await self._run(self.store.query, f, NEW_CAP, before=cursor, oldest_first=True)
         return len(rows)
 
     async def count(self, f: Filter) -> int:
-        return await asyncio.to_thread(self.store.count, f)
+        return await self._run(self.store.count, f)
 
     async def stats(self) -> dict[str, int]:
-        return await asyncio.to_thread(self.store.stats)
+        return await self._run(self.store.stats)
 
     async def attempts(self, delivery_id: str) -> list[Attempt]:
-        return await asyncio.to_thread(self.store.attempts, delivery_id)
+        return await self._run(self.store.attempts, delivery_id)
 
     def _detail(self, delivery_id: str) -> DetailData | None:
         delivery = self.store.get(delivery_id)
@@ -77,4 +92,4 @@ class Loader:
         return DetailData(delivery, self.store.attempts(delivery.id), duplicate, note)
 
     async def detail(self, delivery_id: str) -> DetailData | None:
-        return await asyncio.to_thread(self._detail, delivery_id)
+        return await self._run(self._detail, delivery_id)
