@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -364,17 +365,20 @@ async def main() -> None:
         return
     home = Path(tempfile.mkdtemp(prefix="hooktap-bench-"))
     os.environ["HOOKTAP_HOME"] = str(home)
-    if args.only in (None, "open"):
-        db = args.db or home / "history.db"
-        if not db.exists():
-            print(f"building {args.count:,} stored deliveries in {db} …", flush=True)
-            began = time.perf_counter()
-            build_history(db, args.count)
-            print(f"  built in {time.perf_counter() - began:.0f} s")
-        await bench_open(db)
-    if args.only in (None, "live"):
-        await bench_baseline(args.rate, args.seconds)
-        await bench_live(args.rate, args.seconds)
+    try:
+        if args.only in (None, "open"):
+            db = args.db or home / "history.db"
+            if not db.exists():
+                print(f"building {args.count:,} stored deliveries in {db} …", flush=True)
+                began = time.perf_counter()
+                build_history(db, args.count)
+                print(f"  built in {time.perf_counter() - began:.0f} s")
+            await bench_open(db)
+        if args.only in (None, "live"):
+            await bench_baseline(args.rate, args.seconds)
+            await bench_live(args.rate, args.seconds)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)  # a --db history is kept; ours is not
 
 
 if __name__ == "__main__":
