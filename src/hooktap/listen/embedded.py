@@ -66,7 +66,7 @@ class EmbeddedRelay:
 async def is_hooktap_relay(url: str) -> bool:
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5)) as http,
             http.get(f"{url}/healthz") as resp,
         ):
             body = json.loads(await resp.read())
