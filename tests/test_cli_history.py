@@ -21,7 +21,7 @@ from hooktap.cli.replay_cmd import replay_cmd
 from hooktap.home import history_db
 from hooktap.records import Attempt, Delivery
 from hooktap.store import Store
-from test_replay import BODY, VerifyingHandler, stored_delivery
+from support.verifying import BODY, VerifyingHandler, stored_delivery
 
 
 def run(cmd, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> Result:  # type: ignore[no-untyped-def]
