@@ -194,10 +194,9 @@ class Store:
     def _setup(self) -> None:
         db = self._db
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        # Only takes effect on a new file. Bodies up to 10 MB are stored whole, and 16 KiB
-        # pages write a 1 MB body in ~2.6 ms against ~4.1 ms with the default 4 KiB, at no cost
-        # for small ones (benchmarks/hotpath.py has the figures).
-        db.execute("PRAGMA page_size = 16384")
+        # The default 4 KiB pages on purpose: 16 KiB pages wrote a 1 MB body 2.3 ms faster but
+        # made every 1 KB delivery ~125 µs slower (each commit rewrites ~9 whole pages), and
+        # webhooks are mostly small.
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         if self._version() == SCHEMA_VERSION:
@@ -292,17 +291,24 @@ class Store:
         Either both happen or neither, so a crash never leaves "done" without its outcome.
         Returns the attempt id (also set on `attempt.id`).
         """
+        self.finish_many([(delivery_id, attempt)])
+        assert attempt.id is not None
+        return attempt.id
+
+    def finish_many(self, finished: list[tuple[str, Attempt]]) -> None:
+        """`finish` for a batch in one transaction: under load the listener commits once per
+        event-loop tick instead of once per delivery (each COMMIT costs ~30-50 µs)."""
         with self._write() as db:
-            attempt_id = self._insert_attempt(db, attempt)
-            cur = db.execute(
-                "UPDATE deliveries SET state = 'done', "
-                "forward_attempt = coalesce(forward_attempt, ?) WHERE id = ?",
-                (attempt_id, delivery_id),
-            )
-            if cur.rowcount == 0:
-                raise LookupError(f"no delivery {delivery_id!r} to finish")
-        attempt.id = attempt_id
-        return attempt_id
+            for delivery_id, attempt in finished:
+                attempt_id = self._insert_attempt(db, attempt)
+                cur = db.execute(
+                    "UPDATE deliveries SET state = 'done', "
+                    "forward_attempt = coalesce(forward_attempt, ?) WHERE id = ?",
+                    (attempt_id, delivery_id),
+                )
+                if cur.rowcount == 0:
+                    raise LookupError(f"no delivery {delivery_id!r} to finish")
+                attempt.id = attempt_id
 
     def add_attempt(self, attempt: Attempt) -> int:
         """Record another attempt (a replay) linked to its delivery; the original stays as is."""

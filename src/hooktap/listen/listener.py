@@ -88,6 +88,7 @@ class Listener:
         self._stopping = asyncio.Event()
         self._announced = False
         self._waiting_for_slot = False
+        self._finishing: dict[str, tuple[Attempt, asyncio.Future[None]]] = {}
 
     @property
     def relay_url(self) -> str:
@@ -281,6 +282,9 @@ class Listener:
     # --- one delivery --------------------------------------------------------------------
 
     async def _handle(self, ws: ClientConnection, frame: WireDelivery) -> None:
+        pending = self._finishing.get(frame.id)
+        if pending is not None:  # re-sent while its outcome waits for the batch commit
+            await asyncio.shield(pending[1])
         state = self.store.get_state(frame.id)
         if state is not None:
             await self._answer_again(ws, frame.id, state)
@@ -310,13 +314,34 @@ class Listener:
         if not stored:  # never reached the handler (refused, timed out connecting)
             dispatched()
         attempt = _attempt(delivery.id, "forward", outcome)
-        self.store.finish(delivery.id, attempt)
+        await self._finish(delivery.id, attempt)
         delivery.state = "done"
+        # The sender is waiting on the relay for this: answer first, then tell the outputs.
+        await _send_quietly(ws, _result(delivery.id, outcome))
         duplicate = bool(delivery.svix_id) and self.store.seen_svix_id(
             delivery.svix_id or "", before_id=delivery.id
         )
         self._emit(DeliveryForwarded(delivery, attempt, duplicate))
-        await _send_quietly(ws, _result(delivery.id, outcome))
+
+    async def _finish(self, delivery_id: str, attempt: Attempt) -> None:
+        """Store the outcome; deliveries finishing in the same event-loop tick share one
+        commit. The relay is told only after it is durable, as before."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._finishing[delivery_id] = (attempt, done)
+        if len(self._finishing) == 1:
+            asyncio.get_running_loop().call_soon(self._commit_finished)
+        await done
+
+    def _commit_finished(self) -> None:
+        batch, self._finishing = self._finishing, {}
+        try:
+            self.store.finish_many([(delivery_id, a) for delivery_id, (a, _) in batch.items()])
+        except Exception as exc:  # surfaces in each delivery's task, which logs it
+            for _, done in batch.values():
+                done.set_exception(exc)
+            return
+        for _, done in batch.values():
+            done.set_result(None)
 
     def _record(self, frame: WireDelivery) -> Delivery:
         verdict = verify(self.config.secret, frame.headers, frame.body)
