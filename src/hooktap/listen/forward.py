@@ -181,7 +181,12 @@ class Forwarder:
                 outcome.error = (
                     f"the local handler at {url} did not answer within {self.timeout:g} s"
                 )
-            except (OSError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
+            except (
+                OSError,
+                h11.ProtocolError,
+                asyncio.IncompleteReadError,
+                _StaleConnection,
+            ) as exc:
                 outcome.status = None
                 outcome.error = _describe(exc, url)
         outcome.duration_ms = (time.perf_counter() - started) * 1000
@@ -302,6 +307,8 @@ def _describe(exc: BaseException, url: str) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused by {url} — is your handler running?"
     if isinstance(exc, h11.ProtocolError):
+        if "peer closed" in str(exc):
+            return f"the handler at {url} closed the connection without a complete response ({exc})"
         return f"the handler at {url} sent invalid HTTP: {exc}"
     if isinstance(exc, (_StaleConnection, asyncio.IncompleteReadError, ConnectionResetError)):
         return f"the handler at {url} closed the connection without a complete response"
