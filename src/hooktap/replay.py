@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from hooktap.listen.forward import Forwarder, parse_target, prepare_headers
-from hooktap.pivotal.signing import DEFAULT_TOLERANCE, parse_secret, resign
+from hooktap.pivotal.signing import DEFAULT_TOLERANCE, describe_age, parse_secret, resign
 from hooktap.records import Attempt, Delivery, Headers
 from hooktap.store import Store
 
@@ -26,17 +26,6 @@ def _header(headers: Headers, names: tuple[str, ...]) -> str | None:
         if name.lower() in names:
             return value
     return None
-
-
-def _ago(seconds: float) -> str:
-    seconds = abs(seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} days"
 
 
 def stored_signature_outlook(
@@ -56,7 +45,7 @@ def stored_signature_outlook(
         return "an invalid signature (no usable svix-timestamp)"
     if abs(age) > DEFAULT_TOLERANCE:
         return (
-            f"a stale (expired) signature: signed {_ago(age)} "
+            f"a stale (expired) signature: signed {describe_age(age)} "
             f"{'ago' if age > 0 else 'in the future'}, svix allows 5 minutes"
         )
     left = DEFAULT_TOLERANCE - abs(age)

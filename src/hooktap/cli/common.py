@@ -35,6 +35,24 @@ def secret_option(help: str) -> Callable[[F], F]:
     )
 
 
+def forward_option(help: str, *, required: bool = True) -> Callable[[F], F]:
+    """--forward TARGET, spelled the same way by every command that sends to a handler."""
+    return click.option(
+        "--forward", "-f", "forward", required=required, metavar="TARGET", help=help
+    )
+
+
+def timeout_option(help: str) -> Callable[[F], F]:
+    """--timeout in seconds, defaulting to Pivotal's own 10 s limit."""
+    return click.option(
+        "--timeout",
+        default=10.0,
+        show_default=True,
+        type=click.FloatRange(0.1, 600),
+        help=help,
+    )
+
+
 def valid_secret(secret: str | None) -> str | None:
     """The normalized secret, or None; a malformed one is refused before anything starts."""
     if secret is None:

@@ -10,7 +10,14 @@ import sys
 import click
 
 from hooktap import aio
-from hooktap.cli.common import BadInput, secret_option, valid_secret, valid_target
+from hooktap.cli.common import (
+    BadInput,
+    forward_option,
+    secret_option,
+    timeout_option,
+    valid_secret,
+    valid_target,
+)
 from hooktap.home import history_db
 from hooktap.listen import output, state
 from hooktap.listen.channel import RelayRefused
@@ -19,14 +26,7 @@ from hooktap.store import Store
 
 
 @click.command("listen")
-@click.option(
-    "--forward",
-    "-f",
-    "forward",
-    required=True,
-    metavar="TARGET",
-    help="Where to send deliveries: 8000, localhost:8000/webhooks/pivotal, or a full URL.",
-)
+@forward_option("Where to send deliveries: 8000, localhost:8000/webhooks/pivotal, or a full URL.")
 @secret_option("Your endpoint's signing secret (whsec_...). Verified locally; never sent anywhere.")
 @click.option(
     "--relay",
@@ -42,13 +42,7 @@ from hooktap.store import Store
     type=click.IntRange(0, 65535),
     help="Port of the embedded relay on 127.0.0.1 (0: any free port, URL not stable).",
 )
-@click.option(
-    "--timeout",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(0.1, 600),
-    help="Seconds to wait for your handler (Pivotal gives up after 10).",
-)
+@timeout_option("Seconds to wait for your handler (Pivotal gives up after 10).")
 @click.option(
     "--json", "as_json", is_flag=True, help="JSON lines on stdout (a 'ready' line first)."
 )

@@ -12,7 +12,14 @@ from typing import Any
 import aiohttp
 import click
 
-from hooktap.cli.common import BadInput, required_secret, secret_option, valid_target
+from hooktap.cli.common import (
+    BadInput,
+    forward_option,
+    required_secret,
+    secret_option,
+    timeout_option,
+    valid_target,
+)
 from hooktap.pivotal import catalog
 from hooktap.pivotal.checks import CheckResult, run_checks
 from hooktap.pivotal.signing import signed_headers
@@ -266,22 +273,9 @@ def _check_url(forward: str) -> str:
 
 
 @click.command("check")
-@click.option(
-    "--forward",
-    "-f",
-    "forward",
-    required=True,
-    metavar="TARGET",
-    help="Your handler: 8000, localhost:8000/webhooks/pivotal, or a full URL.",
-)
+@forward_option("Your handler: 8000, localhost:8000/webhooks/pivotal, or a full URL.")
 @secret_option(SECRET_HELP)
-@click.option(
-    "--timeout",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(0.1, 600),
-    help="Seconds to wait for each answer (Pivotal gives up after 10).",
-)
+@timeout_option("Seconds to wait for each answer (Pivotal gives up after 10).")
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON line per check, then a summary line."
 )

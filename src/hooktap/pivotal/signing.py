@@ -198,7 +198,8 @@ def _find(headers: Headers) -> dict[str, tuple[str, str]]:
     return found
 
 
-def _ago(seconds: float) -> str:
+def describe_age(seconds: float) -> str:
+    """A timestamp's distance from now in the unit a person would use ("7 min", "2 h")."""
     seconds = abs(seconds)
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -305,7 +306,7 @@ def _verify(
         )
         return Verdict(
             "expired",
-            f"timestamp {_ago(age)} {when}, tolerance {_ago(tolerance)}; {sig}",
+            f"timestamp {describe_age(age)} {when}, tolerance {describe_age(tolerance)}; {sig}",
         )
     if problem is not None:
         return Verdict("invalid", problem)
