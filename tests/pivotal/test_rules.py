@@ -27,7 +27,19 @@ def test_non_2xx_and_slow_answers_say_when_pivotal_would_retry() -> None:
 
 
 def test_bad_signatures_carry_their_reason() -> None:
-    assert _rules(signature="expired", signature_reason="timestamp 7 min old") == [
-        "signature expired: timestamp 7 min old"
+    assert _rules(status=401, signature="expired", signature_reason="timestamp 7 min old") == [
+        "Pivotal would retry: next attempt in ~5 s (401 is not 2xx)",
+        "signature expired: timestamp 7 min old",
     ]
     assert _rules(signature="unsigned") == []
+
+
+def test_a_handler_that_contradicts_the_verdict_is_explained() -> None:
+    (rejected_valid,) = _rules(status=401, signature="valid")[1:]
+    assert "valid for your secret" in rejected_valid and "raw body" in rejected_valid
+    (accepted_invalid,) = _rules(signature="invalid", signature_reason="no match")[1:]
+    assert "not verifying" in accepted_invalid
+    assert not any("raw body" in r for r in _rules(status=401, signature="invalid"))
+    assert _rules(status=401, signature="unsigned") == [
+        "Pivotal would retry: next attempt in ~5 s (401 is not 2xx)"
+    ]

@@ -32,4 +32,22 @@ def broken_rules(
         )
     if signature in ("invalid", "expired"):
         rules.append(f"signature {signature}: {signature_reason}")
+    rules.extend(_handler_vs_verdict(status, signature))
     return rules
+
+
+def _handler_vs_verdict(status: int | None, signature: str) -> list[str]:
+    """Where the handler's answer contradicts hooktap's verdict, say what that usually means:
+    the "why did my handler say 401" question, answered on the spot."""
+    if status in (400, 401, 403) and signature == "valid":
+        return [
+            f"the handler answered {status} to a delivery whose signature is valid for your "
+            "secret: check it verifies the raw body bytes (not re-serialized JSON) with the "
+            "same whsec_ secret"
+        ]
+    if status is not None and 200 <= status <= 299 and signature in ("invalid", "expired"):
+        return [
+            f"the handler accepted a delivery with an {signature} signature: it is not "
+            "verifying signatures, or not rejecting failures (Pivotal's rules: verify first)"
+        ]
+    return []
