@@ -46,6 +46,7 @@ async def test_json_mode_ready_line_deliveries_and_clean_ctrl_c(procs, hooktap_h
         ready = proc.json_line()
         assert ready["event"] == "ready"
         assert ready["forward_to"] == handler.url + "/hooks"
+        assert ready["verifying_signatures"] is True
         url = str(ready["webhook_url"])
         assert url.startswith("http://127.0.0.1:") and "/c/" in url
         async with aiohttp.ClientSession() as http:
@@ -82,7 +83,9 @@ async def test_webhook_url_is_stable_across_restarts_and_token_kept_private(proc
         proc = procs.start(
             ["listen", "--forward", "8000", "--port", str(port), "--json"], hooktap_home
         )
-        urls.append(proc.json_line()["webhook_url"])
+        ready = proc.json_line()
+        assert ready["verifying_signatures"] is False  # no secret given
+        urls.append(ready["webhook_url"])
         proc.signal(signal.SIGINT)
         assert proc.wait() == 0
     assert urls[0] == urls[1] == urls[0].split("/c/")[0] + "/c/" + urls[0].split("/c/")[1]

@@ -18,6 +18,7 @@ class Ready:
     webhook_url: str
     forward_to: str
     queued: int = 0
+    verifying: bool = True  # a secret was given, so every delivery gets a real verdict
 
 
 @dataclass

@@ -205,7 +205,14 @@ class Listener:
             self.state = "connected"
             if not self._announced:
                 self._announced = True
-                self._emit(Ready(welcome.webhook_url, str(self.config.target), welcome.queued))
+                self._emit(
+                    Ready(
+                        welcome.webhook_url,
+                        str(self.config.target),
+                        welcome.queued,
+                        verifying=self.config.secret is not None,
+                    )
+                )
             self._set_state("connected", welcome.webhook_url)
             liveness = Liveness(welcome.heartbeat, time.monotonic())
             beat = asyncio.create_task(self._heartbeat(ws, liveness))

@@ -82,7 +82,12 @@ class JsonLines:
         if isinstance(event, Ready):
             self.ready = True
             self._write(
-                {"event": "ready", "webhook_url": event.webhook_url, "forward_to": event.forward_to}
+                {
+                    "event": "ready",
+                    "webhook_url": event.webhook_url,
+                    "forward_to": event.forward_to,
+                    "verifying_signatures": event.verifying,
+                }
             )
         elif isinstance(event, DeliveryForwarded):
             self._write(delivery_json(event))
@@ -110,6 +115,12 @@ class LogLines:
                 + "\n       Paste the webhook URL into Pivotal (Admin > Developer > Webhooks). "
                 "Ctrl+C to stop."
             )
+            if not event.verifying:
+                self._say(
+                    click.style("       Signatures are not checked:", fg="yellow")
+                    + " pass --secret whsec_... or set PIVOTAL_WEBHOOK_SECRET "
+                    "(the endpoint's signing secret in Pivotal)."
+                )
         elif isinstance(event, ConnectionChanged):
             if event.state == "disconnected":
                 retry = f"; retrying in {event.retry_in:.1f} s" if event.retry_in else ""
