@@ -91,10 +91,12 @@ def relay_cmd(
 
 
 async def _serve(config: RelayConfig, host: str, port: int) -> None:
-    runner = web.AppRunner(make_app(config), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        make_app(config), access_log=None, handle_signals=False, shutdown_timeout=2.0
+    )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, shutdown_timeout=2.0)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         bound = runner.addresses[0]
         click.echo(

@@ -28,6 +28,12 @@ class EmbeddedRelay:
     def owned(self) -> bool:
         return self._runner is not None
 
+    @property
+    def app(self) -> web.Application:
+        """The relay app this process serves (only when `owned`), for the in-process link."""
+        assert self._runner is not None
+        return self._runner.app
+
     async def start(self) -> None:
         """Serve on the port, or join the hooktap relay already there."""
         if await self.try_serve():
@@ -41,9 +47,11 @@ class EmbeddedRelay:
     async def try_serve(self) -> bool:
         """Bind the port ourselves; False when it is taken (by a relay we can join or not)."""
         config = RelayConfig(data_dir=relay_data_dir(), heartbeat=self.heartbeat)
-        runner = web.AppRunner(make_app(config), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            make_app(config), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self.port, shutdown_timeout=1.0)
+        site = web.TCPSite(runner, "127.0.0.1", self.port)
         try:
             await site.start()
         except OSError as exc:

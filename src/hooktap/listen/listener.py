@@ -14,7 +14,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -52,10 +54,15 @@ from hooktap.protocol import (
     encode,
 )
 from hooktap.records import Attempt, Delivery
+from hooktap.relay import app as relay_app
 from hooktap.relay.app import MAX_RESULT_BODY
+from hooktap.relay.hub import Link
 from hooktap.store import Store
 
 log = logging.getLogger("hooktap.listen")
+
+# Hands a delivery's Result back to the relay: over the websocket, or by a direct call.
+Reply = Callable[[Result], Awaitable[None]]
 
 
 @dataclass
@@ -89,6 +96,7 @@ class Listener:
         self._announced = False
         self._waiting_for_slot = False
         self._finishing: dict[str, tuple[Attempt, asyncio.Future[None]]] = {}
+        self._local: Link | None = None
 
     @property
     def relay_url(self) -> str:
@@ -128,7 +136,10 @@ class Listener:
         try:
             while not self._stopping.is_set():
                 try:
-                    await self._session()
+                    if self.embedded is not None and self.embedded.owned:
+                        await self._local_session()
+                    else:
+                        await self._session()
                     attempt = 0
                 except RelayRefused:
                     raise
@@ -170,12 +181,70 @@ class Listener:
     async def set_paused(self, paused: bool) -> None:
         """Hold deliveries at the relay (they queue, the sender gets 202) or let them flow."""
         self.paused = paused
+        if self._local is not None and self.embedded is not None:
+            relay_app.set_local_paused(self.embedded.app, self._local, paused)
         if self._ws is not None:
             with contextlib.suppress(ConnectionClosed):
                 await self._ws.send(encode(Flow(paused)))
         self._emit(Paused(paused))
 
     # --- one connection ------------------------------------------------------------------
+
+    async def _local_session(self) -> None:
+        """Attach to the relay this process serves by function call: the default setup pays
+        no websocket framing and no loopback hop per delivery."""
+        assert self.creds is not None and self.embedded is not None
+        app = self.embedded.app
+
+        def deliver(frame: WireDelivery) -> None:
+            task = asyncio.get_running_loop().create_task(self._handle_bounded(reply, frame))
+            self._tasks.add(task)
+            task.add_done_callback(self._done_local)
+
+        async def reply(result: Result) -> None:
+            relay_app.local_result(app, link, result)
+
+        link = relay_app.attach_local(
+            app, self.creds.channel, self.creds.token, deliver, self.config.timeout, self.paused
+        )
+        self._local = link
+        try:
+            self._connected(self.creds.webhook_url, relay_app.queue_depth(app, link.channel))
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            ended = asyncio.ensure_future(link.ended.wait())
+            await asyncio.wait({stopping, ended}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            ended.cancel()
+            if link.closed and not self._stopping.is_set():
+                raise RelayRefused(
+                    "another `hooktap listen` connected to this channel and took it over"
+                )
+        finally:
+            self._local = None
+            relay_app.detach_local(app, link)
+
+    def _connected(self, webhook_url: str, queued: int) -> None:
+        self.state = "connected"
+        if not self._announced:
+            self._announced = True
+            self._emit(
+                Ready(
+                    webhook_url,
+                    str(self.config.target),
+                    queued,
+                    verifying=self.config.secret is not None,
+                )
+            )
+        self._set_state("connected", webhook_url)
+
+    async def _handle_bounded(self, reply: Reply, frame: WireDelivery) -> None:
+        async with self._slots:
+            await self._handle(reply, frame)
+
+    def _done_local(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery handling failed", exc_info=task.exception())
 
     async def _session(self) -> None:
         assert self.creds is not None
@@ -202,18 +271,7 @@ class Listener:
                 raise RelayRefused(f"the relay refused the connection: {first.reason}")
             welcome = session.welcome
             assert welcome is not None
-            self.state = "connected"
-            if not self._announced:
-                self._announced = True
-                self._emit(
-                    Ready(
-                        welcome.webhook_url,
-                        str(self.config.target),
-                        welcome.queued,
-                        verifying=self.config.secret is not None,
-                    )
-                )
-            self._set_state("connected", welcome.webhook_url)
+            self._connected(welcome.webhook_url, welcome.queued)
             liveness = Liveness(welcome.heartbeat, time.monotonic())
             beat = asyncio.create_task(self._heartbeat(ws, liveness))
             try:
@@ -241,7 +299,7 @@ class Listener:
                 await self._slots.acquire()
                 self._waiting_for_slot = False
                 liveness.seen(time.monotonic())
-                task = asyncio.create_task(self._handle(ws, frame))
+                task = asyncio.create_task(self._handle(partial(_send_quietly, ws), frame))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
             elif isinstance(frame, Ping):
@@ -288,13 +346,13 @@ class Listener:
 
     # --- one delivery --------------------------------------------------------------------
 
-    async def _handle(self, ws: ClientConnection, frame: WireDelivery) -> None:
+    async def _handle(self, reply: Reply, frame: WireDelivery) -> None:
         pending = self._finishing.get(frame.id)
         if pending is not None:  # re-sent while its outcome waits for the batch commit
             await asyncio.shield(pending[1])
         state = self.store.get_state(frame.id)
         if state is not None:
-            await self._answer_again(ws, frame.id, state)
+            await self._answer_again(reply, frame.id, state)
             return
         delivery = self._record(frame)
         stored = False
@@ -324,7 +382,7 @@ class Listener:
         await self._finish(delivery.id, attempt)
         delivery.state = "done"
         # The sender is waiting on the relay for this: answer first, then tell the outputs.
-        await _send_quietly(ws, _result(delivery.id, outcome))
+        await reply(_result(delivery.id, outcome))
         duplicate = bool(delivery.svix_id) and self.store.seen_svix_id(
             delivery.svix_id or "", before_id=delivery.id
         )
@@ -375,7 +433,7 @@ class Listener:
             state="dispatched",
         )
 
-    async def _answer_again(self, ws: ClientConnection, delivery_id: str, state: str) -> None:
+    async def _answer_again(self, reply: Reply, delivery_id: str, state: str) -> None:
         """A delivery we already took: confirm it from history instead of forwarding twice."""
         first = self.store.first_attempt(delivery_id)
         if first is not None:
@@ -402,7 +460,7 @@ class Listener:
                 duplicate=True,
             )
         self._emit(DuplicateSkipped(delivery_id, state))
-        await _send_quietly(ws, result)
+        await reply(result)
 
 
 def _attempt(delivery_id: str, kind: str, outcome: Outcome) -> Attempt:

@@ -12,8 +12,10 @@ import logging
 import re
 import sqlite3
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
@@ -91,7 +93,8 @@ def make_app(config: RelayConfig) -> web.Application:
 async def _close_links(app: web.Application) -> None:
     for link in list(app[HUB].links.values()):
         link.close()
-        await link.ws.close(code=1001, message=b"relay shutting down")
+        if link.ws is not None:
+            await link.ws.close(code=1001, message=b"relay shutting down")
 
 
 async def _close_db(app: web.Application) -> None:
@@ -300,12 +303,7 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
         paused=hello.paused,
         liveness=Liveness(config.heartbeat, time.monotonic()),
     )
-    replaced = hub.attach(link)
-    if replaced is not None:
-        replaced.close()
-        await _refuse(
-            replaced.ws, ProtocolError("another listener connected to this channel", "replaced")
-        )
+    await _replace(hub.attach(link))
     webhook_url = f"{_public_base(request)}/c/{channel}"
     await ws.send_bytes(session.welcome(channel, webhook_url, config.heartbeat, db.depth(channel)))
     log.info("listener connected to %s (%s)", channel, hello.client)
@@ -313,6 +311,7 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
     if not link.paused:
         tasks.append(asyncio.create_task(_flush(request.app, link)))
     liveness = link.liveness
+    assert liveness is not None
     try:
         async for msg in ws:
             liveness.seen(time.monotonic())
@@ -361,6 +360,74 @@ async def _await_hello(
     return frame
 
 
+async def _replace(old: Link | None) -> None:
+    """A newer listener took the channel: the older one is told why and let go."""
+    if old is None:
+        return
+    old.close()
+    if old.ws is not None:
+        await _refuse(
+            old.ws, ProtocolError("another listener connected to this channel", "replaced")
+        )
+
+
+# --- the in-process link of the embedded relay --------------------------------------------------
+
+
+def attach_local(
+    app: web.Application,
+    channel: str,
+    token: str,
+    deliver: Callable[[WireDelivery], None],
+    timeout: float,
+    paused: bool,
+) -> Link:
+    """Connect the listener that owns this embedded relay by function call: the same hub, queue
+    and answers as a websocket listener, without framing each delivery twice over loopback."""
+    link = Link(channel, None, timeout=timeout, paused=paused, local=deliver)
+    if not app[DB].channel_exists(channel):
+        # This process took the port over with a data dir that never saw the channel: keep the
+        # URL the listener already printed (its token re-registers it, as a websocket would).
+        app[DB].create_channel(channel, token)
+    replaced = app[HUB].attach(link)
+    if replaced is not None:
+        asyncio.get_running_loop().create_task(_replace(replaced))
+    if not paused:
+        _spawn(link, _flush(app, link))
+    return link
+
+
+def queue_depth(app: web.Application, channel: str) -> int:
+    return app[DB].depth(channel)
+
+
+def local_result(app: web.Application, link: Link, result: Result) -> None:
+    app[DB].confirm(link.channel, result.id)
+    link.resolve(result)
+
+
+def set_local_paused(app: web.Application, link: Link, paused: bool) -> None:
+    link.paused = paused
+    if not paused:
+        _spawn(link, _flush(app, link))
+
+
+def detach_local(app: web.Application, link: Link) -> None:
+    app[HUB].detach(link)
+    for task in _local_tasks.pop(link, set()):
+        task.cancel()
+
+
+_local_tasks: dict[Link, set[asyncio.Task[None]]] = {}
+
+
+def _spawn(link: Link, coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    tasks = _local_tasks.setdefault(link, set())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
 async def _refuse(ws: web.WebSocketResponse, exc: ProtocolError) -> None:
     """Say why, then close cleanly: the peer learns the reason, the relay keeps serving."""
     if ws.closed:
@@ -383,10 +450,11 @@ async def _flush(app: web.Application, link: Link) -> None:
 
 async def _heartbeat(link: Link, interval: float) -> None:
     """Ping every interval; a listener silent for three is dead and its link is closed."""
+    assert link.ws is not None
     while not link.closed:
         await asyncio.sleep(interval)
         liveness = link.liveness
-        if liveness.dead(time.monotonic()):
+        if liveness is not None and liveness.dead(time.monotonic()):
             log.info("listener on %s silent for %.0f s: closing", link.channel, liveness.window)
             link.close()
             await _refuse(

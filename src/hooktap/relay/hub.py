@@ -1,13 +1,15 @@
 """Live listener connections: at most one per channel, and the senders waiting on them.
 
-A Link wraps one listener websocket. The ingress handler asks the hub to push a delivery and
-waits on a future that the listener's Result resolves; if the link drops first, the future
-resolves to None and the sender is told the delivery is queued.
+A Link wraps one listener: a websocket, or, for the listener that runs the embedded relay in
+its own process, a plain function call (no framing, no loopback socket). The ingress handler
+asks the hub to push a delivery and waits on a future that the listener's Result resolves; if
+the link drops first, the future resolves to None and the sender is told it is queued.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -18,13 +20,15 @@ from hooktap.protocol import Delivery, Liveness, Result, encode
 @dataclass(eq=False)
 class Link:
     channel: str
-    ws: web.WebSocketResponse
+    ws: web.WebSocketResponse | None
     timeout: float
-    liveness: Liveness
+    liveness: Liveness | None = None  # None for an in-process link: it cannot go silent
     paused: bool = False
+    local: Callable[[Delivery], None] | None = None
     sent: set[str] = field(default_factory=set)
     waiting: dict[str, asyncio.Future[Result | None]] = field(default_factory=dict)
     closed: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def push(self, delivery: Delivery) -> bool:
         """Send one delivery unless this link already carried it; False if the link is gone."""
@@ -33,6 +37,10 @@ class Link:
         if delivery.id in self.sent:
             return True
         self.sent.add(delivery.id)
+        if self.local is not None:
+            self.local(delivery)
+            return True
+        assert self.ws is not None
         try:
             await self.ws.send_bytes(encode(delivery))
         except (ConnectionError, RuntimeError):
@@ -54,6 +62,7 @@ class Link:
     def close(self) -> None:
         """Release every waiting sender: their deliveries stay queued for the next link."""
         self.closed = True
+        self.ended.set()
         for fut in self.waiting.values():
             if not fut.done():
                 fut.set_result(None)
