@@ -196,10 +196,13 @@ class Listener:
         assert self.creds is not None and self.embedded is not None
         app = self.embedded.app
 
-        def deliver(frame: WireDelivery) -> None:
-            task = asyncio.get_running_loop().create_task(self._handle_bounded(reply, frame))
+        async def deliver(frame: WireDelivery) -> None:
+            # Wait for a free slot first, as the websocket path does, so a deep queue handed
+            # over at once is not all read into memory at once.
+            await self._slots.acquire()
+            task = asyncio.get_running_loop().create_task(self._handle(reply, frame))
             self._tasks.add(task)
-            task.add_done_callback(self._done_local)
+            task.add_done_callback(self._done)
 
         async def reply(result: Result) -> None:
             relay_app.local_result(app, link, result)
@@ -236,15 +239,6 @@ class Listener:
                 )
             )
         self._set_state("connected", webhook_url)
-
-    async def _handle_bounded(self, reply: Reply, frame: WireDelivery) -> None:
-        async with self._slots:
-            await self._handle(reply, frame)
-
-    def _done_local(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("delivery handling failed", exc_info=task.exception())
 
     async def _session(self) -> None:
         assert self.creds is not None

@@ -12,7 +12,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -378,7 +378,7 @@ def attach_local(
     app: web.Application,
     channel: str,
     token: str,
-    deliver: Callable[[WireDelivery], None],
+    deliver: Callable[[WireDelivery], Awaitable[None]],
     timeout: float,
     paused: bool,
 ) -> Link:

@@ -9,7 +9,7 @@ the link drops first, the future resolves to None and the sender is told it is q
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -24,7 +24,7 @@ class Link:
     timeout: float
     liveness: Liveness | None = None  # None for an in-process link: it cannot go silent
     paused: bool = False
-    local: Callable[[Delivery], None] | None = None
+    local: Callable[[Delivery], Awaitable[None]] | None = None
     sent: set[str] = field(default_factory=set)
     waiting: dict[str, asyncio.Future[Result | None]] = field(default_factory=dict)
     closed: bool = False
@@ -38,7 +38,7 @@ class Link:
             return True
         self.sent.add(delivery.id)
         if self.local is not None:
-            self.local(delivery)
+            await self.local(delivery)  # returns once the listener has room: back-pressure
             return True
         assert self.ws is not None
         try:
