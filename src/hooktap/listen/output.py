@@ -147,8 +147,10 @@ class LogLines:
             f"{when} {d.method:6} {(d.path or '/'):24} {what:22} sig={sig} "
             f"→ {status} {a.duration_ms:7.1f} ms  {d.id}"
         )
-        if a.error:
+        rules = _rules(event)
+        if a.error and not any(a.error in rule for rule in rules):
             line += "\n         " + click.style(a.error, fg="red")
-        for rule in _rules(event):
-            line += "\n         " + click.style(rule, fg="yellow")
+        for rule in rules:
+            colour = "red" if a.error and a.error in rule else "yellow"
+            line += "\n         " + click.style(rule, fg=colour)
         return line
