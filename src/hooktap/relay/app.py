@@ -414,18 +414,14 @@ def set_local_paused(app: web.Application, link: Link, paused: bool) -> None:
 
 def detach_local(app: web.Application, link: Link) -> None:
     app[HUB].detach(link)
-    for task in _local_tasks.pop(link, set()):
+    for task in list(link.tasks):
         task.cancel()
-
-
-_local_tasks: dict[Link, set[asyncio.Task[None]]] = {}
 
 
 def _spawn(link: Link, coro: Coroutine[Any, Any, None]) -> None:
     task = asyncio.get_running_loop().create_task(coro)
-    tasks = _local_tasks.setdefault(link, set())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+    link.tasks.add(task)
+    task.add_done_callback(link.tasks.discard)
 
 
 async def _refuse(ws: web.WebSocketResponse, exc: ProtocolError) -> None:
