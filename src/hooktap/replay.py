@@ -13,32 +13,28 @@ from __future__ import annotations
 import time
 
 from hooktap.listen.forward import Forwarder, parse_target, prepare_headers
-from hooktap.pivotal.signing import DEFAULT_TOLERANCE, describe_age, parse_secret, resign
+from hooktap.pivotal.signing import (
+    DEFAULT_TOLERANCE,
+    describe_age,
+    parse_secret,
+    resign,
+    signature_header,
+)
 from hooktap.records import Attempt, Delivery, Headers
 from hooktap.store import Store
-
-_SIGNATURE_NAMES = ("svix-signature", "webhook-signature")
-_TIMESTAMP_NAMES = ("svix-timestamp", "webhook-timestamp")
-
-
-def _header(headers: Headers, names: tuple[str, ...]) -> str | None:
-    for name, value in headers:
-        if name.lower() in names:
-            return value
-    return None
 
 
 def stored_signature_outlook(
     delivery: Delivery, headers: Headers, *, body_edited: bool, now: float | None = None
 ) -> str:
     """What a svix-verifying handler will make of a request sent with its stored signature."""
-    if _header(headers, _SIGNATURE_NAMES) is None:
+    if signature_header(headers, "signature") is None:
         return "no signature at all (it arrived unsigned)"
     if body_edited:
         return "an invalid signature (the body changed after it was signed)"
     if delivery.signature == "invalid":
         return "an invalid signature (it was already invalid on arrival)"
-    stamp = _header(headers, _TIMESTAMP_NAMES)
+    stamp = signature_header(headers, "timestamp")
     try:
         age = (time.time() if now is None else now) - float(stamp or "")
     except ValueError:
@@ -70,7 +66,7 @@ def describe_replay(
         what for what, flag in (("body", body_edited), ("headers", headers_edited)) if flag
     )
     prefix = f"edited {edited}, " if edited else ""
-    if _header(sent, _SIGNATURE_NAMES) is None and not as_is:
+    if signature_header(sent, "signature") is None and not as_is:
         return f"{prefix}unsigned: sent without a signature, as it arrived"
     if as_is or not secret_known:
         outlook = stored_signature_outlook(delivery, sent, body_edited=body_edited, now=now)
@@ -122,7 +118,7 @@ async def replay(
     forward_to = parse_target(where)
     send_body = delivery.body if body is None else body
     send_headers = list(delivery.headers if headers is None else headers)
-    signed = _header(send_headers, _SIGNATURE_NAMES) is not None
+    signed = signature_header(send_headers, "signature") is not None
     body_edited = send_body != delivery.body
     note = describe_replay(
         delivery,

@@ -38,7 +38,7 @@ from hooktap.listen.events import (
 from hooktap.listen.forward import Forwarder, Outcome
 from hooktap.listen.target import Target
 from hooktap.pivotal.envelope import parse_envelope
-from hooktap.pivotal.signing import verify
+from hooktap.pivotal.signing import signature_header, verify
 from hooktap.protocol import (
     Delivery as WireDelivery,
 )
@@ -182,7 +182,7 @@ class Listener:
         """Hold deliveries at the relay (they queue, the sender gets 202) or let them flow."""
         self.paused = paused
         if self._local is not None and self.embedded is not None:
-            relay_app.set_local_paused(self.embedded.app, self._local, paused)
+            relay_app.set_paused(self.embedded.app, self._local, paused)
         if self._ws is not None:
             with contextlib.suppress(ConnectionClosed):
                 await self._ws.send(encode(Flow(paused)))
@@ -205,7 +205,7 @@ class Listener:
             task.add_done_callback(self._done)
 
         async def reply(result: Result) -> None:
-            relay_app.local_result(app, link, result)
+            relay_app.take_result(app, link, result)
 
         link = relay_app.attach_local(
             app, self.creds.channel, self.creds.token, deliver, self.config.timeout, self.paused
@@ -224,7 +224,7 @@ class Listener:
                 )
         finally:
             self._local = None
-            relay_app.detach_local(app, link)
+            relay_app.release(app, link)
 
     def _connected(self, webhook_url: str, queued: int) -> None:
         self.state = "connected"
@@ -405,9 +405,7 @@ class Listener:
     def _record(self, frame: WireDelivery) -> Delivery:
         verdict = verify(self.config.secret, frame.headers, frame.body)
         envelope = parse_envelope(frame.body)
-        svix_id = next(
-            (v for n, v in frame.headers if n.lower() in ("svix-id", "webhook-id")), None
-        )
+        svix_id = signature_header(frame.headers, "id")
         return Delivery(
             id=frame.id,
             received_at=frame.received_at,

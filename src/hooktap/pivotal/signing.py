@@ -198,6 +198,12 @@ def _find(headers: Headers) -> dict[str, tuple[str, str]]:
     return found
 
 
+def signature_header(headers: Headers, field: str) -> str | None:
+    """The value of svix-`field` (or webhook-`field`), read the way svix reads it."""
+    hit = _find(headers).get(field)
+    return hit[1] if hit is not None else None
+
+
 def describe_age(seconds: float) -> str:
     """A timestamp's distance from now in the unit a person would use ("7 min", "2 h")."""
     seconds = abs(seconds)

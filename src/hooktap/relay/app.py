@@ -307,9 +307,9 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
     webhook_url = f"{_public_base(request)}/c/{channel}"
     await ws.send_bytes(session.welcome(channel, webhook_url, config.heartbeat, db.depth(channel)))
     log.info("listener connected to %s (%s)", channel, hello.client)
-    tasks = [asyncio.create_task(_heartbeat(link, config.heartbeat))]
+    _spawn(link, _heartbeat(link, config.heartbeat))
     if not link.paused:
-        tasks.append(asyncio.create_task(_flush(request.app, link)))
+        _spawn(link, _flush(request.app, link))
     liveness = link.liveness
     assert liveness is not None
     try:
@@ -321,23 +321,18 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
                 raise ProtocolError("text messages are not part of the protocol")
             frame = session.receive(msg.data)
             if isinstance(frame, Result):
-                db.confirm(channel, frame.id)
-                link.resolve(frame)
+                take_result(request.app, link, frame)
             elif isinstance(frame, Ping):
                 await ws.send_bytes(encode(Pong(frame.sent_at)))
             elif isinstance(frame, Flow):
-                link.paused = frame.paused
-                if not frame.paused:
-                    tasks.append(asyncio.create_task(_flush(request.app, link)))
+                set_paused(request.app, link, frame.paused)
             elif isinstance(frame, Error):
                 log.info("listener on %s closed: %s", channel, frame.reason)
                 break
     except ProtocolError as exc:
         await _refuse(ws, exc)
     finally:
-        hub.detach(link)
-        for task in tasks:
-            task.cancel()
+        release(request.app, link)
         if not ws.closed:
             await ws.close()
         log.info("listener on %s disconnected", channel)
@@ -401,18 +396,23 @@ def queue_depth(app: web.Application, channel: str) -> int:
     return app[DB].depth(channel)
 
 
-def local_result(app: web.Application, link: Link, result: Result) -> None:
+# --- what every link does, over a websocket or in-process ----------------------------------------
+
+
+def take_result(app: web.Application, link: Link, result: Result) -> None:
+    """The listener stored a delivery: forget it here, and answer its waiting sender."""
     app[DB].confirm(link.channel, result.id)
     link.resolve(result)
 
 
-def set_local_paused(app: web.Application, link: Link, paused: bool) -> None:
+def set_paused(app: web.Application, link: Link, paused: bool) -> None:
+    """Pause: new deliveries queue (202). Resume: hand the queue over."""
     link.paused = paused
     if not paused:
         _spawn(link, _flush(app, link))
 
 
-def detach_local(app: web.Application, link: Link) -> None:
+def release(app: web.Application, link: Link) -> None:
     app[HUB].detach(link)
     for task in list(link.tasks):
         task.cancel()

@@ -29,7 +29,7 @@ class Link:
     waiting: dict[str, asyncio.Future[Result | None]] = field(default_factory=dict)
     closed: bool = False
     ended: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # flushes of an in-process link
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # its heartbeat and flushes
 
     async def push(self, delivery: Delivery) -> bool:
         """Send one delivery unless this link already carried it; False if the link is gone."""
