@@ -19,7 +19,7 @@ from hooktap.cli.common import (
     valid_target,
 )
 from hooktap.home import history_db
-from hooktap.listen import output, state
+from hooktap.listen import output
 from hooktap.listen.channel import RelayRefused
 from hooktap.listen.listener import Listener, ListenerConfig
 from hooktap.store import Store
@@ -124,9 +124,4 @@ async def _run(listener: Listener) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(listener.stop()))
-    creds = await listener.prepare()
-    state.write(creds.webhook_url, str(listener.config.target), listener.relay_url)
-    try:
-        await listener.run()
-    finally:
-        state.clear()
+    await listener.run()  # starts or joins the relay and takes a channel first

@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from hooktap import __version__
 from hooktap.listen import channel as channels
+from hooktap.listen import state
 from hooktap.listen.channel import ChannelCredentials, RelayRefused
 from hooktap.listen.embedded import EmbeddedRelay
 from hooktap.listen.events import (
@@ -130,8 +131,9 @@ class Listener:
 
     async def run(self) -> None:
         """Stay connected until stop(): reconnect forever, with backoff and jitter."""
-        if self.creds is None:
-            await self.prepare()
+        creds = self.creds or await self.prepare()
+        # Tell `hooktap trigger` where this listener's webhook URL is while it runs.
+        state.write(creds.webhook_url, str(self.config.target), self.relay_url)
         attempt = 0
         try:
             while not self._stopping.is_set():
@@ -163,6 +165,7 @@ class Listener:
                 if not self._stopping.is_set():
                     self._set_state("reconnecting", f"attempt {attempt}")
         finally:
+            state.clear()
             await self._shutdown()
 
     async def stop(self) -> None:

@@ -206,15 +206,12 @@ class HooktapApp(App[None]):
             return
         self.webhook_url = creds.webhook_url
         self.header.show_urls(creds.webhook_url, str(listener.config.target))
-        listener_state.write(creds.webhook_url, str(listener.config.target), listener.relay_url)
         try:
             await listener.run()
         except (RelayRefused, ConnectionError, OSError) as exc:
             self.listener_error = exc
             self.header.show_state("stopped", str(exc))
             self.notify(str(exc), title="Listener stopped", severity="error", timeout=15)
-        finally:
-            listener_state.clear()
 
     async def action_quit(self) -> None:
         """Stop the listener first, so in-flight deliveries finish and the relay port frees."""
