@@ -339,3 +339,22 @@ def test_help_has_examples() -> None:
     help_text = run(replay_cmd, "--help").stdout
     assert "hooktap replay --since 1h --status 5xx" in help_text
     assert "PIVOTAL_WEBHOOK_SECRET" in help_text
+
+
+def test_big_body_file_deleted_by_hand_is_a_clear_error(secret: str) -> None:
+    """A body over 64 KiB lives in a file beside the database; if someone deletes it, `show`
+    and `replay` say which file is gone instead of printing a traceback."""
+    big = stored_delivery(secret, "http://127.0.0.1:9", id="dlv_big")
+    big.body = b'{"type":"task.completed","pad":"' + b"x" * 100_000 + b'"}'
+    with Store(history_db()) as store:
+        store.add_delivery(big)
+    files = list((history_db().parent / "bodies").iterdir())
+    assert len(files) == 1
+    shown = json.loads(run(deliveries_cmd, "show", "dlv_big", "--json").stdout)
+    assert shown["body"] == big.body.decode()
+    files[0].unlink()
+    for cmd, args in ((deliveries_cmd, ("show", "dlv_big")), (replay_cmd, ("dlv_big",))):
+        result = run(cmd, *args)
+        assert result.exit_code == 2, result.output
+        assert "body of delivery dlv_big is missing" in result.stderr
+        assert str(files[0]) in result.stderr

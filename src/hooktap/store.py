@@ -8,6 +8,8 @@ safe against corruption; a power cut may lose the last commits, not the file).
 Layout choices, all for the listener's hot path and the TUI's paging:
 - Bodies and headers live in `payloads`, apart from the narrow `deliveries` rows, so a listing,
   a count or a filter over 100,000 deliveries reads a few pages, not 100,000 overflow chains.
+- A body over INLINE_BODY_MAX (64 KiB) lives in a file beside the database, its row keeping
+  only the first 64 KiB: writing 1 MB into SQLite cost ~15 times a plain file (bodies.py).
 - `deliveries.forward_attempt` points at the original forward, so a listing joins one row by
   primary key instead of searching attempts.
 - Every write is one short BEGIN IMMEDIATE transaction: taking the write lock up front lets the
@@ -28,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from hooktap.bodies import INLINE_BODY_MAX, BodyFiles
 from hooktap.filters import Filter, is_glob
 from hooktap.records import Attempt, Delivery, Headers
 
@@ -99,7 +102,13 @@ _ATTEMPT_COLUMNS_A = ", ".join("a." + c.strip() for c in _ATTEMPT_COLUMNS.split(
 
 
 class StoreError(Exception):
-    """The history file cannot be used (not a database, or written by a newer hooktap)."""
+    """The history cannot be used: not a database, written by a newer hooktap, or a big
+    delivery's body file missing or unwritable. The message names the file."""
+
+
+class BodyMissing(StoreError, LookupError):
+    """A big delivery's body file is gone, cut short or not its own. A LookupError too, so
+    that code skipping deliveries it cannot find skips this one with its message."""
 
 
 class AmbiguousId(LookupError):
@@ -110,6 +119,14 @@ class AmbiguousId(LookupError):
         super().__init__(f"id prefix {prefix!r} matches several deliveries: {shown}")
         self.prefix = prefix
         self.candidates = candidates
+
+
+@dataclass(frozen=True)
+class Added:
+    """What `Store.write_batch` found for one new delivery."""
+
+    new: bool  # False: this id was stored already (a re-sent delivery)
+    svix_seen: bool  # another stored delivery carries the same svix-id (a retry)
 
 
 @dataclass(frozen=True)
@@ -163,6 +180,8 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._bodies = BodyFiles(self.path)
+        self._tx_bodies: list[int] = []  # body files written by the open write transaction
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Create the file ourselves, owner-only, before SQLite does with the umask's mode;
         # SQLite gives the -wal and -shm files the database file's permissions. The chmod
@@ -224,11 +243,16 @@ class Store:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
+                # The body files of rows that will not exist go first, while our write lock
+                # still keeps any other writer from being handed the same seqs.
+                self._bodies.remove(self._tx_bodies)
                 if self._db.in_transaction:  # some errors (disk full) have rolled back already
                     self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            finally:
+                self._tx_bodies.clear()
 
     def _read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -254,36 +278,82 @@ class Store:
     def add_delivery(self, d: Delivery) -> bool:
         """Store a delivery; False if its id is already stored (the relay handed it over again)."""
         with self._write() as db:
-            cur = db.execute(
-                "INSERT INTO deliveries (id, received_at, method, path, query, channel, target, "
-                "signature, signature_reason, svix_id, event_id, event_type, event_created_at, "
-                "state, body_size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (id) DO NOTHING",
-                (
-                    d.id,
-                    d.received_at,
-                    d.method,
-                    d.path,
-                    d.query,
-                    d.channel,
-                    d.target,
-                    d.signature,
-                    d.signature_reason,
-                    d.svix_id,
-                    d.event_id,
-                    d.event_type,
-                    d.event_created_at,
-                    d.state,
-                    len(d.body),
-                ),
-            )
-            if cur.rowcount == 0:
-                return False
-            db.execute(
-                "INSERT INTO payloads (seq, headers, body) VALUES (?,?,?)",
-                (cur.lastrowid, _dump_headers(d.headers), d.body),
-            )
-            return True
+            return self._insert_delivery(db, d)
+
+    def write_batch(
+        self, added: list[Delivery], finished: list[tuple[str, Attempt]]
+    ) -> list[Added]:
+        """New deliveries and finished forwards in one transaction, one commit.
+
+        The listener gathers what each event-loop tick produced and writes it here: under load
+        a commit (~30-50 µs) is shared by every delivery in flight instead of paid twice by
+        each. Returns, per added delivery in order, whether it was new and whether its svix-id
+        was already stored (a Pivotal retry of a message we have).
+        """
+        out: list[Added] = []
+        with self._write() as db:
+            for d in added:
+                seen = bool(d.svix_id) and bool(
+                    db.execute(
+                        "SELECT 1 FROM deliveries WHERE svix_id = ? LIMIT 1", (d.svix_id,)
+                    ).fetchone()
+                )
+                out.append(Added(self._insert_delivery(db, d), seen))
+            self._finish_in(db, finished)
+        return out
+
+    def _insert_delivery(self, db: sqlite3.Connection, d: Delivery) -> bool:
+        cur = db.execute(
+            "INSERT INTO deliveries (id, received_at, method, path, query, channel, target, "
+            "signature, signature_reason, svix_id, event_id, event_type, event_created_at, "
+            "state, body_size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT (id) DO NOTHING",
+            (
+                d.id,
+                d.received_at,
+                d.method,
+                d.path,
+                d.query,
+                d.channel,
+                d.target,
+                d.signature,
+                d.signature_reason,
+                d.svix_id,
+                d.event_id,
+                d.event_type,
+                d.event_created_at,
+                d.state,
+                len(d.body),
+            ),
+        )
+        if cur.rowcount == 0:
+            return False
+        seq = cur.lastrowid
+        assert seq is not None
+        big = len(d.body) > INLINE_BODY_MAX
+        stored = memoryview(d.body)[:INLINE_BODY_MAX] if big else d.body  # what text filters see
+        db.execute(
+            "INSERT INTO payloads (seq, headers, body) VALUES (?,?,?)",
+            (seq, _dump_headers(d.headers), stored),
+        )
+        if big:
+            self._write_body(seq, d)
+        return True
+
+    def _write_body(self, seq: int, d: Delivery) -> None:
+        """The whole body to its file, inside the transaction: a committed row has its file.
+
+        An OSError becomes a StoreError so that no caller mistakes a full disk for a network
+        failure (the listener's OSError handlers mean an unreachable relay).
+        """
+        self._tx_bodies.append(seq)  # before writing: a half-written file is removed too
+        try:
+            self._bodies.write(seq, d.body)
+        except OSError as err:
+            raise StoreError(
+                f"cannot write the body of delivery {d.id} to {self._bodies.path(seq)}: "
+                f"{err.strerror or err}"
+            ) from err
 
     def finish(self, delivery_id: str, attempt: Attempt) -> int:
         """Record the forward attempt and mark the delivery done, atomically.
@@ -296,19 +366,21 @@ class Store:
         return attempt.id
 
     def finish_many(self, finished: list[tuple[str, Attempt]]) -> None:
-        """`finish` for a batch in one transaction: under load the listener commits once per
-        event-loop tick instead of once per delivery (each COMMIT costs ~30-50 µs)."""
+        """`finish` for a batch, in one transaction."""
         with self._write() as db:
-            for delivery_id, attempt in finished:
-                attempt_id = self._insert_attempt(db, attempt)
-                cur = db.execute(
-                    "UPDATE deliveries SET state = 'done', "
-                    "forward_attempt = coalesce(forward_attempt, ?) WHERE id = ?",
-                    (attempt_id, delivery_id),
-                )
-                if cur.rowcount == 0:
-                    raise LookupError(f"no delivery {delivery_id!r} to finish")
-                attempt.id = attempt_id
+            self._finish_in(db, finished)
+
+    def _finish_in(self, db: sqlite3.Connection, finished: list[tuple[str, Attempt]]) -> None:
+        for delivery_id, attempt in finished:
+            attempt_id = self._insert_attempt(db, attempt)
+            cur = db.execute(
+                "UPDATE deliveries SET state = 'done', "
+                "forward_attempt = coalesce(forward_attempt, ?) WHERE id = ?",
+                (attempt_id, delivery_id),
+            )
+            if cur.rowcount == 0:
+                raise LookupError(f"no delivery {delivery_id!r} to finish")
+            attempt.id = attempt_id
 
     def add_attempt(self, attempt: Attempt) -> int:
         """Record another attempt (a replay) linked to its delivery; the original stays as is."""
@@ -370,20 +442,29 @@ class Store:
         return rows[0][0] if rows else None
 
     def get(self, id_or_prefix: str) -> Delivery | None:
-        """One whole delivery (headers and body) by id or unique id prefix."""
+        """One whole delivery (headers and body) by id or unique id prefix.
+
+        A body over INLINE_BODY_MAX is read from its file; StoreError if that file is gone or
+        damaged, rather than a delivery with a silently shortened body.
+        """
         full = self.resolve(id_or_prefix)
         if full is None:
             return None
         rows = self._read(
             "SELECT d.id, d.received_at, d.method, d.path, d.query, p.headers, p.body, "
             "d.channel, d.target, d.signature, d.signature_reason, d.svix_id, d.event_id, "
-            "d.event_type, d.event_created_at, d.state "
+            "d.event_type, d.event_created_at, d.state, d.seq, d.body_size "
             "FROM deliveries d JOIN payloads p ON p.seq = d.seq WHERE d.id = ?",
             (full,),
         )
         if not rows:
             return None
         r = rows[0]
+        body = bytes(r[6])
+        if r[17] > len(body):
+            body = self._read_body(r[0], r[16], body, r[17])
+            if body is None:
+                return None
         return Delivery(
             id=r[0],
             received_at=r[1],
@@ -391,7 +472,7 @@ class Store:
             path=r[3],
             query=r[4],
             headers=_load_headers(r[5]),
-            body=bytes(r[6]),
+            body=body,
             channel=r[7],
             target=r[8],
             signature=r[9],
@@ -402,6 +483,39 @@ class Store:
             event_created_at=r[14],
             state=r[15],
         )
+
+    def _read_body(self, delivery_id: str, seq: int, prefix: bytes, size: int) -> bytes | None:
+        """A big delivery's whole body from its file; None if the delivery was pruned meanwhile.
+
+        The file is checked against the row (its size, its first bytes) so that a stray file,
+        one from another copy of the history say, is never served, or replayed, as this body.
+        """
+        path = self._bodies.path(seq)
+        why = f"(stored separately because it is over {INLINE_BODY_MAX // 1024} KiB)"
+        try:
+            body = self._bodies.read(seq)
+        except FileNotFoundError:
+            # Retention in another process may have deleted the row, then the file, since we
+            # read the row: then the delivery is simply gone.
+            if not self._read("SELECT 1 FROM deliveries WHERE id = ?", (delivery_id,)):
+                return None
+            raise BodyMissing(f"body of delivery {delivery_id} is missing: {path} {why}") from None
+        except OSError as err:
+            raise BodyMissing(
+                f"cannot read the body of delivery {delivery_id} from {path}: "
+                f"{err.strerror or err} {why}"
+            ) from err
+        if len(body) < size:
+            raise BodyMissing(
+                f"body of delivery {delivery_id} is cut short: {path} holds {len(body)} of its "
+                f"{size} bytes {why}"
+            )
+        if len(body) != size or not body.startswith(prefix):
+            raise BodyMissing(
+                f"body of delivery {delivery_id} does not match its file: {path} holds "
+                f"{len(body)} bytes that are not this delivery's {size}-byte body {why}"
+            )
+        return body
 
     def attempts(self, delivery_id: str) -> list[Attempt]:
         """Every attempt for a delivery, oldest first: the forward, then each replay."""
@@ -497,16 +611,44 @@ class Store:
     def prune(
         self, older_than_days: float = DEFAULT_RETENTION_DAYS, now: float | None = None
     ) -> int:
-        """Delete deliveries (with payloads and attempts) received before the window; count them."""
+        """Delete deliveries (payloads, attempts, body files) received before the window; count.
+
+        Only deliveries over INLINE_BODY_MAX have a file, so only their seqs are looked up.
+        """
         if older_than_days < 0:
             raise ValueError("retention must be zero or more days")
         cutoff = (time.time() if now is None else now) - older_than_days * 86400
         with self._write() as db:
             old = "SELECT {} FROM deliveries WHERE received_at < ?"
+            files = [
+                seq
+                for (seq,) in db.execute(
+                    old.format("seq") + " AND body_size > ?", (cutoff, INLINE_BODY_MAX)
+                )
+            ]
             db.execute(f"DELETE FROM attempts WHERE delivery_id IN ({old.format('id')})", (cutoff,))
             db.execute(f"DELETE FROM payloads WHERE seq IN ({old.format('seq')})", (cutoff,))
-            cur = db.execute("DELETE FROM deliveries WHERE received_at < ?", (cutoff,))
-            return cur.rowcount
+            deleted = db.execute("DELETE FROM deliveries WHERE received_at < ?", (cutoff,)).rowcount
+            top = db.execute("SELECT coalesce(max(seq), 0) FROM deliveries").fetchone()[0]
+        if files:
+            self._remove_bodies(files, top)
+        return deleted
+
+    def _remove_bodies(self, seqs: list[int], top: int) -> None:
+        """Delete the files of deleted deliveries, after the commit that deleted their rows.
+
+        SQLite numbers a new row max(seq) + 1, so a freed seq at or below `top` (the newest
+        surviving row) is not handed out again and its file can go at once. One above it may
+        be reused by the very next insert, a listener's in another process say, whose file
+        must survive: those few are deleted under the write lock, sparing any seq now taken.
+        """
+        self._bodies.remove(seq for seq in seqs if seq <= top)
+        reusable = [seq for seq in seqs if seq > top]
+        if not reusable:
+            return
+        with self._write() as db:
+            taken = {s for (s,) in db.execute("SELECT seq FROM deliveries WHERE seq > ?", (top,))}
+            self._bodies.remove(seq for seq in reusable if seq not in taken)
 
 
 def _attempt(r: tuple[Any, ...]) -> Attempt:
@@ -540,7 +682,10 @@ def _joins(f: Filter) -> str:
 def _where(f: Filter, now: float | None) -> tuple[list[str], list[Any]]:
     """SQL conditions for a Filter over `d` (deliveries), `f` (forward attempt), `p` (payload).
 
-    Values only ever travel as parameters; the SQL text is built from fixed fragments.
+    Values only ever travel as parameters; the SQL text is built from fixed fragments. Text
+    searches `p.body`, which holds only the first INLINE_BODY_MAX (64 KiB) of a bigger body (the
+    rest is in its file): a word further into a big body is not found, the price of keeping a
+    filter over 100,000 deliveries inside SQLite.
     """
     where: list[str] = []
     params: list[Any] = []
@@ -573,7 +718,7 @@ def _where(f: Filter, now: float | None) -> tuple[list[str], list[Any]]:
     if cutoff is not None:
         where.append("d.received_at >= ?")
         params.append(cutoff)
-    for word in f.text:
+    for word in f.text:  # the first 64 KiB of each body: see above
         where.append("instr(lower(CAST(p.body AS TEXT)), lower(?)) > 0")
         params.append(word)
     return where, params

@@ -23,7 +23,7 @@ from hooktap.cli.history_view import (
 from hooktap.filters import Filter, build_filter
 from hooktap.home import history_db
 from hooktap.records import Delivery
-from hooktap.store import AmbiguousId, Store, StoreError
+from hooktap.store import AmbiguousId, BodyMissing, Store, StoreError
 
 # --- shared helpers -------------------------------------------------------------------------
 
@@ -102,6 +102,8 @@ def lookup(store: Store, delivery_id: str) -> Delivery:
         delivery = store.get(delivery_id)
     except AmbiguousId as exc:
         raise BadInput(f"{exc}; give more characters") from None
+    except BodyMissing as exc:
+        raise BadInput(str(exc)) from None
     if delivery is None:
         raise BadInput(
             f"no stored delivery with id {delivery_id!r} (`hooktap deliveries` lists them)"

@@ -25,7 +25,7 @@ from hooktap.filters import Filter
 from hooktap.listen import state as listener_state
 from hooktap.listen.channel import RelayRefused
 from hooktap.listen.listener import Listener
-from hooktap.store import Store
+from hooktap.store import BodyMissing, Store
 from hooktap.tui.feed import Counts, Feed
 from hooktap.tui.loader import Loader
 from hooktap.tui.screens.editor import EditorScreen, EditResult
@@ -379,7 +379,7 @@ class HooktapApp(App[None]):
         wanted = self._detail_wanted
         if wanted is None:
             return
-        data = await self.loader.detail(wanted)
+        data = await self._detail_or_notify(wanted)
         if data is not None and self.deliveries.selected_id == wanted:
             self._detail_data = data
             self.detail.show(data, utc=self.utc)
@@ -404,7 +404,14 @@ class HooktapApp(App[None]):
             return None
         if self._detail_data is not None and self._detail_data.delivery.id == delivery_id:
             return self._detail_data
-        return await self.loader.detail(delivery_id)
+        return await self._detail_or_notify(delivery_id)
+
+    async def _detail_or_notify(self, delivery_id: str) -> DetailData | None:
+        try:
+            return await self.loader.detail(delivery_id)
+        except BodyMissing as exc:  # a big body's file deleted by hand: say so, keep running
+            self.notify(str(exc), title="Cannot show this delivery", severity="error", timeout=10)
+            return None
 
     def after_replay(self, delivery_id: str) -> None:
         """A re-send finished: show it under its row and in the Attempts tab."""
