@@ -1,23 +1,41 @@
-"""The forwarder against raw HTTP servers that misbehave the ways real handlers do."""
+"""The forwarder against raw HTTP servers that misbehave the ways real handlers do.
+
+Every server here is a real socket on 127.0.0.1, port 0, writing hand-made bytes, so what is
+tested is what goes over the wire: exact request heads, and responses in each framing.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import pytest
 
-from hooktap.listen.forward import Forwarder, prepare_headers
+from hooktap.listen.forward import Forwarder, prepare_headers, request_head
 from hooktap.listen.target import parse_target
 
-Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[bool]]
+# reply(writer, request, index): index counts requests on this connection from 0. It answers
+# (or not) and returns whether to keep reading requests from this connection.
+Reply = Callable[[asyncio.StreamWriter, bytes, int], Awaitable[bool]]
 
 
-async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
+@dataclass
+class Server:
+    target: str
+    requests: list[bytes] = field(default_factory=list)  # every request, in arrival order
+    connections: int = 0  # TCP connections accepted
+    received: int = 0  # bytes read, all connections
+
+
+async def _read_request(reader: asyncio.StreamReader, server: Server) -> bytes | None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
+    except (asyncio.IncompleteReadError, ConnectionError) as exc:
+        server.received += len(getattr(exc, "partial", b""))
         return None
     length = 0
     for line in head.split(b"\r\n"):
@@ -25,103 +43,544 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
         if name.strip().lower() == b"content-length":
             length = int(value)
     body = await reader.readexactly(length) if length else b""
+    server.received += len(head) + len(body)
     return head + body
 
 
 @asynccontextmanager
-async def raw_server(reply: Reply) -> AsyncIterator[tuple[str, list[bytes], list[int]]]:
+async def raw_server(reply: Reply) -> AsyncIterator[Server]:
     """A server that hands each request to `reply`; it returns whether to keep the socket."""
-    requests: list[bytes] = []
-    connections: list[int] = []
+    server: Server
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(1)
-        while (request := await _read_request(reader)) is not None:
-            requests.append(request)
-            if not await reply(reader, writer, request):
-                break
-        writer.close()
+        server.connections += 1
+        index = 0
+        try:
+            while (request := await _read_request(reader, server)) is not None:
+                server.requests.append(request)
+                if not await reply(writer, request, index):
+                    break
+                index += 1
+        finally:
+            writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    listening = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    server = Server(f"127.0.0.1:{port}")
     try:
-        yield f"127.0.0.1:{port}", requests, connections
+        yield server
     finally:
-        server.close()
-        await server.wait_closed()
+        listening.close()
+        await listening.wait_closed()
+
+
+def answer(data: bytes, keep: bool = True) -> Reply:
+    """A reply that writes the same bytes to every request."""
+
+    async def reply(writer: asyncio.StreamWriter, _request: bytes, _index: int) -> bool:
+        writer.write(data)
+        await writer.drain()
+        return keep
+
+    return reply
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def counter() -> tuple[list[int], Callable[[], Awaitable[None]]]:
+    calls: list[int] = []
+
+    async def on_dispatch() -> None:
+        await asyncio.sleep(0)  # really awaited, not just called
+        calls.append(1)
+
+    return calls, on_dispatch
+
+
+# --- framing ---------------------------------------------------------------------------------
 
 
 async def test_keep_alive_is_reused_and_chunked_responses_are_read_whole() -> None:
-    async def reply(_r, writer, _req) -> bool:
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nx-a: 2\r\n\r\n"
-            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-        )
-        await writer.drain()
-        return True
-
-    async with raw_server(reply) as (target, requests, connections):
-        fwd = Forwarder(parse_target(target), timeout=5)
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nx-a: 2\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    async with raw_server(answer(chunked)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
         for _ in range(3):
             out = await fwd.send("POST", "/x", "", [("Content-Type", "text/plain")], b"hi")
             assert out.status == 200 and out.body == b"hello world" and out.error is None
-            assert out.headers[1:3] == [("X-A", "1"), ("x-a", "2")]
+            # Original order and case, repeats kept; the trailer is not a header.
+            assert out.headers == [("Transfer-Encoding", "chunked"), ("X-A", "1"), ("x-a", "2")]
         await fwd.close()
-    assert len(requests) == 3 and len(connections) == 1
+    assert len(server.requests) == 3 and server.connections == 1
 
 
-async def test_a_closed_keep_alive_socket_is_replaced_without_losing_the_request() -> None:
-    async def reply(_r, writer, _req) -> bool:
-        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+async def test_response_headers_are_latin1_in_order_with_repeats() -> None:
+    response = (
+        b"HTTP/1.1 201 Created\r\nSet-Cookie: a=1\r\nX-Name: caf\xe9\r\nset-cookie: b=2\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    async with raw_server(answer(response)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        out = await fwd.send("POST", "", "", [], b"{}")
+        await fwd.close()
+    assert out.status == 201 and out.body == b""
+    assert out.headers == [
+        ("Set-Cookie", "a=1"),
+        ("X-Name", "café"),
+        ("set-cookie", "b=2"),
+        ("Content-Length", "0"),
+    ]
+
+
+async def test_a_body_delimited_by_close_is_complete_and_the_socket_is_not_reused() -> None:
+    async def reply(writer: asyncio.StreamWriter, _req: bytes, _i: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nfirst part, ")
         await writer.drain()
-        return False  # closes after each answer, without saying Connection: close
+        await asyncio.sleep(0.02)
+        writer.write(b"second part")
+        await writer.drain()
+        return False  # the close is what ends the body
 
-    async with raw_server(reply) as (target, requests, connections):
-        fwd = Forwarder(parse_target(target), timeout=5)
-        for _ in range(3):
+    async with raw_server(reply) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        for _ in range(2):
             out = await fwd.send("POST", "", "", [], b"{}")
-            assert out.status == 204, out.error
-            await asyncio.sleep(0.05)  # let the server's FIN arrive first
+            assert out.error is None and out.status == 200
+            assert out.body == b"first part, second part"
         await fwd.close()
-    assert len(requests) == 3  # each request reached the handler exactly once
-    assert len(connections) == 3
+    assert server.connections == 2 and len(server.requests) == 2
 
 
-async def test_head_response_has_no_body_and_connection_close_is_honoured() -> None:
-    async def reply(_r, writer, request: bytes) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n")
+@pytest.mark.parametrize(
+    "interim",
+    [
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n",
+    ],
+)
+async def test_interim_1xx_responses_are_skipped_for_the_final_one(interim: bytes) -> None:
+    async def reply(writer: asyncio.StreamWriter, _req: bytes, _i: int) -> bool:
+        writer.write(interim)
         await writer.drain()
-        return False
+        await asyncio.sleep(0.01)  # the final response arrives in a read of its own
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Final: yes\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        return True
 
-    async with raw_server(reply) as (target, _, connections):
-        fwd = Forwarder(parse_target(target), timeout=5)
+    async with raw_server(reply) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        for _ in range(2):
+            out = await fwd.send("POST", "", "", [], b"{}")
+            assert out.error is None and out.status == 200 and out.body == b"ok"
+            assert out.headers == [("X-Final", "yes"), ("Content-Length", "2")]
+        await fwd.close()
+    assert server.connections == 1
+
+
+async def test_interim_and_final_response_in_one_read() -> None:
+    data = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+    async with raw_server(answer(data)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        out = await fwd.send("POST", "", "", [], b"{}")
+        out2 = await fwd.send("POST", "", "", [], b"{}")
+        await fwd.close()
+    assert out.status == 202 and out.headers == [("Content-Length", "0")] and out.body == b""
+    assert out2.status == 202 and server.connections == 1
+
+
+async def test_head_response_has_no_body_and_the_connection_is_reused() -> None:
+    async def reply(writer: asyncio.StreamWriter, request: bytes, _i: int) -> bool:
+        if request.startswith(b"HEAD "):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        else:
+            writer.write(OK)
+        await writer.drain()
+        return True
+
+    async with raw_server(reply) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        out = await fwd.send("HEAD", "/h", "", [], b"")
+        assert out.error is None and out.status == 200 and out.body == b""
+        assert out.headers == [("Content-Length", "1000")]
+        # The next exchange on the same socket parses from a clean slate.
+        out = await fwd.send("POST", "/p", "", [], b"{}")
+        assert out.error is None and out.status == 200 and out.body == b"ok"
+        out = await fwd.send("HEAD", "/h", "", [], b"")
+        assert out.status == 200 and out.body == b""
+        await fwd.close()
+    assert server.connections == 1 and len(server.requests) == 3
+
+
+async def test_head_response_and_connection_close_is_honoured() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n"
+    async with raw_server(answer(head, keep=False)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
         out = await fwd.send("HEAD", "/h", "", [], b"")
         assert out.status == 200 and out.body == b""
         out = await fwd.send("HEAD", "/h", "", [], b"")
         assert out.status == 200
         await fwd.close()
-    assert len(connections) == 2
+    assert server.connections == 2
+
+
+async def test_a_body_sent_after_a_head_response_is_ignored_and_the_socket_dropped() -> None:
+    wrong = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody"
+    async with raw_server(answer(wrong)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        out = await fwd.send("HEAD", "/h", "", [], b"")
+        assert out.status == 200 and out.body == b"" and out.error is None
+        out = await fwd.send("HEAD", "/h", "", [], b"")
+        assert out.status == 200 and out.body == b""
+        await fwd.close()
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n",  # 204 has no body, whatever
+    ],
+)
+async def test_204_and_304_have_no_body_and_keep_the_connection(response: bytes) -> None:
+    async with raw_server(answer(response)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=2)
+        for _ in range(3):
+            out = await fwd.send("POST", "", "", [], b"{}")
+            assert out.error is None and out.status in (204, 304) and out.body == b""
+        await fwd.close()
+    assert server.connections == 1
+
+
+async def test_connection_close_responses_are_not_pooled() -> None:
+    close = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
+    http10 = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    for response in (close, http10):
+        # keep=True: the server would take another request; the client must not offer one.
+        async with raw_server(answer(response, keep=True)) as server:
+            fwd = Forwarder(parse_target(server.target), timeout=5)
+            for _ in range(2):
+                out = await fwd.send("POST", "", "", [], b"{}")
+                assert out.status == 200 and out.body == b"ok"
+            await fwd.close()
+        assert server.connections == 2
+
+
+async def test_bytes_after_a_complete_response_drop_the_socket() -> None:
+    async with raw_server(answer(OK + b"HTTP/1.1 200 OK\r\n")) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        for _ in range(2):
+            out = await fwd.send("POST", "", "", [], b"{}")
+            assert out.status == 200 and out.body == b"ok" and out.error is None
+        await fwd.close()
+    assert server.connections == 2
+
+
+async def test_ten_megabytes_each_way_byte_exact() -> None:
+    body = hashlib.sha256(b"seed").digest() * (10 * 1024 * 1024 // 32) + b"tail"
+
+    async def echo(writer: asyncio.StreamWriter, request: bytes, _i: int) -> bool:
+        got = request.split(b"\r\n\r\n", 1)[1]
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(got) + got)
+        await writer.drain()
+        return True
+
+    async with raw_server(echo) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=30)
+        out = await fwd.send("POST", "/big", "", [("Content-Type", "application/json")], body)
+        assert out.error is None and out.status == 200
+        assert len(out.body) == len(body) and out.body == body
+        out = await fwd.send("POST", "/small", "", [], b"{}")  # the socket is still in step
+        assert out.body == b"{}"
+        await fwd.close()
+    assert server.requests[0].endswith(b"\r\n\r\n" + body) and server.connections == 1
+
+
+# --- the request on the wire ---------------------------------------------------------------
+
+
+async def test_the_request_head_arrives_exactly_as_given() -> None:
+    async with raw_server(answer(OK)) as server:
+        fwd = Forwarder(parse_target(f"http://{server.target}/hooks"), timeout=5)
+        headers = [
+            ("X-B", "1"),
+            ("x-b", "2"),
+            ("host", "public.example"),
+            ("content-TYPE", "text/plain"),
+            ("X-B", "3\twith tab"),
+            ("X-Name", "café"),
+            ("svix-signature", "v1,abc= v1,def="),
+        ]
+        out = await fwd.send("PUT", "/in/x", "a=1&b=%20", headers, b"hi", remote="1.2.3.4")
+        await fwd.close()
+    assert out.status == 200
+    assert server.requests == [
+        b"PUT /hooks/in/x?a=1&b=%20 HTTP/1.1\r\n"
+        b"X-B: 1\r\n"
+        b"x-b: 2\r\n"
+        b"host: " + server.target.encode() + b"\r\n"
+        b"content-TYPE: text/plain\r\n"
+        b"X-B: 3\twith tab\r\n"
+        b"X-Name: caf\xe9\r\n"
+        b"svix-signature: v1,abc= v1,def=\r\n"
+        b"Content-Length: 2\r\n"
+        b"X-Forwarded-For: 1.2.3.4\r\n"
+        b"\r\n"
+        b"hi"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "tail", "query", "headers", "words"),
+    [
+        ("POST", "", "", [("X\r\nY", "1")], "header name 'X\\r\\nY' is not a valid HTTP token"),
+        ("POST", "", "", [("X-A", "1\r\nX-Evil: 1")], "header 'X-A' has a forbidden character"),
+        ("POST", "", "", [("X-A", "1\nX-Evil: 1")], "'\\n'"),
+        ("POST", "", "", [("X-A", "1\rX-Evil: 1")], "'\\r'"),
+        ("POST", "", "", [("X-A", "a\x00b")], "'\\x00'"),
+        ("POST", "", "", [("X-A", "a\x1bb")], "'\\x1b'"),
+        ("POST", "", "", [("X-A", "a\x7fb")], "'\\x7f'"),
+        ("POST", "", "", [("X-A", "snow\u2603")], "'☃'"),
+        ("POST", "", "", [("X-A: b", "1")], "header name 'X-A: b'"),
+        ("POST", "", "", [("X A", "1")], "header name 'X A'"),
+        ("POST", "", "", [("", "1")], "header name ''"),
+        ("POST", "", "", [("X\x00", "1")], "header name"),
+        ("PO ST", "", "", [], "method 'PO ST' is not a valid HTTP token"),
+        ("POST\r\n", "", "", [], "method"),
+        ("", "", "", [], "method '' is not"),
+        ("POST", "/a b", "", [], "request target '/a b' contains character ' '"),
+        ("POST", "/a\r\nX-Evil: 1", "", [], "'\\r'"),
+        ("POST", "/a", "q=\x00", [], "'\\x00'"),
+        ("POST", "/a\x7f", "", [], "'\\x7f'"),
+        ("POST", "/a", "q=1 HTTP/1.1\r\n\r\nGET /smuggled", [], "request target"),
+    ],
+)
+async def test_unsafe_requests_are_refused_without_a_byte_written(
+    method: str, tail: str, query: str, headers: list[tuple[str, str]], words: str
+) -> None:
+    calls, on_dispatch = counter()
+    async with raw_server(answer(OK)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        out = await fwd.send(method, tail, query, headers, b"{}", on_dispatch=on_dispatch)
+        await asyncio.sleep(0.02)  # anything written would have reached the server by now
+        await fwd.close()
+    assert out.status is None and out.error is not None and not out.timed_out
+    assert out.error.startswith("refused to forward: ") and words in out.error, out.error
+    assert server.connections == 0 and server.received == 0 and server.requests == []
+    assert calls == []
+
+
+def test_request_head_checks_what_it_is_given() -> None:
+    assert request_head("GET", "/", []) == b"GET / HTTP/1.1\r\n\r\n"
+    head = request_head("POST", "*", [("a", ""), ("A", " x:y ")])
+    assert head == b"POST * HTTP/1.1\r\na: \r\nA:  x:y \r\n\r\n"
+
+
+# --- failures --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("reply_bytes", "words"),
     [
         (b"NOT HTTP AT ALL\r\n\r\n", "invalid HTTP"),
+        (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", "invalid HTTP"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nok",
+            "invalid HTTP",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", "invalid HTTP"),
+        (b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n", "101"),
+        (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "invalid HTTP"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "without a complete response"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+            "without a complete response",
+        ),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "without a complete response"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "without a complete response"),
+        (b"HTTP/1.1 100 Continue\r\n\r\n", "without a complete response"),
         (b"", "without a complete response"),
     ],
 )
 async def test_broken_handlers_are_reported_not_raised(reply_bytes: bytes, words: str) -> None:
-    async def reply(_r, writer, _req) -> bool:
-        writer.write(reply_bytes)
-        await writer.drain()
-        return False
-
-    async with raw_server(reply) as (target, _, _):
-        fwd = Forwarder(parse_target(target), timeout=5)
+    async with raw_server(answer(reply_bytes, keep=False)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
         out = await fwd.send("POST", "", "", [], b"{}")
         await fwd.close()
-    assert out.status is None and out.error is not None and words in out.error
+    assert out.status is None and out.error is not None and words in out.error, out.error
+    assert out.headers == [] and out.body == b""
+    assert len(server.requests) == 1  # a fresh socket is never retried
+
+
+async def test_an_endless_response_head_is_cut_off() -> None:
+    async def reply(writer: asyncio.StreamWriter, _req: bytes, _i: int) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(1200):
+            writer.write(b"X-Filler: " + b"x" * 1000 + b"\r\n")
+            await writer.drain()
+        return False
+
+    async with raw_server(reply) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        out = await fwd.send("POST", "", "", [], b"{}")
+        await fwd.close()
+    assert out.status is None and out.error is not None
+    assert "invalid HTTP: its response head is larger than" in out.error
+
+
+async def test_connection_refused_is_reported_and_on_dispatch_never_runs() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once it is closed
+    calls, on_dispatch = counter()
+    fwd = Forwarder(parse_target(f"127.0.0.1:{port}"), timeout=5)
+    out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
+    assert out.status is None and out.error is not None and "connection refused" in out.error
+    assert calls == []
+
+
+async def test_a_handler_that_never_answers_times_out() -> None:
+    async def silent(_w: asyncio.StreamWriter, _req: bytes, _i: int) -> bool:
+        await asyncio.sleep(5)
+        return False
+
+    async with raw_server(silent) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=0.2)
+        out = await fwd.send("POST", "", "", [], b"{}")
+        await fwd.close()
+    assert out.timed_out and out.status is None and out.error is not None
+    assert "did not answer within 0.2 s" in out.error
+
+
+# --- keep-alive, stale sockets and on_dispatch -------------------------------------------------
+
+
+async def test_a_closed_keep_alive_socket_is_replaced_without_losing_the_request() -> None:
+    async with raw_server(answer(b"HTTP/1.1 204 No Content\r\n\r\n", keep=False)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        for _ in range(3):
+            out = await fwd.send("POST", "", "", [], b"{}")
+            assert out.status == 204, out.error
+            await asyncio.sleep(0.05)  # let the server's FIN arrive first
+        await fwd.close()
+    assert len(server.requests) == 3  # each request reached the handler exactly once
+    assert server.connections == 3
+
+
+async def test_stale_socket_retry_runs_on_dispatch_once() -> None:
+    async def reply(writer: asyncio.StreamWriter, _req: bytes, index: int) -> bool:
+        if index == 1:
+            return False  # the keep-alive race: closed without a byte of answer
+        writer.write(OK)
+        await writer.drain()
+        return True
+
+    calls, on_dispatch = counter()
+    async with raw_server(reply) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
+        assert out.status == 200 and calls == [1]
+        out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
+        assert out.status == 200 and out.body == b"ok", out.error
+        assert calls == [1, 1]  # once for the second send, though it went out twice
+        await fwd.close()
+    assert server.connections == 2 and len(server.requests) == 3
+
+
+async def test_no_retry_once_the_handler_started_answering() -> None:
+    async def reply(writer: asyncio.StreamWriter, _req: bytes, index: int) -> bool:
+        writer.write(OK if index == 0 else b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok")
+        await writer.drain()
+        return index == 0
+
+    calls, on_dispatch = counter()
+    async with raw_server(reply) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        assert (await fwd.send("POST", "", "", [], b"{}")).status == 200
+        out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
+        await fwd.close()
+    assert out.status is None and out.error is not None
+    assert "without a complete response" in out.error
+    assert len(server.requests) == 2 and calls == [1]
+
+
+async def test_on_dispatch_is_awaited_before_the_first_byte_is_written() -> None:
+    seen: list[int] = []
+    async with raw_server(answer(OK)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+
+        async def on_dispatch() -> None:
+            await asyncio.sleep(0.05)  # long enough for any early bytes to arrive
+            seen.append(server.received)
+
+        out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
+        assert out.status == 200 and seen == [0] and server.connections == 1
+        out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
+        assert out.status == 200 and seen == [0, len(server.requests[0])]
+        await fwd.close()
+
+
+class Abort(OSError):
+    """An OSError on purpose: the forwarder must not mistake it for network trouble."""
+
+
+@pytest.mark.parametrize("warm", [False, True])
+async def test_on_dispatch_raising_aborts_the_send_and_keeps_the_socket(warm: bool) -> None:
+    abort = Abort("listener said no")
+
+    async def refuse() -> None:
+        await asyncio.sleep(0)
+        raise abort
+
+    async with raw_server(answer(OK)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        if warm:
+            assert (await fwd.send("POST", "", "", [], b"{}")).status == 200
+        before = server.received
+        with pytest.raises(Abort) as raised:
+            await fwd.send("POST", "/aborted", "", [], b"{}", on_dispatch=refuse)
+        assert raised.value is abort
+        await asyncio.sleep(0.02)
+        assert server.received == before  # nothing of the aborted request was written
+        calls, on_dispatch = counter()
+        out = await fwd.send("POST", "/next", "", [], b"{}", on_dispatch=on_dispatch)
+        assert out.status == 200 and calls == [1]
+        await fwd.close()
+    assert server.connections == 1
+    assert not any(b"/aborted" in request for request in server.requests)
+    assert len(server.requests) == (2 if warm else 1)
+
+
+async def test_on_dispatch_time_counts_against_neither_timeout_nor_duration() -> None:
+    async def slow_dispatch() -> None:
+        await asyncio.sleep(0.3)
+
+    async with raw_server(answer(OK)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=0.2)
+        out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=slow_dispatch)
+        await fwd.close()
+    assert out.status == 200 and not out.timed_out, out.error
+    assert out.duration_ms < 200
+
+
+async def test_concurrent_sends_share_a_small_pool() -> None:
+    async def reply(writer: asyncio.StreamWriter, _req: bytes, _i: int) -> bool:
+        await asyncio.sleep(0.01)
+        writer.write(OK)
+        await writer.drain()
+        return True
+
+    async with raw_server(reply) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5, max_connections=4)
+        outs = await asyncio.gather(*(fwd.send("POST", "", "", [], b"{}") for _ in range(20)))
+        await fwd.close()
+    assert all(out.status == 200 and out.body == b"ok" for out in outs)
+    assert len(server.requests) == 20 and server.connections <= 4
 
 
 def test_prepare_headers_keeps_order_case_and_repeats() -> None:

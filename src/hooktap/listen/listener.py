@@ -37,6 +37,7 @@ from hooktap.listen.events import (
     Subscriber,
 )
 from hooktap.listen.forward import Forwarder, Outcome
+from hooktap.listen.group_commit import GroupCommit
 from hooktap.listen.target import Target
 from hooktap.pivotal.envelope import parse_envelope
 from hooktap.pivotal.signing import signature_header, verify
@@ -58,7 +59,7 @@ from hooktap.records import Attempt, Delivery
 from hooktap.relay import app as relay_app
 from hooktap.relay.app import MAX_RESULT_BODY
 from hooktap.relay.hub import Link
-from hooktap.store import Store
+from hooktap.store import Added, Store
 
 log = logging.getLogger("hooktap.listen")
 
@@ -96,7 +97,9 @@ class Listener:
         self._stopping = asyncio.Event()
         self._announced = False
         self._waiting_for_slot = False
-        self._finishing: dict[str, tuple[Attempt, asyncio.Future[None]]] = {}
+        self._commits = GroupCommit(store)
+        # Deliveries being handled, by id: a copy re-sent meanwhile waits for the first.
+        self._inflight: dict[str, asyncio.Future[None]] = {}
         self._local: Link | None = None
 
     @property
@@ -344,66 +347,64 @@ class Listener:
     # --- one delivery --------------------------------------------------------------------
 
     async def _handle(self, reply: Reply, frame: WireDelivery) -> None:
-        pending = self._finishing.get(frame.id)
-        if pending is not None:  # re-sent while its outcome waits for the batch commit
-            await asyncio.shield(pending[1])
-        state = self.store.get_state(frame.id)
-        if state is not None:
-            await self._answer_again(reply, frame.id, state)
+        earlier = self._inflight.get(frame.id)
+        if earlier is not None:  # the relay re-sent it (a reconnect) while we still work on it
+            await asyncio.shield(earlier)
+            await self._answer_again(reply, frame.id)
             return
-        delivery = self._record(frame)
-        stored = False
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight[frame.id] = done
+        try:
+            await self._forward(reply, frame)
+        finally:
+            del self._inflight[frame.id]
+            done.set_result(None)
 
-        def dispatched() -> None:
-            # Runs synchronously just before the request's bytes are written: from here on
-            # the handler may have it, so a restart must not forward it again.
-            nonlocal stored
-            self.store.add_delivery(delivery)
-            stored = True
+    async def _forward(self, reply: Reply, frame: WireDelivery) -> None:
+        delivery = self._record(frame)
+        adding: asyncio.Future[Added] | None = None
+
+        async def dispatched() -> None:
+            # Awaited just before the request's bytes are written, and only once the
+            # delivery is committed: from then on the handler may have it, so a restart
+            # must not forward it again. Deliveries dispatched in the same loop tick share
+            # the commit.
+            nonlocal adding
+            adding = self._commits.add(delivery)
+            if not (await asyncio.shield(adding)).new:
+                raise _AlreadyStored
             self._emit(DeliveryReceived(delivery))
 
-        outcome = await self.forwarder.send(
-            frame.method,
-            frame.path,
-            frame.query,
-            frame.headers,
-            frame.body,
-            remote=frame.remote,
-            scheme=frame.scheme,
-            host=frame.host,
-            on_dispatch=dispatched,
-        )
-        if not stored:  # never reached the handler (refused, timed out connecting)
-            dispatched()
+        try:
+            outcome = await self.forwarder.send(
+                frame.method,
+                frame.path,
+                frame.query,
+                frame.headers,
+                frame.body,
+                remote=frame.remote,
+                scheme=frame.scheme,
+                host=frame.host,
+                on_dispatch=dispatched,
+            )
+        except _AlreadyStored:
+            await self._answer_again(reply, frame.id)
+            return
+        if adding is None:  # never reached the handler (refused, timed out connecting)
+            adding = self._commits.add(delivery)
+            added = await adding
+            if not added.new:
+                await self._answer_again(reply, frame.id)
+                return
+            self._emit(DeliveryReceived(delivery))
+        else:
+            added = await adding
         attempt = _attempt(delivery.id, "forward", outcome)
-        await self._finish(delivery.id, attempt)
+        await self._commits.finish(delivery.id, attempt)
         delivery.state = "done"
         # The sender is waiting on the relay for this: answer first, then tell the outputs.
         await reply(_result(delivery.id, outcome))
-        duplicate = bool(delivery.svix_id) and self.store.seen_svix_id(
-            delivery.svix_id or "", before_id=delivery.id
-        )
-        self._emit(DeliveryForwarded(delivery, attempt, duplicate))
-
-    async def _finish(self, delivery_id: str, attempt: Attempt) -> None:
-        """Store the outcome; deliveries finishing in the same event-loop tick share one
-        commit. The relay is told only after it is durable, as before."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._finishing[delivery_id] = (attempt, done)
-        if len(self._finishing) == 1:
-            asyncio.get_running_loop().call_soon(self._commit_finished)
-        await done
-
-    def _commit_finished(self) -> None:
-        batch, self._finishing = self._finishing, {}
-        try:
-            self.store.finish_many([(delivery_id, a) for delivery_id, (a, _) in batch.items()])
-        except Exception as exc:  # surfaces in each delivery's task, which logs it
-            for _, done in batch.values():
-                done.set_exception(exc)
-            return
-        for _, done in batch.values():
-            done.set_result(None)
+        self._emit(DeliveryForwarded(delivery, attempt, added.svix_seen))
 
     def _record(self, frame: WireDelivery) -> Delivery:
         verdict = verify(self.config.secret, frame.headers, frame.body)
@@ -428,8 +429,9 @@ class Listener:
             state="dispatched",
         )
 
-    async def _answer_again(self, reply: Reply, delivery_id: str, state: str) -> None:
+    async def _answer_again(self, reply: Reply, delivery_id: str) -> None:
         """A delivery we already took: confirm it from history instead of forwarding twice."""
+        state = self.store.get_state(delivery_id) or "missing"
         first = self.store.first_attempt(delivery_id)
         if first is not None:
             result = Result(
@@ -456,6 +458,10 @@ class Listener:
             )
         self._emit(DuplicateSkipped(delivery_id, state))
         await reply(result)
+
+
+class _AlreadyStored(Exception):
+    """Raised from the dispatch hook to abort a send: this id is in history already."""
 
 
 def _attempt(delivery_id: str, kind: str, outcome: Outcome) -> Attempt:
