@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import signal
 from pathlib import Path
 
@@ -60,7 +61,7 @@ async def test_listener_sigkilled_mid_burst_loses_nothing_and_repeats_nothing(
     async with running_handler() as handler:
         handler.delay = 0.01
         first = await _listen(procs, hooktap_home, relay_url, handler.url)
-        webhook_url = str(first.out_lines[0].split('"webhook_url": "')[1].split('"')[0])
+        webhook_url = json.loads(first.out_lines[0])["webhook_url"]
         bodies = [f'{{"n": {i}}}'.encode() for i in range(200)]
         burst = asyncio.create_task(_post_all(webhook_url, bodies, concurrency=16))
         await _wait_until(lambda: len(handler.seen) >= 40)
@@ -86,7 +87,7 @@ async def test_relay_sigkilled_with_a_queue_keeps_it_in_order(
     async with running_handler() as handler:
         # A first run creates the channel; then the listener goes away.
         listener = await _listen(procs, hooktap_home, relay_url, handler.url)
-        webhook_url = str(listener.out_lines[0].split('"webhook_url": "')[1].split('"')[0])
+        webhook_url = json.loads(listener.out_lines[0])["webhook_url"]
         listener.signal(signal.SIGINT)
         assert listener.wait() == 0
         bodies = [f"queued {i:02d}".encode() for i in range(50)]
@@ -106,7 +107,7 @@ async def test_queue_bound_answers_503_with_a_reason(
 ) -> None:
     _, relay_url = procs.relay(tmp_path / "relay-home", "--max-queue", "3")
     listener = await _listen(procs, hooktap_home, relay_url, "127.0.0.1:9")
-    webhook_url = str(listener.out_lines[0].split('"webhook_url": "')[1].split('"')[0])
+    webhook_url = json.loads(listener.out_lines[0])["webhook_url"]
     listener.signal(signal.SIGINT)
     listener.wait()
     assert await _post_all(webhook_url, [b"1", b"2", b"3"], 1) == [202, 202, 202]
@@ -122,7 +123,7 @@ async def test_listener_frozen_past_the_heartbeat_reconnects_and_loses_nothing(
     _, relay_url = procs.relay(tmp_path / "relay-home", "--heartbeat", "0.3")
     async with running_handler() as handler:
         listener = await _listen(procs, hooktap_home, relay_url, handler.url)
-        webhook_url = str(listener.out_lines[0].split('"webhook_url": "')[1].split('"')[0])
+        webhook_url = json.loads(listener.out_lines[0])["webhook_url"]
         assert await _post_all(webhook_url, [b"before"], 1) == [200]
         listener.signal(signal.SIGSTOP)
         try:
@@ -149,7 +150,7 @@ async def test_listener_reconnects_by_itself_when_the_relay_comes_back(
     relay, relay_url = procs.relay(relay_home, "--port", str(port), "--heartbeat", "0.3")
     async with running_handler() as handler:
         listener = await _listen(procs, hooktap_home, relay_url, handler.url)
-        webhook_url = str(listener.out_lines[0].split('"webhook_url": "')[1].split('"')[0])
+        webhook_url = json.loads(listener.out_lines[0])["webhook_url"]
         relay.popen.kill()
         relay.wait()
         await asyncio.to_thread(_wait_state, listener, "disconnected")

@@ -7,10 +7,11 @@ a 10 MB binary body costs one copy, not a base64 round-trip or a JSON re-encodin
 
 from __future__ import annotations
 
-import json
 import struct
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -125,9 +126,10 @@ def encode(frame: Frame) -> bytes:
     """Serialize a frame; the body (if any) is appended as-is after the JSON metadata."""
     meta: dict[str, Any] = dict(frame.__dict__)
     body = meta.pop("body", b"")
-    if "headers" in meta:
-        meta["headers"] = [[name, value] for name, value in meta["headers"]]
-    raw = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        raw = orjson.dumps(meta)  # header pairs (tuples) become JSON arrays
+    except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate in a path
+        raise ProtocolError(f"cannot encode {type(frame).__name__} frame metadata: {exc}") from None
     return b"".join((_PREFIX.pack(_KIND[type(frame)], len(raw)), raw, body))
 
 
@@ -148,8 +150,8 @@ def decode(data: bytes | bytearray | memoryview) -> Frame:
             f"{len(view) - _PREFIX.size}"
         )
     try:
-        meta = json.loads(bytes(view[_PREFIX.size : _PREFIX.size + meta_len]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        meta = orjson.loads(view[_PREFIX.size : _PREFIX.size + meta_len])
+    except orjson.JSONDecodeError as exc:  # also invalid UTF-8, NaN, out-of-range integers
         raise ProtocolError(f"{cls.__name__} frame metadata is not JSON: {exc}") from None
     if not isinstance(meta, dict):
         raise ProtocolError(f"{cls.__name__} frame metadata must be a JSON object")
