@@ -30,6 +30,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import orjson
+
 from hooktap.bodies import INLINE_BODY_MAX, BodyFiles
 from hooktap.filters import Filter, is_glob
 from hooktap.records import Attempt, Delivery, Headers
@@ -162,7 +164,10 @@ class Summary:
 
 
 def _dump_headers(headers: Headers) -> str:
-    return json.dumps(headers, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return orjson.dumps(headers).decode()  # on every delivery's path: ~1 µs, not ~6
+    except orjson.JSONEncodeError:  # a lone surrogate, say, typed into an edited replay
+        return json.dumps(headers, ensure_ascii=False, separators=(",", ":"))
 
 
 def _load_headers(text: str) -> Headers:

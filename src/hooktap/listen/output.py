@@ -6,6 +6,7 @@ meant for a person goes to stderr in both modes.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -64,8 +65,18 @@ def delivery_json(event: DeliveryForwarded) -> dict[str, object]:
     }
 
 
+@functools.lru_cache(maxsize=4)  # a burst shares its second: strftime once, not per line
+def _iso_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+    return f"{_iso_second(int(ts))}.{int(ts % 1 * 1000):03d}Z"
+
+
+# json.dumps builds a new encoder whenever it is given options; the listener writes a line
+# per delivery, so it keeps one.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class JsonLines:
@@ -75,7 +86,7 @@ class JsonLines:
         self.ready = False
 
     def _write(self, obj: dict[str, object]) -> None:
-        self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self.out.write(_encode(obj) + "\n")
         self.out.flush()
 
     def __call__(self, event: ListenerEvent) -> None:

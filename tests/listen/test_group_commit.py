@@ -1,0 +1,153 @@
+"""Group commit: the listener's history writes of one loop tick share a transaction, and
+sharing never changes what is stored or who hears about a failure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from hooktap.listen.group_commit import GroupCommit
+from hooktap.listen.listener import Listener, ListenerConfig
+from hooktap.listen.target import parse_target
+from hooktap.protocol import Delivery as WireDelivery
+from hooktap.protocol import Result
+from hooktap.records import Attempt, Delivery
+from hooktap.store import Store
+from support.servers import running_handler
+
+
+def delivery(id: str, svix_id: str | None = None, body: bytes = b"{}") -> Delivery:
+    return Delivery(
+        id=id,
+        received_at=time.time(),
+        method="POST",
+        path="/",
+        query="",
+        headers=[("Content-Type", "application/json")],
+        body=body,
+        channel="ch",
+        target="http://127.0.0.1:9",
+        signature="unsigned",
+        signature_reason="",
+        svix_id=svix_id,
+        state="dispatched",
+    )
+
+
+def attempt(delivery_id: str, status: int = 200) -> Attempt:
+    return Attempt(
+        delivery_id=delivery_id,
+        kind="forward",
+        started_at=time.time(),
+        target_url="http://127.0.0.1:9/",
+        status=status,
+        duration_ms=1.0,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "history.db")
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def count_commits(store: Store) -> list[str]:
+    """Every COMMIT SQLite runs on the store's connection (its trace hook, not a mock)."""
+    commits: list[str] = []
+    store._db.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    return commits
+
+
+async def test_writes_of_one_tick_share_one_commit(store: Store) -> None:
+    commits = count_commits(store)
+    group = GroupCommit(store)
+    added = await asyncio.gather(*(group.add(delivery(f"d{i}")) for i in range(20)))
+    assert len(commits) == 1
+    assert all(a.new for a in added)
+    await asyncio.gather(*(group.finish(f"d{i}", attempt(f"d{i}")) for i in range(20)))
+    assert len(commits) == 2
+    assert {store.get_state(f"d{i}") for i in range(20)} == {"done"}
+
+
+async def test_separate_ticks_commit_separately(store: Store) -> None:
+    """At concurrency 1 nothing waits for a batch to fill: each write commits on the next turn."""
+    commits = count_commits(store)
+    group = GroupCommit(store)
+    for i in range(3):
+        assert (await group.add(delivery(f"d{i}"))).new
+        assert store.get_state(f"d{i}") == "dispatched"  # durable before add() returns
+    assert len(commits) == 3
+
+
+async def test_duplicates_and_retries_are_reported_per_delivery(store: Store) -> None:
+    group = GroupCommit(store)
+    first = await group.add(delivery("d1", svix_id="msg_1"))
+    again, retry, other = await asyncio.gather(
+        group.add(delivery("d1", svix_id="msg_1", body=b"changed")),
+        group.add(delivery("d2", svix_id="msg_1")),
+        group.add(delivery("d3", svix_id="msg_2")),
+    )
+    assert (first.new, first.svix_seen) == (True, False)
+    assert (again.new, retry.new, other.new) == (False, True, True)
+    assert (retry.svix_seen, other.svix_seen) == (True, False)
+    stored = store.get("d1")
+    assert stored is not None and stored.body == b"{}"  # the re-sent copy changed nothing
+
+
+async def test_one_failing_write_does_not_fail_its_neighbours(store: Store) -> None:
+    group = GroupCommit(store)
+    await group.add(delivery("d1"))
+    results = await asyncio.gather(
+        group.finish("d1", attempt("d1")),
+        group.finish("nope", attempt("nope")),
+        group.add(delivery("d2")),
+        return_exceptions=True,
+    )
+    assert results[0] is None
+    assert isinstance(results[1], LookupError) and "nope" in str(results[1])
+    assert not isinstance(results[2], BaseException) and results[2].new
+    assert store.get_state("d1") == "done" and store.get_state("d2") == "dispatched"
+
+
+async def test_a_cancelled_waiter_still_gets_its_write(store: Store) -> None:
+    group = GroupCommit(store)
+    future = group.add(delivery("d1"))
+    waiter = asyncio.ensure_future(asyncio.shield(future))
+    waiter.cancel()
+    assert (await future).new
+    assert store.get_state("d1") == "dispatched"
+
+
+async def test_a_copy_resent_while_the_first_is_in_flight_is_answered_from_history(
+    tmp_path: Path,
+) -> None:
+    """After a reconnect the relay hands over deliveries it has no result for, even if the
+    listener is still forwarding them: the handler must get each one once."""
+    async with running_handler() as handler:
+        handler.delay, handler.status, handler.reply = 0.3, 201, b"created"
+        store = Store(tmp_path / "history.db")
+        listener = Listener(
+            ListenerConfig(target=parse_target(handler.url), relay_url="http://127.0.0.1:9"),
+            store,
+        )
+        frame = WireDelivery(
+            id="d_resent", received_at=time.time(), method="POST", path="/", query="",
+            headers=[("Content-Type", "application/json")], body=b'{"type":"x"}',
+        )  # fmt: skip
+        results: list[Result] = []
+
+        async def reply(result: Result) -> None:
+            results.append(result)
+
+        await asyncio.gather(listener._handle(reply, frame), listener._handle(reply, frame))
+        await listener.forwarder.close()
+        assert len(handler.seen) == 1
+        first, again = sorted(results, key=lambda r: r.duplicate)
+        assert (first.status, first.body, first.duplicate) == (201, b"created", False)
+        assert (again.status, again.body, again.duplicate) == (201, b"created", True)
+        assert store.get_state("d_resent") == "done"
+        store.close()
