@@ -491,3 +491,30 @@ def test_hundred_thousand_rows_stay_fast(tmp_path: Path) -> None:
         assert newest.id == "d099999"
         assert newest.duplicate is True  # msg_9999 was first seen 90,000 deliveries earlier
         assert s.query(limit=1, oldest_first=True)[0].duplicate is False
+
+
+def test_background_checkpoints_keep_the_wal_from_stalling_or_growing(tmp_path: Path) -> None:
+    """The listener's connection never checkpoints inside a commit (an fsync there stalled
+    the event loop); a thread does, and catches up with every frame written."""
+    store = Store(tmp_path / "history.db")
+    try:
+        store.background_checkpoints(True)
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        checkpointer = store._checkpointer
+        assert checkpointer is not None
+        checkpointer.interval = 0.05
+        for i in range(300):
+            store.add_delivery(delivery(f"d{i}"))
+        deadline = time.monotonic() + 10
+        while not (checkpointer.last and checkpointer.last[1] == checkpointer.last[2] > 0):
+            assert time.monotonic() < deadline, f"no full checkpoint: {checkpointer.last}"
+            time.sleep(0.01)
+        # Idle: the thread does not checkpoint again without new commits.
+        done = checkpointer.checkpoints
+        time.sleep(0.2)
+        assert checkpointer.checkpoints == done
+        store.background_checkpoints(False)
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        assert len(store.query(None, limit=500)) == 300
+    finally:
+        store.close()

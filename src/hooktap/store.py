@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from hooktap.bodies import INLINE_BODY_MAX, BodyFiles
+from hooktap.checkpoint import Checkpointer
 from hooktap.filters import Filter, is_glob
 from hooktap.records import Attempt, Delivery, Headers
 
@@ -186,6 +187,8 @@ class Store:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._bodies = BodyFiles(self.path)
+        self.commits = 0  # write transactions committed through this Store
+        self._checkpointer: Checkpointer | None = None
         self._tx_bodies: list[int] = []  # body files written by the open write transaction
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Create the file ourselves, owner-only, before SQLite does with the umask's mode;
@@ -249,6 +252,7 @@ class Store:
             try:
                 yield self._db
                 self._db.execute("COMMIT")
+                self.commits += 1
             except BaseException:
                 # The body files of rows that will not exist go first, while our write lock
                 # still keeps any other writer from being handed the same seqs.
@@ -263,7 +267,24 @@ class Store:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
 
+    def background_checkpoints(self, on: bool) -> None:
+        """Checkpoint the WAL from a thread instead of inside our commits (see checkpoint.py):
+        for the listener, whose event loop must not stall on an fsync."""
+        if on and self._checkpointer is None:
+            with self._lock:
+                self._db.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = Checkpointer(self.path, lambda: self.commits)
+            self._checkpointer.start()
+        elif not on and self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+            with self._lock:
+                self._db.execute("PRAGMA wal_autocheckpoint = 1000")  # SQLite's default
+
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         with self._lock:
             self._db.close()
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from hooktap.listen.forward import Forwarder, prepare_headers, request_head
+from hooktap.listen.forward import Dispatch, Forwarder, prepare_headers, request_head
 from hooktap.listen.target import parse_target
 
 # reply(writer, request, index): index counts requests on this connection from 0. It answers
@@ -88,10 +88,10 @@ def answer(data: bytes, keep: bool = True) -> Reply:
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-def counter() -> tuple[list[int], Callable[[], Awaitable[None]]]:
+def counter() -> tuple[list[int], Dispatch]:
     calls: list[int] = []
 
-    async def on_dispatch() -> None:
+    async def on_dispatch(write: Callable[[], None]) -> None:
         await asyncio.sleep(0)  # really awaited, not just called
         calls.append(1)
 
@@ -514,7 +514,7 @@ async def test_on_dispatch_is_awaited_before_the_first_byte_is_written() -> None
     async with raw_server(answer(OK)) as server:
         fwd = Forwarder(parse_target(server.target), timeout=5)
 
-        async def on_dispatch() -> None:
+        async def on_dispatch(write: Callable[[], None]) -> None:
             await asyncio.sleep(0.05)  # long enough for any early bytes to arrive
             seen.append(server.received)
 
@@ -533,7 +533,7 @@ class Abort(OSError):
 async def test_on_dispatch_raising_aborts_the_send_and_keeps_the_socket(warm: bool) -> None:
     abort = Abort("listener said no")
 
-    async def refuse() -> None:
+    async def refuse(write: Callable[[], None]) -> None:
         await asyncio.sleep(0)
         raise abort
 
@@ -556,8 +556,42 @@ async def test_on_dispatch_raising_aborts_the_send_and_keeps_the_socket(warm: bo
     assert len(server.requests) == (2 if warm else 1)
 
 
+async def test_write_handed_to_on_dispatch_sends_at_once_and_only_once() -> None:
+    """The listener writes the request in the commit callback itself, before its own task
+    resumes: the bytes must be on their way when write() returns, and not sent twice."""
+    async with raw_server(answer(OK)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+
+        async def write_then_wait(write: Callable[[], None]) -> None:
+            write()
+            write()  # a second call is a no-op
+            deadline = asyncio.get_running_loop().time() + 5
+            while server.received == 0:  # arrives while on_dispatch is still running
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.005)
+
+        out = await fwd.send("POST", "/once", "", [], b"{}", on_dispatch=write_then_wait)
+        await fwd.close()
+    assert out.status == 200
+    assert len(server.requests) == 1 and server.requests[0].count(b"POST /once") == 1
+
+
+async def test_on_dispatch_raising_after_write_drops_the_socket() -> None:
+    async def write_then_fail(write: Callable[[], None]) -> None:
+        write()
+        raise Abort("recorded, written, then failed")
+
+    async with raw_server(answer(OK)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        with pytest.raises(Abort):
+            await fwd.send("POST", "/first", "", [], b"{}", on_dispatch=write_then_fail)
+        assert (await fwd.send("POST", "/second", "", [], b"{}")).status == 200
+        await fwd.close()
+    assert server.connections == 2  # the half-used socket was not put back in the pool
+
+
 async def test_on_dispatch_time_counts_against_neither_timeout_nor_duration() -> None:
-    async def slow_dispatch() -> None:
+    async def slow_dispatch(write: Callable[[], None]) -> None:
         await asyncio.sleep(0.3)
 
     async with raw_server(answer(OK)) as server:

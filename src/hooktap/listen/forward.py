@@ -27,6 +27,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from hooktap.listen.target import Target, parse_target
 
 __all__ = [
+    "Dispatch",
     "Forwarder",
     "Outcome",
     "Target",
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 Headers = list[tuple[str, str]]
+# The listener's hook around writing a request: given `write`, it records, then writes.
+Dispatch = Callable[[Callable[[], None]], Awaitable[None]]
 
 HOP_BY_HOP = frozenset(
     {
@@ -365,18 +368,21 @@ class Forwarder:
         remote: str = "",
         scheme: str = "",
         host: str = "",
-        on_dispatch: Callable[[], Awaitable[None]] | None = None,
+        on_dispatch: Dispatch | None = None,
     ) -> Outcome:
         """Forward one request; never raises for network trouble or a bad request, it reports.
 
-        `on_dispatch` is awaited once, after the connection is ready and the request's bytes
-        are built, immediately before the first of them is written. The listener records
-        "handed to the handler" there (group-committed with the deliveries of the same
-        event-loop tick), so that record is durable before the handler can have the request.
+        `on_dispatch(write)` is awaited once, after the connection is ready and the request's
+        bytes are built, and is handed `write`, which writes them. The listener records
+        "handed to the handler" (group-committed with the deliveries of the same loop tick)
+        and calls `write` synchronously right after that commit, so the record is durable
+        before the handler can have the request and a crash between the two is a matter of
+        microseconds. If it returns without calling `write`, the request is written then.
         It is not awaited if the request is refused or no connection could be made: nothing
-        was sent. If it raises, nothing was sent either: the connection goes back to the pool
-        and the exception propagates unchanged, which is how the listener aborts a send. Its
-        wait counts against neither `timeout` nor `duration_ms`: both are about the handler.
+        was sent. If it raises before calling `write`, nothing was sent either: the connection
+        goes back to the pool and the exception propagates unchanged, which is how the
+        listener aborts a send. Its wait counts against neither `timeout` nor `duration_ms`:
+        both are about the handler.
         """
         url = self.target.url(tail, query)
         outcome = Outcome(url=url)
@@ -401,19 +407,33 @@ class Forwarder:
                         conn = await self._connect()
                 except (TimeoutError, OSError) as exc:
                     return self._failed(outcome, exc, started)
+            written = False
             if on_dispatch is not None:
+                ready = conn
+
+                def write() -> None:
+                    nonlocal written
+                    if not written:
+                        written = True
+                        _write(ready.writer, head, body)
+
                 paused = time.perf_counter()
                 try:
-                    await on_dispatch()
+                    await on_dispatch(write)
                 except BaseException:
-                    self._idle.append(conn)  # nothing was written: it is still clean
+                    if written:
+                        conn.close()
+                    else:
+                        self._idle.append(conn)  # nothing was written: it is still clean
                     raise
                 waited = time.perf_counter() - paused
                 started += waited
                 deadline += waited
             try:
                 async with asyncio.timeout_at(deadline):
-                    await self._exchange(conn, reused, head, body, method == "HEAD", outcome)
+                    await self._exchange(
+                        conn, reused, head, body, method == "HEAD", outcome, written
+                    )
             except (TimeoutError, OSError, _BadResponse, _StaleConnection) as exc:
                 return self._failed(outcome, exc, started)
         outcome.duration_ms = (time.perf_counter() - started) * 1000
@@ -442,9 +462,10 @@ class Forwarder:
         body: bytes,
         head_request: bool,
         out: Outcome,
+        written: bool,
     ) -> None:
         try:
-            await self._roundtrip(conn, head, body, head_request, out)
+            await self._roundtrip(conn, head, body, head_request, out, written)
         except BaseException as exc:
             conn.close()
             stale = isinstance(exc, (_StaleConnection, ConnectionError))
@@ -465,16 +486,19 @@ class Forwarder:
         self._release(conn)
 
     async def _roundtrip(
-        self, conn: _Conn, head: bytes, body: bytes, head_request: bool, out: Outcome
+        self,
+        conn: _Conn,
+        head: bytes,
+        body: bytes,
+        head_request: bool,
+        out: Outcome,
+        written: bool = False,
     ) -> None:
         response = conn.response
         response.begin(head_request)
         writer = conn.writer
-        if len(body) <= _COALESCE:
-            writer.write(head + body if body else head)
-        else:
-            writer.write(head)
-            writer.write(body)
+        if not written:
+            _write(writer, head, body)
         await writer.drain()
         read = conn.reader.read
         while not response.done:
@@ -520,6 +544,14 @@ class Forwarder:
         for conn in self._idle:
             conn.close()
         self._idle.clear()
+
+
+def _write(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+    if len(body) <= _COALESCE:
+        writer.write(head + body if body else head)
+    else:
+        writer.write(head)
+        writer.write(body)
 
 
 def _describe(exc: BaseException, url: str) -> str:

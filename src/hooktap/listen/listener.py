@@ -137,6 +137,7 @@ class Listener:
         creds = self.creds or await self.prepare()
         # Tell `hooktap trigger` where this listener's webhook URL is while it runs.
         state.write(creds.webhook_url, str(self.config.target), self.relay_url)
+        self.store.background_checkpoints(True)
         attempt = 0
         try:
             while not self._stopping.is_set():
@@ -170,6 +171,7 @@ class Listener:
         finally:
             state.clear()
             await self._shutdown()
+            self.store.background_checkpoints(False)
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -364,13 +366,12 @@ class Listener:
         delivery = self._record(frame)
         adding: asyncio.Future[Added] | None = None
 
-        async def dispatched() -> None:
-            # Awaited just before the request's bytes are written, and only once the
-            # delivery is committed: from then on the handler may have it, so a restart
-            # must not forward it again. Deliveries dispatched in the same loop tick share
-            # the commit.
+        async def dispatched(write: Callable[[], None]) -> None:
+            # The request's bytes are written right after the delivery is committed, in the
+            # same callback: from then on the handler may have it, so a restart must not
+            # forward it again. Deliveries dispatched in the same loop tick share the commit.
             nonlocal adding
-            adding = self._commits.add(delivery)
+            adding = self._commits.add(delivery, then=write)
             if not (await asyncio.shield(adding)).new:
                 raise _AlreadyStored
             self._emit(DeliveryReceived(delivery))
@@ -402,9 +403,13 @@ class Listener:
         attempt = _attempt(delivery.id, "forward", outcome)
         await self._commits.finish(delivery.id, attempt)
         delivery.state = "done"
-        # The sender is waiting on the relay for this: answer first, then tell the outputs.
+        # The sender is waiting on the relay for this: answer first, then tell the outputs,
+        # a loop turn later, so that in-process the relay writes the sender's response before
+        # a log line is formatted.
         await reply(_result(delivery.id, outcome))
-        self._emit(DeliveryForwarded(delivery, attempt, added.svix_seen))
+        asyncio.get_running_loop().call_soon(
+            self._emit, DeliveryForwarded(delivery, attempt, added.svix_seen)
+        )
 
     def _record(self, frame: WireDelivery) -> Delivery:
         verdict = verify(self.config.secret, frame.headers, frame.body)

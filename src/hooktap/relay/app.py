@@ -212,7 +212,9 @@ async def ingress(request: web.Request) -> web.StreamResponse:
     if not await link.push(delivery):
         return _keep(app, channel, delivery, "the listener disconnected")
     try:
-        result = await asyncio.wait_for(asyncio.shield(waiter), link.timeout + 5)
+        # No shield needed: Link.resolve skips a waiter cancelled by this timeout.
+        async with asyncio.timeout(link.timeout + 5):
+            result = await waiter
     except TimeoutError:
         link.waiting.pop(delivery.id, None)
         stats.answered.labels("504").inc()
