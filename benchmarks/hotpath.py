@@ -17,12 +17,10 @@ import base64
 import hashlib
 import hmac
 import json
-import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from hooktap.listen import forward
@@ -158,20 +156,13 @@ def bench_store(plan: Plan, tmp: Path, size_label: str) -> None:
             response_body=b"ok\n",
         )
 
-    def now() -> None:
+    def one_by_one() -> None:
+        # What the listener pays at concurrency 1: each write its own GroupCommit batch.
         d = record()
-        store.get_state(d.id)
-        store.add_delivery(d)
-        store.finish(d.id, attempt(d.id))
-        store.seen_svix_id(d.svix_id or "", before_id=d.id)
+        store.write_batch([d], [])
+        store.write_batch([], [(d.id, attempt(d.id))])
 
-    def writes_only() -> None:
-        d = record()
-        store.add_delivery(d)
-        store.finish(d.id, attempt(d.id))
-
-    row(f"listener {size_label}: get_state+add_delivery+finish+seen_svix_id (now)", timeit(now))
-    row(f"listener {size_label}: add_delivery + finish only (2 commits)", timeit(writes_only))
+    row(f"listener {size_label}: write_batch, 1 delivery per commit (C=1)", timeit(one_by_one))
     db = store._db  # measurement only: the cost of one empty write transaction
 
     def empty_commit() -> None:
@@ -180,30 +171,15 @@ def bench_store(plan: Plan, tmp: Path, size_label: str) -> None:
 
     row(f"listener {size_label}: one empty BEGIN IMMEDIATE/COMMIT", timeit(empty_commit))
 
-    @contextmanager
-    def joined() -> Iterator[sqlite3.Connection]:
-        yield db  # the store's own SQL, inside the caller's transaction
-
-    def group_commit() -> None:
-        # The same add_delivery and finish SQL, BATCH deliveries per transaction: what a
-        # listener that commits once per event-loop tick would pay at concurrency BATCH.
+    def grouped() -> None:
+        # BATCH deliveries per commit: what GroupCommit gets when BATCH are in flight.
         records = [record() for _ in range(BATCH)]
-        store._write = joined  # type: ignore[method-assign]
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            for d in records:
-                store.add_delivery(d)
-            db.execute("COMMIT")
-            db.execute("BEGIN IMMEDIATE")
-            for d in records:
-                store.finish(d.id, attempt(d.id))
-            db.execute("COMMIT")
-        finally:
-            del store._write
+        store.write_batch(records, [])
+        store.write_batch([], [(d.id, attempt(d.id)) for d in records])
 
     row(
-        f"listener {size_label}: same 2 writes, {BATCH} per transaction",
-        timeit(group_commit, per=BATCH),
+        f"listener {size_label}: write_batch, {BATCH} deliveries per commit",
+        timeit(grouped, per=BATCH),
     )
     store.close()
 

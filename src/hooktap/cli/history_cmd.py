@@ -74,7 +74,7 @@ def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
             default="",
             metavar="EXPR",
             help="The TUI's filter language, e.g. 'type:customer.* acme' "
-            "(bare words search the body).",
+            "(bare words search the body; in bodies over 64 KiB, its first 64 KiB).",
         ),
     ]
     for option in reversed(options):
