@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,25 @@ async def test_a_copy_resent_while_the_first_is_in_flight_is_answered_from_histo
         assert (again.status, again.body, again.duplicate) == (201, b"created", True)
         assert store.get_state("d_resent") == "done"
         store.close()
+
+
+async def test_then_runs_right_after_the_commit_and_only_for_new_deliveries(
+    store: Store, tmp_path: Path
+) -> None:
+    """The forwarder's write rides in the commit callback: by the time it runs, another
+    process can already read the row, and a re-sent id never gets written twice."""
+    other = Store(tmp_path / "history.db")  # another connection: sees committed rows only
+    group = GroupCommit(store)
+    seen_by_then: list[str | None] = []
+
+    def then_for(id: str) -> Callable[[], None]:
+        return lambda: seen_by_then.append(other.get_state(id))
+
+    await group.add(delivery("d1"), then=then_for("d1"))
+    results = await asyncio.gather(
+        group.add(delivery("d1"), then=then_for("d1")),  # already stored: no write
+        group.add(delivery("d2"), then=then_for("d2")),
+    )
+    assert [r.new for r in results] == [False, True]
+    assert seen_by_then == ["dispatched", "dispatched"]
+    other.close()
