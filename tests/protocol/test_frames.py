@@ -107,6 +107,19 @@ def test_malformed_frames_are_protocol_errors_with_reasons(data: bytes, words: s
     assert words in exc.value.reason
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [["ab"], [["a", 1]], [["a", "b", "c"]], [("a", "b"), None], {"a": "b"}, "ab", [[None, "b"]]],
+)
+def test_every_malformed_header_list_is_refused(headers: object) -> None:
+    """A pair must be a JSON array of two strings: a two-letter string unpacks into two
+    strings in Python, and must not slip through as a header."""
+    meta = {"id": "x", "received_at": 0, "method": "POST", "path": "", "query": ""}
+    with pytest.raises(ProtocolError) as exc:
+        decode(_frame(3, json.dumps({**meta, "headers": headers}).encode()))
+    assert "Delivery.headers" in exc.value.reason
+
+
 def test_text_is_not_a_frame() -> None:
     with pytest.raises(ProtocolError, match="binary"):
         decode("hello")  # type: ignore[arg-type]
