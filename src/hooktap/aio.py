@@ -20,3 +20,13 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A fresh loop for code that runs its own (Textual's App.run takes one): uvloop's where
+    it exists, so `hooktap listen` with its inspector forwards as fast as without."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -6,6 +6,7 @@ loop), so its events reach the app without locks and quitting can stop it cleanl
 
 from __future__ import annotations
 
+from hooktap.aio import new_loop
 from hooktap.filters import Filter
 from hooktap.listen.listener import Listener
 from hooktap.store import Store
@@ -16,7 +17,7 @@ def run_listen_tui(listener: Listener, store: Store) -> None:
     """Run `hooktap listen`'s inspector until the user quits; re-raise why the listener failed
     to start (a busy port, a refused token) once the screen is back to normal."""
     app = HooktapApp(store, listener, handle_signals=True)
-    app.run()
+    _run(app)
     if app.listener_error is not None and app.return_code == 2:
         raise app.listener_error
 
@@ -30,11 +31,22 @@ def run_inspect_tui(
     initial_filter: Filter | None = None,
 ) -> None:
     """`hooktap inspect`: the stored history, with no listener of its own."""
-    HooktapApp(
+    app = HooktapApp(
         store,
         secret=secret,
         replay_target=replay_target,
         utc=utc,
         initial_filter=initial_filter,
         handle_signals=True,
-    ).run()
+    )
+    _run(app)
+
+
+def _run(app: HooktapApp) -> None:
+    """The app on a loop of our own choosing (uvloop where it exists), closed afterwards."""
+    loop = new_loop()
+    try:
+        app.run(loop=loop)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
