@@ -324,3 +324,30 @@ async def test_no_request_can_redirect_the_listener_to_another_host(tunnel, tail
     # It reached our handler, under the target's path, with the target as Host.
     assert seen.path_qs.startswith("/webhooks/pivotal/")
     assert dict(seen.raw_headers)["Host"] == handler.url.split("://")[1]
+
+
+async def test_history_that_cannot_be_written_stops_the_forward_with_a_plain_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Exactly-once rests on recording a delivery before the handler may have it: if that
+    record cannot be written (here `bodies` is a file, so a big body has nowhere to go), the
+    delivery is not forwarded, the relay keeps it, and the log says why in one line."""
+    (tmp_path / "bodies").write_text("not a folder")
+    async with (
+        running_handler() as handler,
+        running_relay(tmp_path / "relay") as relay,
+        running_listener(relay, handler.url, tmp_path / "h.db", timeout=1.0) as listener,
+        aiohttp.ClientSession() as http,
+    ):
+        post = asyncio.ensure_future(http.post(listener.webhook_url, data=b"x" * 100_000))
+        deadline = time.monotonic() + 10
+        while not any("could not be recorded" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "no log line about the failed record"
+            await asyncio.sleep(0.02)
+        async with await post as resp:
+            assert resp.status == 504  # the relay waited for a result, then kept it
+            assert "kept" in (await resp.json())["error"]
+        assert handler.seen == []
+        assert listener.store.query(None, limit=5) == []
+    line = next(r for r in caplog.records if "could not be recorded" in r.getMessage())
+    assert line.exc_info is None and "bodies" in line.getMessage()

@@ -59,7 +59,7 @@ from hooktap.records import Attempt, Delivery
 from hooktap.relay import app as relay_app
 from hooktap.relay.app import MAX_RESULT_BODY
 from hooktap.relay.hub import Link
-from hooktap.store import Added, Store
+from hooktap.store import Added, Store, StoreError
 
 log = logging.getLogger("hooktap.listen")
 
@@ -316,8 +316,16 @@ class Listener:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("delivery handling failed", exc_info=task.exception())
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        if isinstance(exc, StoreError):  # disk full, HOOKTAP_HOME unwritable: say so plainly
+            log.error(
+                "hooktap: a delivery was not forwarded because it could not be recorded in "
+                "history first (%s); the relay keeps it and hands it over again",
+                exc,
+            )
+        else:
+            log.error("delivery handling failed", exc_info=exc)
 
     async def _heartbeat(self, ws: ClientConnection, liveness: Liveness) -> None:
         """Ping the relay; if it goes silent (half-open socket, sleep), drop the connection so
