@@ -174,3 +174,35 @@ async def test_then_runs_right_after_the_commit_and_only_for_new_deliveries(
     assert [r.new for r in results] == [False, True]
     assert seen_by_then == ["dispatched", "dispatched"]
     other.close()
+
+
+async def test_a_copy_resent_while_the_first_cannot_be_stored_is_never_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """If the first copy could not be recorded, it was never forwarded: the copy re-sent
+    meanwhile must not be 'answered from history' (that would tell the relay to forget a
+    delivery nobody has). Here `bodies` is a file, so no big body can be stored."""
+    (tmp_path / "bodies").write_text("not a folder")
+    async with running_handler() as handler:
+        store = Store(tmp_path / "history.db")
+        listener = Listener(
+            ListenerConfig(target=parse_target(handler.url), relay_url="http://127.0.0.1:9"),
+            store,
+        )
+        frame = WireDelivery(
+            id="d_big", received_at=time.time(), method="POST", path="/", query="",
+            headers=[("Content-Type", "application/octet-stream")], body=b"x" * 100_000,
+        )  # fmt: skip
+        results: list[Result] = []
+
+        async def reply(result: Result) -> None:
+            results.append(result)
+
+        outcomes = await asyncio.gather(
+            listener._handle(reply, frame), listener._handle(reply, frame), return_exceptions=True
+        )
+        await listener.forwarder.close()
+        assert [type(o).__name__ for o in outcomes] == ["StoreError", "StoreError"]
+        assert results == []  # nothing acknowledged: the relay keeps the delivery
+        assert handler.seen == []
+        store.close()

@@ -357,11 +357,11 @@ class Listener:
     # --- one delivery --------------------------------------------------------------------
 
     async def _handle(self, reply: Reply, frame: WireDelivery) -> None:
-        earlier = self._inflight.get(frame.id)
-        if earlier is not None:  # the relay re-sent it (a reconnect) while we still work on it
+        while (earlier := self._inflight.get(frame.id)) is not None:
+            # The relay re-sent it (a reconnect) while we still work on it: wait, then judge
+            # it like any other copy. History answers it if the first was stored; if storing
+            # it failed, it was never forwarded and this copy may go.
             await asyncio.shield(earlier)
-            await self._answer_again(reply, frame.id)
-            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight[frame.id] = done
         try:
