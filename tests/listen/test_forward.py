@@ -472,7 +472,10 @@ async def test_a_closed_keep_alive_socket_is_replaced_without_losing_the_request
     assert server.connections == 3
 
 
-async def test_stale_socket_retry_runs_on_dispatch_once() -> None:
+@pytest.mark.parametrize("writes_itself", [False, True])
+async def test_stale_socket_retry_runs_on_dispatch_once(writes_itself: bool) -> None:
+    """Also when on_dispatch calls write() itself, as the listener's commit callback does."""
+
     async def reply(writer: asyncio.StreamWriter, _req: bytes, index: int) -> bool:
         if index == 1:
             return False  # the keep-alive race: closed without a byte of answer
@@ -480,7 +483,14 @@ async def test_stale_socket_retry_runs_on_dispatch_once() -> None:
         await writer.drain()
         return True
 
-    calls, on_dispatch = counter()
+    calls: list[int] = []
+
+    async def on_dispatch(write: Callable[[], None]) -> None:
+        await asyncio.sleep(0)
+        calls.append(1)
+        if writes_itself:
+            write()
+
     async with raw_server(reply) as server:
         fwd = Forwarder(parse_target(server.target), timeout=5)
         out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
