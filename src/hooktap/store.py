@@ -34,74 +34,22 @@ import orjson
 
 from hooktap.bodies import INLINE_BODY_MAX, BodyFiles
 from hooktap.checkpoint import Checkpointer
-from hooktap.filters import Filter, is_glob
+from hooktap.filters import Filter
 from hooktap.records import Attempt, Delivery, Headers
+from hooktap.store_sql import (
+    ATTEMPT_COLUMNS,
+    ATTEMPT_COLUMNS_A,
+    ATTEMPT_FIELDS,
+    SCHEMA,
+    SUMMARY_COLUMNS,
+    filter_joins,
+    filter_where,
+    prefix_upper,
+)
 
 SCHEMA_VERSION = 1
 DEFAULT_RETENTION_DAYS = 90.0  # Pivotal's own Deliveries tab keeps 90 days
 BUSY_TIMEOUT_MS = 5000
-
-_SCHEMA = """
-CREATE TABLE deliveries (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    received_at REAL NOT NULL,
-    method TEXT NOT NULL,
-    path TEXT NOT NULL,
-    query TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    target TEXT NOT NULL,
-    signature TEXT NOT NULL,
-    signature_reason TEXT NOT NULL,
-    svix_id TEXT,
-    event_id TEXT,
-    event_type TEXT,
-    event_created_at TEXT,
-    state TEXT NOT NULL,
-    body_size INTEGER NOT NULL,
-    forward_attempt INTEGER
-);
-CREATE INDEX deliveries_received ON deliveries (received_at, seq);
-CREATE INDEX deliveries_type ON deliveries (event_type, received_at);
-CREATE INDEX deliveries_svix ON deliveries (svix_id, received_at);
-CREATE TABLE payloads (
-    seq INTEGER PRIMARY KEY,
-    headers TEXT NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE TABLE attempts (
-    id INTEGER PRIMARY KEY,
-    delivery_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    target_url TEXT NOT NULL,
-    status INTEGER,
-    duration_ms REAL NOT NULL,
-    error TEXT,
-    note TEXT NOT NULL,
-    request_headers TEXT NOT NULL,
-    response_headers TEXT NOT NULL,
-    request_body BLOB,
-    response_body BLOB NOT NULL
-);
-CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
-"""
-
-_SUMMARY_COLUMNS = (
-    "d.seq, d.id, d.received_at, d.method, d.path, d.query, d.channel, d.target, d.signature, "
-    "d.signature_reason, d.svix_id, d.event_id, d.event_type, d.event_created_at, d.state, "
-    "d.body_size, f.status, f.duration_ms, f.error, "
-    "(SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id), "
-    "(d.svix_id IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries e WHERE e.svix_id = d.svix_id "
-    "AND (e.received_at < d.received_at OR (e.received_at = d.received_at AND e.seq < d.seq))))"
-)
-
-_ATTEMPT_FIELDS = (
-    "delivery_id, kind, started_at, target_url, status, duration_ms, error, note, "
-    "request_headers, response_headers, request_body, response_body"
-)
-_ATTEMPT_COLUMNS = "id, " + _ATTEMPT_FIELDS
-_ATTEMPT_COLUMNS_A = ", ".join("a." + c.strip() for c in _ATTEMPT_COLUMNS.split(","))
 
 
 class StoreError(Exception):
@@ -175,11 +123,6 @@ def _load_headers(text: str) -> Headers:
     return [(name, value) for name, value in json.loads(text)]
 
 
-def _prefix_upper(prefix: str) -> str:
-    """The smallest string above every string starting with `prefix`, for an index range."""
-    return prefix + "\U0010ffff"
-
-
 class Store:
     """The history database. Safe to share between threads of one process (one lock)."""
 
@@ -232,7 +175,7 @@ class Store:
             version = self._version()  # again, under the write lock: another process may have won
             if version == 0:
                 # Statement by statement: executescript() would COMMIT our transaction first.
-                for statement in _SCHEMA.split(";"):
+                for statement in SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -423,7 +366,7 @@ class Store:
     @staticmethod
     def _insert_attempt(db: sqlite3.Connection, a: Attempt) -> int:
         cur = db.execute(
-            f"INSERT INTO attempts ({_ATTEMPT_FIELDS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO attempts ({ATTEMPT_FIELDS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 a.delivery_id,
                 a.kind,
@@ -461,7 +404,7 @@ class Store:
             return id_or_prefix
         rows = self._read(
             "SELECT id FROM deliveries WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
-            (id_or_prefix, _prefix_upper(id_or_prefix)),
+            (id_or_prefix, prefix_upper(id_or_prefix)),
         )
         if len(rows) > 1:
             raise AmbiguousId(id_or_prefix, [r[0] for r in rows])
@@ -546,7 +489,7 @@ class Store:
     def attempts(self, delivery_id: str) -> list[Attempt]:
         """Every attempt for a delivery, oldest first: the forward, then each replay."""
         rows = self._read(
-            f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ? ORDER BY id",
+            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_id = ? ORDER BY id",
             (delivery_id,),
         )
         return [_attempt(r) for r in rows]
@@ -554,7 +497,7 @@ class Store:
     def first_attempt(self, delivery_id: str) -> Attempt | None:
         """The original forward attempt, or None while it has not finished."""
         rows = self._read(
-            f"SELECT {_ATTEMPT_COLUMNS_A} "
+            f"SELECT {ATTEMPT_COLUMNS_A} "
             "FROM deliveries d JOIN attempts a ON a.id = d.forward_attempt WHERE d.id = ?",
             (delivery_id,),
         )
@@ -575,17 +518,17 @@ class Store:
         Page with `before=last_row.cursor` (stable while new rows arrive) or with `offset`.
         """
         f = f or Filter()
-        where, params = _where(f, now)
+        where, params = filter_where(f, now)
         if before is not None:
             op = ">" if oldest_first else "<"
             where.append(f"(d.received_at {op} ? OR (d.received_at = ? AND d.seq {op} ?))")
             params += [before[0], before[0], before[1]]
         order = "ASC" if oldest_first else "DESC"
         sql = (
-            f"WITH page AS (SELECT d.seq FROM deliveries d {_joins(f)} "
+            f"WITH page AS (SELECT d.seq FROM deliveries d {filter_joins(f)} "
             f"WHERE {' AND '.join(where) or '1'} "
             f"ORDER BY d.received_at {order}, d.seq {order} LIMIT ? OFFSET ?) "
-            f"SELECT {_SUMMARY_COLUMNS} FROM page JOIN deliveries d ON d.seq = page.seq "
+            f"SELECT {SUMMARY_COLUMNS} FROM page JOIN deliveries d ON d.seq = page.seq "
             "LEFT JOIN attempts f ON f.id = d.forward_attempt "
             f"ORDER BY d.received_at {order}, d.seq {order}"
         )
@@ -594,8 +537,9 @@ class Store:
 
     def count(self, f: Filter | None = None, *, now: float | None = None) -> int:
         f = f or Filter()
-        where, params = _where(f, now)
-        sql = f"SELECT count(*) FROM deliveries d {_joins(f)} WHERE {' AND '.join(where) or '1'}"
+        where, params = filter_where(f, now)
+        condition = " AND ".join(where) or "1"
+        sql = f"SELECT count(*) FROM deliveries d {filter_joins(f)} WHERE {condition}"
         return int(self._read(sql, params)[0][0])
 
     def seen_svix_id(self, svix_id: str, before_id: str | None = None) -> bool:
@@ -693,58 +637,3 @@ def _attempt(r: tuple[Any, ...]) -> Attempt:
         request_body=None if r[11] is None else bytes(r[11]),
         response_body=bytes(r[12]),
     )
-
-
-def _joins(f: Filter) -> str:
-    """Only the joins a filter needs: a status filter reads the forward attempt, text the body."""
-    joins = []
-    if f.statuses:
-        joins.append("LEFT JOIN attempts f ON f.id = d.forward_attempt")
-    if f.text:
-        joins.append("JOIN payloads p ON p.seq = d.seq")
-    return " ".join(joins)
-
-
-def _where(f: Filter, now: float | None) -> tuple[list[str], list[Any]]:
-    """SQL conditions for a Filter over `d` (deliveries), `f` (forward attempt), `p` (payload).
-
-    Values only ever travel as parameters; the SQL text is built from fixed fragments. Text
-    searches `p.body`, which holds only the first INLINE_BODY_MAX (64 KiB) of a bigger body (the
-    rest is in its file): a word further into a big body is not found, the price of keeping a
-    filter over 100,000 deliveries inside SQLite.
-    """
-    where: list[str] = []
-    params: list[Any] = []
-    if f.types:
-        ors = []
-        for pattern in f.types:
-            if is_glob(pattern):
-                ors.append("d.event_type GLOB ?")
-                params.append(pattern)
-            else:  # `customer` means customer.* too: the object name alone is a natural query
-                ors.append("(d.event_type = ? OR d.event_type GLOB ?)")
-                params += [pattern, pattern + ".*"]
-        where.append("(" + " OR ".join(ors) + ")")
-    if f.statuses:
-        ors = []
-        for status in f.statuses:
-            if status == "err":
-                ors.append("(d.state = 'interrupted' OR (f.id IS NOT NULL AND f.status IS NULL))")
-            elif status.endswith("xx"):
-                ors.append("f.status BETWEEN ? AND ?")
-                params += [int(status[0]) * 100, int(status[0]) * 100 + 99]
-            else:
-                ors.append("f.status = ?")
-                params.append(int(status))
-        where.append("(" + " OR ".join(ors) + ")")
-    if f.signatures:
-        where.append(f"d.signature IN ({','.join('?' * len(f.signatures))})")
-        params += list(f.signatures)
-    cutoff = f.cutoff(now)
-    if cutoff is not None:
-        where.append("d.received_at >= ?")
-        params.append(cutoff)
-    for word in f.text:  # the first 64 KiB of each body: see above
-        where.append("instr(lower(CAST(p.body AS TEXT)), lower(?)) > 0")
-        params.append(word)
-    return where, params
