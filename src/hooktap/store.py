@@ -215,7 +215,9 @@ class Store:
         for the listener, whose event loop must not stall on an fsync."""
         if on and self._checkpointer is None:
             with self._lock:
-                self._db.execute("PRAGMA wal_autocheckpoint = 0")
+                # Not 0: should the thread fall behind or fail, SQLite still checkpoints
+                # (and rewinds the WAL) from our commits once it passes 256 MiB.
+                self._db.execute("PRAGMA wal_autocheckpoint = 65536")
             self._checkpointer = Checkpointer(self.path, lambda: self.commits)
             self._checkpointer.start()
         elif not on and self._checkpointer is not None:
