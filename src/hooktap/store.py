@@ -42,6 +42,7 @@ from hooktap.store_sql import (
     ATTEMPT_FIELDS,
     SCHEMA,
     SUMMARY_COLUMNS,
+    SVIX_SEEN,
     filter_joins,
     filter_where,
     prefix_upper,
@@ -264,11 +265,7 @@ class Store:
         out: list[Added] = []
         with self._write() as db:
             for d in added:
-                seen = bool(d.svix_id) and bool(
-                    db.execute(
-                        "SELECT 1 FROM deliveries WHERE svix_id = ? LIMIT 1", (d.svix_id,)
-                    ).fetchone()
-                )
+                seen = bool(d.svix_id) and bool(db.execute(SVIX_SEEN, (d.svix_id,)).fetchone())
                 out.append(Added(self._insert_delivery(db, d), seen))
             self._finish_in(db, finished)
         return out
@@ -332,14 +329,10 @@ class Store:
         Either both happen or neither, so a crash never leaves "done" without its outcome.
         Returns the attempt id (also set on `attempt.id`).
         """
-        self.finish_many([(delivery_id, attempt)])
+        with self._write() as db:
+            self._finish_in(db, [(delivery_id, attempt)])
         assert attempt.id is not None
         return attempt.id
-
-    def finish_many(self, finished: list[tuple[str, Attempt]]) -> None:
-        """`finish` for a batch, in one transaction."""
-        with self._write() as db:
-            self._finish_in(db, finished)
 
     def _finish_in(self, db: sqlite3.Connection, finished: list[tuple[str, Attempt]]) -> None:
         for delivery_id, attempt in finished:
@@ -547,9 +540,7 @@ class Store:
     def seen_svix_id(self, svix_id: str, before_id: str | None = None) -> bool:
         """Whether `svix_id` arrived on a delivery earlier than `before_id` (or at all)."""
         if before_id is None:
-            return bool(
-                self._read("SELECT 1 FROM deliveries WHERE svix_id = ? LIMIT 1", (svix_id,))
-            )
+            return bool(self._read(SVIX_SEEN, (svix_id,)))
         rows = self._read(
             "SELECT 1 FROM deliveries e, deliveries d WHERE d.id = ? AND e.svix_id = ? "
             "AND (e.received_at < d.received_at OR (e.received_at = d.received_at "

@@ -73,6 +73,11 @@ ATTEMPT_COLUMNS = "id, " + ATTEMPT_FIELDS
 ATTEMPT_COLUMNS_A = ", ".join("a." + c.strip() for c in ATTEMPT_COLUMNS.split(","))
 
 
+# Whether any stored delivery carries a svix-id: asked for each new delivery as it is written
+# (a Pivotal retry of a message we have) and by Store.seen_svix_id.
+SVIX_SEEN = "SELECT 1 FROM deliveries WHERE svix_id = ? LIMIT 1"
+
+
 def prefix_upper(prefix: str) -> str:
     """The smallest string above every string starting with `prefix`, for an index range."""
     return prefix + "\U0010ffff"

@@ -236,10 +236,12 @@ def _headers(name: str, raw: list[Any]) -> Headers:
     out: Headers = []
     append = out.append
     for item in raw:
-        if type(item) is not list or len(item) != 2:
+        if (
+            type(item) is not list
+            or len(item) != 2
+            or type(item[0]) is not str
+            or type(item[1]) is not str
+        ):
             raise ProtocolError(f"{name}.headers must be a list of [name, value] string pairs")
-        key, value = item
-        if type(key) is not str or type(value) is not str:
-            raise ProtocolError(f"{name}.headers must be a list of [name, value] string pairs")
-        append((key, value))
+        append((item[0], item[1]))
     return out
