@@ -499,8 +499,8 @@ def test_background_checkpoints_keep_the_wal_from_stalling_or_growing(tmp_path: 
     store = Store(tmp_path / "history.db")
     try:
         store.background_checkpoints(True)
-        # SQLite's own checkpoint stays as a far-off safety net (256 MiB of WAL).
-        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 65536
+        # SQLite's own checkpoint stays, at 32 MiB: it is what rewinds the WAL under load.
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 8192
         checkpointer = store._checkpointer
         assert checkpointer is not None
         checkpointer.interval = 0.05
@@ -524,24 +524,21 @@ def test_background_checkpoints_keep_the_wal_from_stalling_or_growing(tmp_path: 
 def test_wal_is_rewound_under_a_steady_stream_of_commits(tmp_path: Path) -> None:
     """PASSIVE checkpoints alone never catch up with a writer that never pauses, and SQLite
     only rewinds a WAL whose every frame is copied: it grew by ~1 GB every 30 s at full load.
-    The checkpoint thread truncates it once it passes a threshold."""
+    The writer's own checkpoint (at a lower threshold here) finishes what the thread left."""
     store = Store(tmp_path / "history.db")
     wal = tmp_path / "history.db-wal"
     try:
         store.background_checkpoints(True)
         checkpointer = store._checkpointer
         assert checkpointer is not None
-        checkpointer.interval, checkpointer.truncate_frames = 0.01, 200
+        checkpointer.interval = 0.01
+        store._db.execute("PRAGMA wal_autocheckpoint = 200")
         largest = 0
-        deadline = time.monotonic() + 30
-        i = 0
-        while checkpointer.truncations < 3:  # never pausing, like a listener under load
-            assert time.monotonic() < deadline, f"WAL never rewound: {checkpointer.last}"
+        for i in range(3000):  # never pausing, like a listener under load
             store.add_delivery(delivery(f"d{i}"))
-            i += 1
             largest = max(largest, wal.stat().st_size)
         frames = 200 + 200 * 20  # the threshold, plus what a slow round lets through
-        assert largest < frames * 4200, f"WAL reached {largest} bytes after {i} commits"
+        assert largest < frames * 4200, f"WAL reached {largest} bytes after 3000 commits"
         assert len(store.query(None, limit=10)) == 10
     finally:
         store.close()

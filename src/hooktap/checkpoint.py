@@ -6,14 +6,14 @@ a checkpoint fsyncs: on the listener's event loop that was a 5-8 ms stall every 
 listener's connection never checkpoints; a thread with its own connection runs PASSIVE
 checkpoints, which never block a writer, while sqlite3 has released the GIL.
 
-A PASSIVE checkpoint never blocks the writer, but under a steady stream of commits it never
-quite catches up either, and SQLite only rewinds the WAL once every frame is copied: left
-alone the WAL grew by ~1 GB every 30 s at 2,000 deliveries/s. So once the WAL holds more
-than `truncate_frames` frames, the thread asks for a TRUNCATE checkpoint: right after a
-PASSIVE one little is left to copy, so it holds the writer up for a few ms (two fsyncs), a few
-times a minute at full load, instead of every ~200 commits. It waits at most 50 ms for a busy
-database and otherwise tries again next round. The writer keeps SQLite's own checkpoint as a
-safety net with a far higher threshold (see Store.background_checkpoints).
+A PASSIVE checkpoint never blocks the writer, but against a writer that never pauses it never
+copies every frame, and SQLite rewinds the WAL only once all are: on its own it let the WAL
+grow by ~1 GB every 30 s at 2,000 deliveries/s. So the writer keeps SQLite's automatic
+checkpoint, at REWIND_FRAMES (32 MiB) instead of 1000 pages (Store.background_checkpoints):
+by the time it fires, this thread has copied nearly everything, it finishes the rest from
+the writer's own connection (so nothing can starve it) and the next commit starts the WAL
+again from the top. A few ms, a few times a minute at full load, instead of every ~200
+commits.
 
 Other processes (the CLI, a TUI reading history) keep SQLite's automatic checkpoints: they
 write rarely.
@@ -30,7 +30,7 @@ from pathlib import Path
 log = logging.getLogger("hooktap.store")
 
 INTERVAL = 0.5  # seconds between checkpoints while commits keep coming
-TRUNCATE_FRAMES = 8192  # 32 MiB of WAL (4 KiB pages): then rewind it
+REWIND_FRAMES = 8192  # 32 MiB of WAL (4 KiB pages): the writer's own checkpoint then
 
 
 class Checkpointer:
@@ -38,8 +38,6 @@ class Checkpointer:
         self.path = path
         self._commits = commits  # how many commits the writer has made so far
         self.interval = interval
-        self.truncate_frames = TRUNCATE_FRAMES
-        self.truncations = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hooktap-checkpoint", daemon=True)
         self.checkpoints = 0
@@ -57,9 +55,7 @@ class Checkpointer:
 
     def _run(self) -> None:
         try:
-            # A short busy timeout: a TRUNCATE checkpoint that cannot start at once (a reader in
-            # the middle of a long query) is better tried again than left blocking the writer.
-            db = sqlite3.connect(self.path, timeout=0.05, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
         except sqlite3.Error:
             log.warning("cannot open %s for checkpoints", self.path, exc_info=True)
             return
@@ -79,10 +75,5 @@ class Checkpointer:
             row = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.last = (int(row[0]), int(row[1]), int(row[2]))
             self.checkpoints += 1
-            if self.last[1] > self.truncate_frames:
-                row = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                if int(row[0]) == 0:
-                    self.truncations += 1
-                self.last = (int(row[0]), int(row[1]), int(row[2]))
         except sqlite3.Error:  # busy or locked: the next round catches up
             log.debug("checkpoint of %s skipped", self.path, exc_info=True)

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from hooktap.bodies import INLINE_BODY_MAX, BodyFiles
-from hooktap.checkpoint import Checkpointer
+from hooktap.checkpoint import REWIND_FRAMES, Checkpointer
 from hooktap.filters import Filter
 from hooktap.records import Attempt, Delivery, Headers
 from hooktap.store_sql import (
@@ -216,9 +216,8 @@ class Store:
         for the listener, whose event loop must not stall on an fsync."""
         if on and self._checkpointer is None:
             with self._lock:
-                # Not 0: should the thread fall behind or fail, SQLite still checkpoints
-                # (and rewinds the WAL) from our commits once it passes 256 MiB.
-                self._db.execute("PRAGMA wal_autocheckpoint = 65536")
+                # Not off: this is what rewinds the WAL under load (see checkpoint.py).
+                self._db.execute(f"PRAGMA wal_autocheckpoint = {REWIND_FRAMES}")
             self._checkpointer = Checkpointer(self.path, lambda: self.commits)
             self._checkpointer.start()
         elif not on and self._checkpointer is not None:
