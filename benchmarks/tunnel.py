@@ -99,6 +99,11 @@ def scenarios(n: int, n_large: int, quick: bool) -> list[Scenario]:
     ]
 
 
+# Not run unless asked for by --scenario: a diagnostic, the per-hop cost of one megabyte with
+# nothing queued beside it, to tell CPU per request from waiting in the 1 MB C=4 figures.
+EXTRA = {"1MB-c1": (MIB, 1)}
+
+
 # --- the handler: its own process ----------------------------------------------------------
 
 
@@ -898,8 +903,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--scenario",
         action="append",
-        choices=["1KB-c1", "1KB-c32", "1MB-c4"],
-        help="only these scenarios (repeatable)",
+        choices=["1KB-c1", "1KB-c32", "1MB-c4", *EXTRA],
+        help="only these scenarios (repeatable); 1MB-c1 runs only when named",
     )
     p.add_argument(
         "--mode",
@@ -945,6 +950,10 @@ def run(args: argparse.Namespace) -> int:
         for s in scenarios(args.n, args.n_large, args.quick)
         if args.scenario is None or s.name in args.scenario
     ]
+    for name, (size, concurrency) in EXTRA.items():
+        if args.scenario and name in args.scenario:
+            count = args.n_large // 10 if args.quick else args.n_large
+            chosen.append(Scenario(name, size, concurrency, count, max(10, count // 5)))
     info = machine_info(CLIENT_LABEL[args.client])
     workdir = Path(tempfile.mkdtemp(prefix="hooktap-bench-"))
     fleet = Fleet(workdir)

@@ -4,6 +4,7 @@ sharing never changes what is stored or who hears about a failure."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -112,6 +113,37 @@ async def test_one_failing_write_does_not_fail_its_neighbours(store: Store) -> N
     assert isinstance(results[1], LookupError) and "nope" in str(results[1])
     assert not isinstance(results[2], BaseException) and results[2].new
     assert store.get_state("d1") == "done" and store.get_state("d2") == "dispatched"
+
+
+async def test_a_big_body_commits_on_a_worker_thread_and_the_next_batch_waits(
+    store: Store, tmp_path: Path
+) -> None:
+    """A megabyte's file and prefix are written off the event loop; what arrives meanwhile is
+    committed after it, never beside it on the same connection."""
+    commits: list[tuple[str, str]] = []
+    store._db.set_trace_callback(
+        lambda sql: (
+            commits.append((sql, threading.current_thread().name)) if sql == "COMMIT" else None
+        )
+    )
+    group = GroupCommit(store)
+    other = Store(tmp_path / "history.db")
+    then_saw: list[tuple[str | None, bool]] = []
+
+    def then() -> None:
+        then_saw.append(
+            (other.get_state("big"), threading.current_thread() is threading.main_thread())
+        )
+
+    big = group.add(delivery("big", body=b"x" * 1_000_000), then=then)
+    await asyncio.sleep(0)  # the big batch is on the thread now
+    small = group.add(delivery("small"))
+    assert (await big).new and (await small).new
+    assert then_saw == [("dispatched", True)]  # after its commit, back on the event loop
+    assert [name.startswith("hooktap-history") for _, name in commits] == [True, False]
+    assert store.get("big").body == b"x" * 1_000_000  # type: ignore[union-attr]
+    group.close()
+    other.close()
 
 
 async def test_a_cancelled_waiter_still_gets_its_write(store: Store) -> None:

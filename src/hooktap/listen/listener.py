@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from hooktap import __version__
+from hooktap.bodies import INLINE_BODY_MAX
 from hooktap.listen import channel as channels
 from hooktap.listen import state
 from hooktap.listen.channel import ChannelCredentials, RelayRefused
@@ -40,7 +41,7 @@ from hooktap.listen.forward import Forwarder, Outcome
 from hooktap.listen.group_commit import GroupCommit
 from hooktap.listen.target import Target
 from hooktap.pivotal.envelope import parse_envelope
-from hooktap.pivotal.signing import signature_header, verify
+from hooktap.pivotal.signing import Verdict, signature_header, verify
 from hooktap.protocol import (
     Delivery as WireDelivery,
 )
@@ -182,6 +183,7 @@ class Listener:
     async def _shutdown(self) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.timeout + 1)
+        self._commits.close()
         await self.forwarder.close()
         if self.embedded is not None:
             await self.embedded.stop()
@@ -371,7 +373,15 @@ class Listener:
             done.set_result(None)
 
     async def _forward(self, reply: Reply, frame: WireDelivery) -> None:
-        delivery = self._record(frame)
+        if len(frame.body) > INLINE_BODY_MAX:
+            # A big body's HMAC runs without the GIL (see signing.SVIX_MAX_BODY): on a worker
+            # thread it leaves the loop free for other deliveries meanwhile.
+            verdict = await asyncio.get_running_loop().run_in_executor(
+                None, verify, self.config.secret, frame.headers, frame.body
+            )
+        else:
+            verdict = verify(self.config.secret, frame.headers, frame.body)
+        delivery = self._record(frame, verdict)
         adding: asyncio.Future[Added] | None = None
 
         async def dispatched(write: Callable[[], None]) -> None:
@@ -419,8 +429,7 @@ class Listener:
             self._emit, DeliveryForwarded(delivery, attempt, added.svix_seen)
         )
 
-    def _record(self, frame: WireDelivery) -> Delivery:
-        verdict = verify(self.config.secret, frame.headers, frame.body)
+    def _record(self, frame: WireDelivery, verdict: Verdict) -> Delivery:
         envelope = parse_envelope(frame.body)
         svix_id = signature_header(frame.headers, "id")
         return Delivery(

@@ -32,6 +32,11 @@ SECRET_PREFIX = "whsec_"
 MIN_KEY_BYTES = 24
 DEFAULT_TOLERANCE = 300  # seconds; the window svix enforces
 SVIX_TOLERANCE = 300
+# Bodies up to this size are judged by svix itself. svix decodes a body to str and encodes it
+# back before its HMAC, holding the GIL throughout: for 1 MiB that is ~1.7 ms against ~0.6 ms
+# for the same HMAC over the bytes, which needs no GIL. Above it (far above any Pivotal event)
+# hooktap computes svix's scheme itself; tests hold the two to the same verdicts.
+SVIX_MAX_BODY = 256 * 1024
 USER_AGENT = "Svix-Webhooks/1.0 (hooktap; +https://www.svix.com/http-sender/)"
 
 _FIELDS = ("id", "timestamp", "signature")
@@ -103,9 +108,14 @@ def parse_secret(secret: str) -> str:
 
 
 def _hmac_signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The Svix scheme by hand, for bodies svix refuses because they are not UTF-8."""
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode("ascii")
+    """The Svix scheme by hand, over the raw bytes: for bodies svix refuses because they are not
+    UTF-8, and for those too big to be worth svix's copies (see SVIX_MAX_BODY).
+
+    Streamed, not concatenated: no copy of the body, and hashlib lets go of the GIL while it
+    hashes a big one, so a worker thread can do it beside the event loop."""
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode(), hashlib.sha256)
+    mac.update(body)
+    return "v1," + base64.b64encode(mac.digest()).decode("ascii")
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -299,10 +309,16 @@ def _verify(
 
     clock = time.time() if now is None else now
     age = clock - ts
-    # Where svix can judge (wall clock, its own window, a UTF-8 body), its word is final;
-    # not within a second of the window's edge, where its later clock read could disagree.
+    # Where svix can judge (wall clock, its own window, a UTF-8 body of at most SVIX_MAX_BODY),
+    # its word is final; not within a second of the window's edge, where its later clock read
+    # could disagree.
     # Asking it first means a valid delivery costs one HMAC, not two.
-    svix_can_judge = now is None and tolerance == SVIX_TOLERANCE and abs(age) < tolerance - 1
+    svix_can_judge = (
+        now is None
+        and tolerance == SVIX_TOLERANCE
+        and abs(age) < tolerance - 1
+        and len(body) <= SVIX_MAX_BODY
+    )
     if svix_can_judge:
         try:
             refusal = _svix_verdict(key, found, body)
