@@ -59,3 +59,35 @@ async def test_embedded_listener_forwards_pauses_queues_and_resumes(tmp_path: Pa
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
             store.close()
+
+
+async def test_embedded_relay_keeps_what_the_listener_cannot_record(tmp_path: Path) -> None:
+    """In-process the refusal takes the same road as over the websocket: the sender gets 202
+    at once, the relay's queue keeps the delivery, and a resume hands it over once history
+    can take it again."""
+    (tmp_path / "bodies").write_text("not a folder")
+    body = b"y" * 100_000
+    async with running_handler() as handler:
+        store = Store(tmp_path / "history.db")
+        listener = Listener(ListenerConfig(target=parse_target(handler.url), port=0), store)
+        ready: asyncio.Future[Ready] = asyncio.get_running_loop().create_future()
+        listener.subscribe(
+            lambda e: ready.set_result(e) if isinstance(e, Ready) and not ready.done() else None
+        )
+        task = asyncio.create_task(listener.run())
+        try:
+            url = (await asyncio.wait_for(ready, 10)).webhook_url
+            async with aiohttp.ClientSession() as http, http.post(url, data=body) as resp:
+                assert resp.status == 202
+                assert "could not record it" in (await resp.json())["reason"]
+            assert handler.seen == [] and store.query(None, limit=5) == []
+            (tmp_path / "bodies").unlink()
+            await listener.set_paused(True)
+            await listener.set_paused(False)
+            (seen,) = await handler.wait_for(1)
+            assert seen.body == body
+        finally:
+            await listener.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
+            store.close()

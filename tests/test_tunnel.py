@@ -326,28 +326,60 @@ async def test_no_request_can_redirect_the_listener_to_another_host(tunnel, tail
     assert dict(seen.raw_headers)["Host"] == handler.url.split("://")[1]
 
 
-async def test_history_that_cannot_be_written_stops_the_forward_with_a_plain_reason(
+async def test_history_that_cannot_be_written_refuses_the_delivery_and_the_relay_keeps_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Exactly-once rests on recording a delivery before the handler may have it: if that
+    """Exactly-once rests on recording a delivery before the handler may have it. If that
     record cannot be written (here `bodies` is a file, so a big body has nowhere to go), the
-    delivery is not forwarded, the relay keeps it, and the log says why in one line."""
+    delivery is not forwarded, the listener says why in one line and hands it back at once:
+    the sender gets 202 from the relay, which keeps it, and once the disk is fixed the next
+    listener forwards it, once."""
     (tmp_path / "bodies").write_text("not a folder")
+    body = b"x" * 100_000
     async with (
         running_handler() as handler,
         running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, handler.url, tmp_path / "h.db", timeout=1.0) as listener,
         aiohttp.ClientSession() as http,
     ):
-        post = asyncio.ensure_future(http.post(listener.webhook_url, data=b"x" * 100_000))
-        deadline = time.monotonic() + 10
-        while not any("could not be recorded" in r.getMessage() for r in caplog.records):
-            assert time.monotonic() < deadline, "no log line about the failed record"
-            await asyncio.sleep(0.02)
-        async with await post as resp:
-            assert resp.status == 504  # the relay waited for a result, then kept it
-            assert "kept" in (await resp.json())["error"]
-        assert handler.seen == []
-        assert listener.store.query(None, limit=5) == []
+        async with running_listener(relay, handler.url, tmp_path / "h.db", timeout=30) as first:
+            async with http.post(first.webhook_url, data=body) as resp:
+                # Not a 504 after the relay gave up waiting (30 s + 5 here): refused, and kept.
+                assert resp.status == 202
+                reason = (await resp.json())["reason"]
+            assert "could not record it in its history" in reason and "bodies" in reason
+            assert handler.seen == []
+            assert first.store.query(None, limit=5) == []
+        (tmp_path / "bodies").unlink()  # the disk is fixed
+        async with running_listener(relay, handler.url, tmp_path / "h.db") as second:
+            (seen,) = await handler.wait_for(1)
+            assert seen.body == body
+            (row,) = second.store.query(None, limit=5)
+            assert second.store.get(row.id).body == body  # type: ignore[union-attr]
     line = next(r for r in caplog.records if "could not be recorded" in r.getMessage())
     assert line.exc_info is None and "bodies" in line.getMessage()
+
+
+async def test_an_outcome_that_cannot_be_recorded_still_answers_the_sender(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once the handler has a delivery, the sender must get the handler's answer even if
+    history cannot take the outcome: here a trigger makes SQLite refuse every attempt row."""
+    async with (
+        running_handler() as handler,
+        running_relay(tmp_path / "relay") as relay,
+        running_listener(relay, handler.url, tmp_path / "h.db") as listener,
+        aiohttp.ClientSession() as http,
+    ):
+        listener.store._db.execute(
+            "CREATE TRIGGER no_attempts BEFORE INSERT ON attempts "
+            "BEGIN SELECT RAISE(ABORT, 'disk is full (test)'); END"
+        )
+        handler.status, handler.reply = 201, b"made it"
+        async with http.post(listener.webhook_url, data=b'{"a":1}') as resp:
+            assert (resp.status, await resp.read()) == (201, b"made it")
+        assert len(handler.seen) == 1
+        (row,) = listener.store.query(None, limit=5)
+        assert listener.store.get_state(row.id) == "dispatched"
+    line = next(r for r in caplog.records if "outcome could not be recorded" in r.getMessage())
+    assert "201" in line.getMessage() and "disk is full (test)" in line.getMessage()
+    assert line.exc_info is None

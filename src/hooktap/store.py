@@ -260,13 +260,19 @@ class Store:
         a commit (~30-50 µs) is shared by every delivery in flight instead of paid twice by
         each. Returns, per added delivery in order, whether it was new and whether its svix-id
         was already stored (a Pivotal retry of a message we have).
+
+        StoreError when SQLite cannot write (disk full, a read-only file): the listener's one
+        signal that history is unwritable, whatever layer noticed it.
         """
         out: list[Added] = []
-        with self._write() as db:
-            for d in added:
-                seen = bool(d.svix_id) and bool(db.execute(SVIX_SEEN, (d.svix_id,)).fetchone())
-                out.append(Added(self._insert_delivery(db, d), seen))
-            self._finish_in(db, finished)
+        try:
+            with self._write() as db:
+                for d in added:
+                    seen = bool(d.svix_id) and bool(db.execute(SVIX_SEEN, (d.svix_id,)).fetchone())
+                    out.append(Added(self._insert_delivery(db, d), seen))
+                self._finish_in(db, finished)
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot write to {self.path}: {err}") from err
         return out
 
     def _insert_delivery(self, db: sqlite3.Connection, d: Delivery) -> bool:

@@ -213,7 +213,8 @@ async def test_a_copy_resent_while_the_first_cannot_be_stored_is_never_acknowled
 ) -> None:
     """If the first copy could not be recorded, it was never forwarded: the copy re-sent
     meanwhile must not be 'answered from history' (that would tell the relay to forget a
-    delivery nobody has). Here `bodies` is a file, so no big body can be stored."""
+    delivery nobody has), but refused like the first. Here `bodies` is a file, so no big
+    body can be stored."""
     (tmp_path / "bodies").write_text("not a folder")
     async with running_handler() as handler:
         store = Store(tmp_path / "history.db")
@@ -230,11 +231,11 @@ async def test_a_copy_resent_while_the_first_cannot_be_stored_is_never_acknowled
         async def reply(result: Result) -> None:
             results.append(result)
 
-        outcomes = await asyncio.gather(
-            listener._handle(reply, frame), listener._handle(reply, frame), return_exceptions=True
-        )
+        listener._relay_keeps_refused = True  # as over protocol 2 or in-process
+        await asyncio.gather(listener._handle(reply, frame), listener._handle(reply, frame))
         await listener.forwarder.close()
-        assert [type(o).__name__ for o in outcomes] == ["StoreError", "StoreError"]
-        assert results == []  # nothing acknowledged: the relay keeps the delivery
+        # Both copies handed back as refusals, which the relay keeps; none acknowledged.
+        assert [(r.status, r.refused, r.duplicate) for r in results] == [(503, True, False)] * 2
+        assert "bodies" in (results[0].error or "")
         assert handler.seen == []
         store.close()

@@ -35,6 +35,7 @@ BODY = bytes(range(256)) + b"\xff\xfe not utf-8"
         Delivery("d1", 1.5, "POST", "/a?b", "x=1", [("X-A", "1"), ("x-a", "2")], BODY),
         Result("d1", 201, [("Content-Type", "text/plain")], b"ok", 3.25, None, False),
         Result("d2", 502, [], b"", 0.0, "refused", True),
+        Result("d3", 503, [], b"history is full", 0.0, "disk full", refused=True),
         Ping(1.0),
         Flow(True),
         Error("protocol-error", "because"),
@@ -139,6 +140,19 @@ def test_relay_session_demands_hello_first_and_a_common_version() -> None:
         relay.receive(encode(Hello()))
     with pytest.raises(ProtocolError, match="never sends Welcome"):
         relay.receive(encode(Welcome(1, "c", "u", 1.0)))
+
+
+def test_sessions_agree_on_the_newest_common_version() -> None:
+    """Version 2 added Result.refused; a version-1 peer still gets a version it speaks."""
+    relay = RelaySession()
+    relay.receive(encode(Hello(versions=[1])))
+    assert relay.version == 1
+    relay = RelaySession()
+    relay.receive(ListenerSession().hello("hooktap/test", 10.0))
+    assert relay.version == 2
+    listener = ListenerSession()
+    listener.receive(relay.welcome("c", "u", 5.0, 0))
+    assert listener.welcome is not None and listener.welcome.version == 2
 
 
 def test_listener_session_demands_welcome_first() -> None:

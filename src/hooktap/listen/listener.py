@@ -102,6 +102,9 @@ class Listener:
         # Deliveries being handled, by id: a copy re-sent meanwhile waits for the first.
         self._inflight: dict[str, asyncio.Future[None]] = {}
         self._local: Link | None = None
+        # Whether the relay of the current connection keeps a delivery we refuse (protocol 2,
+        # or the embedded relay); an older one would take a refusal for an acknowledgement.
+        self._relay_keeps_refused = False
 
     @property
     def relay_url(self) -> str:
@@ -221,6 +224,7 @@ class Listener:
             app, self.creds.channel, self.creds.token, deliver, self.config.timeout, self.paused
         )
         self._local = link
+        self._relay_keeps_refused = True
         try:
             self._connected(self.creds.webhook_url, relay_app.queue_depth(app, link.channel))
             stopping = asyncio.ensure_future(self._stopping.wait())
@@ -275,6 +279,7 @@ class Listener:
                 raise RelayRefused(f"the relay refused the connection: {first.reason}")
             welcome = session.welcome
             assert welcome is not None
+            self._relay_keeps_refused = welcome.version >= 2
             self._connected(welcome.webhook_url, welcome.queued)
             liveness = Liveness(welcome.heartbeat, time.monotonic())
             beat = asyncio.create_task(self._heartbeat(ws, liveness))
@@ -320,14 +325,7 @@ class Listener:
         self._slots.release()
         if task.cancelled() or (exc := task.exception()) is None:
             return
-        if isinstance(exc, StoreError):  # disk full, HOOKTAP_HOME unwritable: say so plainly
-            log.error(
-                "hooktap: a delivery was not forwarded because it could not be recorded in "
-                "history first (%s); the relay keeps it and hands it over again",
-                exc,
-            )
-        else:
-            log.error("delivery handling failed", exc_info=exc)
+        log.error("delivery handling failed", exc_info=exc)
 
     async def _heartbeat(self, ws: ClientConnection, liveness: Liveness) -> None:
         """Ping the relay; if it goes silent (half-open socket, sleep), drop the connection so
@@ -368,9 +366,35 @@ class Listener:
         self._inflight[frame.id] = done
         try:
             await self._forward(reply, frame)
+        except StoreError as exc:
+            # From _forward only when the delivery could not be recorded, which comes before
+            # any byte of it reaches the handler.
+            await self._refuse(reply, frame.id, exc)
         finally:
             del self._inflight[frame.id]
             done.set_result(None)
+
+    async def _refuse(self, reply: Reply, delivery_id: str, exc: StoreError) -> None:
+        """Disk full, HOOKTAP_HOME unwritable: say so plainly, and hand the delivery back at
+        once so the relay keeps it and answers its sender now, not after the timeout."""
+        log.error(
+            "hooktap: a delivery was not forwarded because it could not be recorded in "
+            "history first (%s); the relay keeps it and hands it over again",
+            exc,
+        )
+        if not self._relay_keeps_refused:
+            return  # an older relay times out on it and keeps it: slower, but nothing is lost
+        reason = f"hooktap could not record it in its history ({exc})"
+        await reply(
+            Result(
+                delivery_id,
+                503,
+                [("Content-Type", "text/plain; charset=utf-8")],
+                f"{reason}; not forwarded\n".encode(),
+                error=reason,
+                refused=True,
+            )
+        )
 
     async def _forward(self, reply: Reply, frame: WireDelivery) -> None:
         if len(frame.body) > INLINE_BODY_MAX:
@@ -419,7 +443,20 @@ class Listener:
         else:
             added = await adding
         attempt = _attempt(delivery.id, "forward", outcome)
-        await self._commits.finish(delivery.id, attempt)
+        try:
+            await self._commits.finish(delivery.id, attempt)
+        except StoreError as exc:
+            # The handler has it, so the sender gets its answer all the same; only history
+            # misses the outcome (the delivery stays "dispatched" there).
+            log.error(
+                "hooktap: delivery %s was forwarded (status %s) but its outcome could not be "
+                "recorded in history (%s)",
+                delivery.id,
+                outcome.status if outcome.status is not None else outcome.error,
+                exc,
+            )
+            await reply(_result(delivery.id, outcome))
+            return
         delivery.state = "done"
         # The sender is waiting on the relay for this: answer first, then tell the outputs,
         # a loop turn later, so that in-process the relay writes the sender's response before

@@ -13,8 +13,10 @@ from typing import Any
 
 import orjson
 
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+# 2 added Result.refused. A version-1 relay would ignore that field and take a refusal for an
+# answer, forgetting a delivery nobody has; so a listener sends refusals only under version 2.
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 _PREFIX = struct.Struct(">BI")
 MAX_META = 1 << 20  # metadata beyond 1 MiB is not a header block, it is an attack
 
@@ -80,6 +82,9 @@ class Result:
     duration_ms: float = 0.0
     error: str | None = None
     duplicate: bool = False
+    # The listener could not take it (its history cannot be written), so it never reached the
+    # handler: not an acknowledgement. The relay keeps the delivery instead of forgetting it.
+    refused: bool = False
 
 
 @dataclass
@@ -186,6 +191,7 @@ _FIELDS: dict[type, dict[str, tuple[type, ...]]] = {
         "duration_ms": (int, float),
         "error": (str, type(None)),
         "duplicate": (bool,),
+        "refused": (bool,),
     },
     Ping: {"sent_at": (int, float)},
     Pong: {"sent_at": (int, float)},

@@ -227,6 +227,8 @@ async def ingress(request: web.Request) -> web.StreamResponse:
         )
     if result is None:
         return _keep(app, channel, delivery, "the listener disconnected before answering")
+    if result.refused:
+        return _keep(app, channel, delivery, f"the listener could not take it: {result.error}")
     stats.answered.labels(str(result.status)).inc()
     headers = CIMultiDict(
         (name, value) for name, value in result.headers if name.lower() not in _RESPONSE_DROP
@@ -255,7 +257,8 @@ def _queued(stats: RelayMetrics, delivery_id: str, why: str) -> web.Response:
         {
             "queued": True,
             "id": delivery_id,
-            "reason": f"{why}; the delivery is stored and will be handed over when one connects",
+            "reason": f"{why}; the delivery is stored and will be handed over the next time "
+            "a listener connects",
         },
         status=202,
     )
@@ -402,8 +405,12 @@ def queue_depth(app: web.Application, channel: str) -> int:
 
 
 def take_result(app: web.Application, link: Link, result: Result) -> None:
-    """The listener stored a delivery: forget it here, and answer its waiting sender."""
-    app[DB].confirm(link.channel, result.id)
+    """The listener stored a delivery: forget it here, and answer its waiting sender.
+
+    A refusal is no acknowledgement: a queued delivery stays queued, and ingress queues a live
+    one, for the listener's next connection."""
+    if not result.refused:
+        app[DB].confirm(link.channel, result.id)
     link.resolve(result)
 
 
