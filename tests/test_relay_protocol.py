@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -9,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from hooktap.protocol import Error, Hello, Welcome, decode, encode
+from hooktap.protocol import Batch, Delivery, Error, Hello, Result, Welcome, decode, encode
 from support.servers import running_handler, running_listener, running_relay
 
 
@@ -22,7 +23,7 @@ async def _channel(relay: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("first", "code", "words"),
     [
-        (b"\x09garbage", "protocol-error", "unknown frame kind"),
+        (b"\x2agarbage", "protocol-error", "unknown frame kind"),
         ("a text message", "protocol-error", "text messages"),
         (encode(Hello(versions=[42])), "version-mismatch", "no common protocol version"),
     ],
@@ -63,3 +64,66 @@ async def test_malformed_frame_mid_session_then_relay_still_serves(tmp_path: Pat
                 async with http.post(listener.webhook_url, data=b"still alive") as resp:
                     assert resp.status == 200
             assert (await handler.wait_for(1))[0].body == b"still alive"
+
+
+async def _speaking(relay: str, versions: list[int]):
+    ch = await _channel(relay)
+    url = relay.replace("http", "ws") + f"/c/{ch['channel']}/ws"
+    ws = await connect(url, additional_headers={"Authorization": f"Bearer {ch['token']}"})
+    await ws.send(encode(Hello(versions=versions)))
+    welcome = decode(await ws.recv())
+    assert isinstance(welcome, Welcome)
+    return ws, welcome
+
+
+async def test_deliveries_of_one_tick_travel_as_one_batch_and_results_come_back_as_one(
+    tmp_path: Path,
+) -> None:
+    """Protocol 2: senders the relay serves in the same loop tick share a message, and a
+    Batch of Results answers each of them with its own status and body."""
+    async with running_relay(tmp_path / "relay") as relay, aiohttp.ClientSession() as http:
+        ws, welcome = await _speaking(relay, [1, 2])
+        assert welcome.version == 2
+
+        async def post(i: int) -> tuple[int, bytes]:
+            async with http.post(welcome.webhook_url, data=f"n{i}".encode()) as resp:
+                return resp.status, await resp.read()
+
+        senders = asyncio.gather(*(post(i) for i in range(24)))
+        messages: list[Delivery | Batch] = []
+        arrived: list[Delivery] = []
+        while len(arrived) < 24:
+            frame = decode(await asyncio.wait_for(ws.recv(), 10))
+            if isinstance(frame, (Delivery, Batch)):
+                messages.append(frame)
+                arrived += frame.frames if isinstance(frame, Batch) else [frame]
+        assert sorted(d.body for d in arrived) == sorted(f"n{i}".encode() for i in range(24))
+        assert any(isinstance(m, Batch) for m in messages) and len(messages) < 24
+        results = [Result(d.id, 200 + int(d.body[1:]) % 3, body=b"re " + d.body) for d in arrived]
+        await ws.send(encode(Batch(results)))
+        answers = await asyncio.wait_for(senders, 10)
+        assert answers == [(200 + i % 3, f"re n{i}".encode()) for i in range(24)]
+        await ws.close()
+
+
+async def test_a_version_1_listener_gets_single_frames_and_may_not_send_a_batch(
+    tmp_path: Path,
+) -> None:
+    async with running_relay(tmp_path / "relay") as relay, aiohttp.ClientSession() as http:
+        ws, welcome = await _speaking(relay, [1])
+        assert welcome.version == 1
+
+        async def post(i: int) -> int:
+            async with http.post(welcome.webhook_url, data=b"x") as resp:
+                return resp.status
+
+        senders = asyncio.gather(*(post(i) for i in range(8)))
+        arrived = [decode(await asyncio.wait_for(ws.recv(), 10)) for _ in range(8)]
+        assert all(isinstance(frame, Delivery) for frame in arrived)
+        await ws.send(encode(Batch([Result(f.id, 200) for f in arrived])))  # type: ignore[union-attr]
+        frame = decode(await ws.recv())
+        while not isinstance(frame, Error):
+            frame = decode(await ws.recv())
+        assert "need protocol version 2" in frame.reason
+        # The relay dropped the link without answers: the senders' deliveries are kept.
+        assert await asyncio.wait_for(senders, 10) == [202] * 8

@@ -9,6 +9,8 @@ import struct
 import pytest
 
 from hooktap.protocol import (
+    MAX_BATCH,
+    Batch,
     Delivery,
     Error,
     Flow,
@@ -22,6 +24,7 @@ from hooktap.protocol import (
     Welcome,
     decode,
     encode,
+    encode_batch,
 )
 
 BODY = bytes(range(256)) + b"\xff\xfe not utf-8"
@@ -39,6 +42,10 @@ BODY = bytes(range(256)) + b"\xff\xfe not utf-8"
         Ping(1.0),
         Flow(True),
         Error("protocol-error", "because"),
+        Batch(
+            [Delivery("d1", 1.0, "POST", "/", "", [], BODY), Delivery("d2", 2.0, "GET", "", "", [])]
+        ),
+        Batch([Result("d1", 200, body=BODY), Result("d2", None, error="down", refused=True)]),
     ],
 )
 def test_frames_round_trip_exactly(frame) -> None:
@@ -119,6 +126,53 @@ def test_every_malformed_header_list_is_refused(headers: object) -> None:
     with pytest.raises(ProtocolError) as exc:
         decode(_frame(3, json.dumps({**meta, "headers": headers}).encode()))
     assert "Delivery.headers" in exc.value.reason
+
+
+_PING = encode(Ping(1.0))
+_RESULT = encode(Result("d", 200, body=b"ok"))
+_NESTED = encode_batch([_RESULT] * 2)
+
+
+def _batch(sizes: object, payload: bytes) -> bytes:
+    return _frame(9, json.dumps({"sizes": sizes}).encode(), payload)
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (_batch([len(_RESULT)], _RESULT), "holds 2 to"),
+        (_batch([len(_RESULT)] * (MAX_BATCH + 1), _RESULT * (MAX_BATCH + 1)), "holds 2 to"),
+        (_batch([len(_RESULT), 99], _RESULT * 2), "add up to"),
+        (_batch([len(_RESULT), 3], _RESULT + b"abc"), "at least 5 bytes each"),
+        (_batch("12,12", _RESULT * 2), "must be a list of frame lengths"),
+        (_batch([len(_RESULT), len(_PING)], _RESULT + _PING), "not Ping"),
+        (
+            _batch([len(_RESULT), len(_NESTED)], _RESULT + _NESTED),
+            "not Batch",
+        ),
+        (_batch([len(_RESULT), 5], _RESULT + b"\x04\x00\x00\x00\x00"), "not JSON"),
+    ],
+)
+def test_malformed_batches_are_protocol_errors(data: bytes, words: str) -> None:
+    with pytest.raises(ProtocolError) as exc:
+        decode(data)
+    assert words in exc.value.reason
+
+
+def test_each_side_accepts_only_its_peers_batches() -> None:
+    relay = RelaySession()
+    relay.receive(ListenerSession().hello("t", 1.0))
+    relay.receive(encode(Batch([Result("a", 200), Result("b", 200)])))
+    with pytest.raises(ProtocolError, match="carries Result frames, not Delivery"):
+        relay.receive(encode(Batch([Result("a", 200), Delivery("d", 0, "GET", "", "", [])])))
+    listener = ListenerSession()
+    listener.receive(encode(Welcome(2, "c", "u", 1.0)))
+    with pytest.raises(ProtocolError, match="carries Delivery frames, not Result"):
+        listener.receive(encode(Batch([Result("a", 200), Result("b", 200)])))
+    old = ListenerSession()
+    old.receive(encode(Welcome(1, "c", "u", 1.0)))
+    with pytest.raises(ProtocolError, match="need protocol version 2"):
+        old.receive(encode(Batch([Delivery("d", 0, "GET", "", "", [])] * 2)))
 
 
 def test_text_is_not_a_frame() -> None:

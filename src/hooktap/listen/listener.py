@@ -40,12 +40,11 @@ from hooktap.listen.events import (
 from hooktap.listen.forward import Forwarder, Outcome
 from hooktap.listen.group_commit import GroupCommit
 from hooktap.listen.target import Target
+from hooktap.outbox import Outbox
 from hooktap.pivotal.envelope import parse_envelope
 from hooktap.pivotal.signing import Verdict, signature_header, verify
 from hooktap.protocol import (
-    Delivery as WireDelivery,
-)
-from hooktap.protocol import (
+    Batch,
     Error,
     Flow,
     ListenerSession,
@@ -55,6 +54,9 @@ from hooktap.protocol import (
     ProtocolError,
     Result,
     encode,
+)
+from hooktap.protocol import (
+    Delivery as WireDelivery,
 )
 from hooktap.records import Attempt, Delivery
 from hooktap.relay import app as relay_app
@@ -283,8 +285,9 @@ class Listener:
             self._connected(welcome.webhook_url, welcome.queued)
             liveness = Liveness(welcome.heartbeat, time.monotonic())
             beat = asyncio.create_task(self._heartbeat(ws, liveness))
+            outbox = Outbox(ws.send) if session.batches else None
             try:
-                await self._receive(ws, session, liveness)
+                await self._receive(ws, session, liveness, partial(_send_quietly, ws, outbox))
             finally:
                 beat.cancel()
         finally:
@@ -292,7 +295,7 @@ class Listener:
             await ws.close()
 
     async def _receive(
-        self, ws: ClientConnection, session: ListenerSession, liveness: Liveness
+        self, ws: ClientConnection, session: ListenerSession, liveness: Liveness, reply: Reply
     ) -> None:
         async for data in ws:
             liveness.seen(time.monotonic())
@@ -300,17 +303,11 @@ class Listener:
                 raise ProtocolError("the relay sent a text message")
             frame = session.receive(data)
             if isinstance(frame, WireDelivery):
-                if self._slots.locked():
-                    # Back-pressure: frames wait in the socket while the handler is busy,
-                    # which is not the relay going silent.
-                    self._waiting_for_slot = True
-                    liveness.seen(time.monotonic())
-                await self._slots.acquire()
-                self._waiting_for_slot = False
-                liveness.seen(time.monotonic())
-                task = asyncio.create_task(self._handle(partial(_send_quietly, ws), frame))
-                self._tasks.add(task)
-                task.add_done_callback(self._done)
+                await self._take(frame, liveness, reply)
+            elif isinstance(frame, Batch):
+                for delivery in frame.frames:
+                    assert isinstance(delivery, WireDelivery)  # ListenerSession checked them
+                    await self._take(delivery, liveness, reply)
             elif isinstance(frame, Ping):
                 await ws.send(encode(Pong(frame.sent_at)))
             elif isinstance(frame, Error):
@@ -319,6 +316,20 @@ class Listener:
                         "another `hooktap listen` connected to this channel and took it over"
                     )
                 raise ProtocolError(frame.reason, frame.code)
+
+    async def _take(self, frame: WireDelivery, liveness: Liveness, reply: Reply) -> None:
+        """Start handling a delivery once a slot is free."""
+        if self._slots.locked():
+            # Back-pressure: frames wait in the socket while the handler is busy, which is
+            # not the relay going silent.
+            self._waiting_for_slot = True
+            liveness.seen(time.monotonic())
+        await self._slots.acquire()
+        self._waiting_for_slot = False
+        liveness.seen(time.monotonic())
+        task = asyncio.create_task(self._handle(reply, frame))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -557,10 +568,13 @@ def _result(delivery_id: str, outcome: Outcome) -> Result:
     )
 
 
-async def _send_quietly(ws: ClientConnection, result: Result) -> None:
+async def _send_quietly(ws: ClientConnection, outbox: Outbox | None, result: Result) -> None:
     """A result lost with the connection is fine: the relay re-sends, we answer from history."""
     with contextlib.suppress(ConnectionClosed):
-        await ws.send(encode(result))
+        if outbox is not None:
+            await outbox.put(encode(result))
+        else:
+            await ws.send(encode(result))
 
 
 def _reason(exc: InvalidStatus) -> str:

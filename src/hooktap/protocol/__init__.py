@@ -5,7 +5,9 @@ into bytes; the relay (aiohttp) and the listener (websockets) only move the byte
 """
 
 from hooktap.protocol.frames import (
+    MAX_BATCH,
     PROTOCOL_VERSION,
+    Batch,
     Delivery,
     Error,
     Flow,
@@ -18,11 +20,14 @@ from hooktap.protocol.frames import (
     Welcome,
     decode,
     encode,
+    encode_batch,
 )
 from hooktap.protocol.session import ListenerSession, Liveness, RelaySession
 
 __all__ = [
+    "MAX_BATCH",
     "PROTOCOL_VERSION",
+    "Batch",
     "Delivery",
     "Error",
     "Flow",
@@ -38,4 +43,5 @@ __all__ = [
     "Welcome",
     "decode",
     "encode",
+    "encode_batch",
 ]

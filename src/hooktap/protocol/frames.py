@@ -13,12 +13,14 @@ from typing import Any
 
 import orjson
 
-# 2 added Result.refused. A version-1 relay would ignore that field and take a refusal for an
-# answer, forgetting a delivery nobody has; so a listener sends refusals only under version 2.
+# 2 added Result.refused and Batch. A version-1 relay would ignore `refused` and take a
+# refusal for an answer, forgetting a delivery nobody has, and knows no Batch: so both are
+# sent only when the handshake agreed on 2.
 PROTOCOL_VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)
 _PREFIX = struct.Struct(">BI")
 MAX_META = 1 << 20  # metadata beyond 1 MiB is not a header block, it is an attack
+MAX_BATCH = 256  # frames in one Batch
 
 
 class ProtocolError(Exception):
@@ -112,7 +114,19 @@ class Error:
     reason: str
 
 
-Frame = Hello | Welcome | Delivery | Result | Ping | Pong | Flow | Error
+@dataclass
+class Batch:
+    """Either way, protocol 2: the Deliveries (relay → listener) or Results (listener → relay)
+    that one event-loop tick produced, in one websocket message.
+
+    Under load that is one message, one write and one wake-up of the peer for a handful of
+    deliveries instead of one each. On the wire: metadata {"sizes": [...]}, then the encoded
+    frames back to back."""
+
+    frames: list[Delivery | Result]
+
+
+Frame = Hello | Welcome | Delivery | Result | Ping | Pong | Flow | Error | Batch
 
 _KIND: dict[type, int] = {
     Hello: 1,
@@ -123,12 +137,23 @@ _KIND: dict[type, int] = {
     Pong: 6,
     Flow: 7,
     Error: 8,
+    Batch: 9,
 }
 _BY_KIND = {code: cls for cls, code in _KIND.items()}
 
 
+def encode_batch(encoded: list[bytes]) -> bytes:
+    """A Batch of frames already encoded, as the I/O layers have them: no second encoding."""
+    if not 2 <= len(encoded) <= MAX_BATCH:
+        raise ValueError(f"a Batch holds 2 to {MAX_BATCH} frames, not {len(encoded)}")
+    raw = orjson.dumps({"sizes": [len(part) for part in encoded]})
+    return b"".join((_PREFIX.pack(_KIND[Batch], len(raw)), raw, *encoded))
+
+
 def encode(frame: Frame) -> bytes:
     """Serialize a frame; the body (if any) is appended as-is after the JSON metadata."""
+    if isinstance(frame, Batch):
+        return encode_batch([encode(inner) for inner in frame.frames])
     meta: dict[str, Any] = dict(frame.__dict__)
     body = meta.pop("body", b"")
     try:
@@ -160,8 +185,33 @@ def decode(data: bytes | bytearray | memoryview) -> Frame:
         raise ProtocolError(f"{cls.__name__} frame metadata is not JSON: {exc}") from None
     if not isinstance(meta, dict):
         raise ProtocolError(f"{cls.__name__} frame metadata must be a JSON object")
+    if cls is Batch:
+        return _batch(meta, view[_PREFIX.size + meta_len :])
     body = bytes(view[_PREFIX.size + meta_len :])
     return _build(cls, meta, body)
+
+
+def _batch(meta: dict[str, Any], payload: memoryview) -> Batch:
+    sizes = meta.get("sizes")
+    if type(sizes) is not list or not all(type(n) is int and n >= _PREFIX.size for n in sizes):
+        raise ProtocolError("Batch.sizes must be a list of frame lengths (at least 5 bytes each)")
+    if not 2 <= len(sizes) <= MAX_BATCH:
+        raise ProtocolError(f"a Batch holds 2 to {MAX_BATCH} frames, not {len(sizes)}")
+    if sum(sizes) != len(payload):
+        raise ProtocolError(
+            f"Batch.sizes add up to {sum(sizes)} bytes but the batch carries {len(payload)}"
+        )
+    frames: list[Delivery | Result] = []
+    start = 0
+    for size in sizes:
+        inner = decode(payload[start : start + size])
+        if not isinstance(inner, (Delivery, Result)):
+            raise ProtocolError(
+                f"a Batch carries Deliveries or Results, not {type(inner).__name__}"
+            )
+        frames.append(inner)
+        start += size
+    return Batch(frames)
 
 
 _FIELDS: dict[type, dict[str, tuple[type, ...]]] = {

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from hooktap.protocol.frames import (
     SUPPORTED_VERSIONS,
+    Batch,
     Delivery,
     Error,
     Flow,
@@ -59,7 +60,7 @@ class Liveness:
 class RelaySession:
     """The relay's view of one listener connection."""
 
-    _LISTENER_SENDS = (Hello, Result, Ping, Pong, Flow, Error)
+    _LISTENER_SENDS = (Hello, Result, Ping, Pong, Flow, Error, Batch)
 
     def __init__(self) -> None:
         self.hello: Hello | None = None
@@ -83,6 +84,8 @@ class RelaySession:
             self.version = common[-1]
         elif isinstance(frame, Hello):
             raise ProtocolError("Hello sent twice")
+        elif isinstance(frame, Batch):
+            _check_batch(frame, Result, self.version)
         return frame
 
     def welcome(self, channel: str, webhook_url: str, heartbeat: float, queued: int) -> bytes:
@@ -94,7 +97,7 @@ class RelaySession:
 class ListenerSession:
     """The listener's view of its relay connection."""
 
-    _RELAY_SENDS = (Welcome, Delivery, Ping, Pong, Error)
+    _RELAY_SENDS = (Welcome, Delivery, Ping, Pong, Error, Batch)
 
     def __init__(self) -> None:
         self.welcome: Welcome | None = None
@@ -122,4 +125,24 @@ class ListenerSession:
             self.welcome = frame
         elif isinstance(frame, Welcome):
             raise ProtocolError("Welcome sent twice")
+        elif isinstance(frame, Batch):
+            _check_batch(frame, Delivery, self.welcome.version)
         return frame
+
+    @property
+    def batches(self) -> bool:
+        """Whether the relay agreed on a protocol with Batch (and Result.refused)."""
+        return self.welcome is not None and self.welcome.version >= 2
+
+
+def _check_batch(batch: Batch, carries: type, version: int | None) -> None:
+    if version is None or version < 2:
+        raise ProtocolError(
+            f"Batch frames need protocol version 2; this connection speaks {version}"
+        )
+    for frame in batch.frames:
+        if not isinstance(frame, carries):
+            raise ProtocolError(
+                f"a Batch from this peer carries {carries.__name__} frames, not "
+                f"{type(frame).__name__}"
+            )

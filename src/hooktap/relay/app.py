@@ -21,8 +21,9 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
 from hooktap import __version__
-from hooktap.protocol import Delivery as WireDelivery
+from hooktap.outbox import Outbox
 from hooktap.protocol import (
+    Batch,
     Error,
     Flow,
     Hello,
@@ -34,6 +35,7 @@ from hooktap.protocol import (
     Result,
     encode,
 )
+from hooktap.protocol import Delivery as WireDelivery
 from hooktap.relay.db import RelayDB, new_channel_id, new_delivery_id, new_token
 from hooktap.relay.hub import Hub, Link
 from hooktap.relay.metrics import RelayMetrics
@@ -308,6 +310,8 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
         paused=hello.paused,
         liveness=Liveness(config.heartbeat, time.monotonic()),
     )
+    if (session.version or 1) >= 2:
+        link.outbox = Outbox(ws.send_bytes)
     await _replace(hub.attach(link))
     webhook_url = f"{_public_base(request)}/c/{channel}"
     await ws.send_bytes(session.welcome(channel, webhook_url, config.heartbeat, db.depth(channel)))
@@ -327,6 +331,10 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
             frame = session.receive(msg.data)
             if isinstance(frame, Result):
                 take_result(request.app, link, frame)
+            elif isinstance(frame, Batch):
+                for result in frame.frames:
+                    assert isinstance(result, Result)  # RelaySession checked every one
+                    take_result(request.app, link, result)
             elif isinstance(frame, Ping):
                 await ws.send_bytes(encode(Pong(frame.sent_at)))
             elif isinstance(frame, Flow):

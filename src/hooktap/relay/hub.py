@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from hooktap.outbox import Outbox
 from hooktap.protocol import Delivery, Liveness, Result, encode
 
 
@@ -30,6 +31,7 @@ class Link:
     closed: bool = False
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # its heartbeat and flushes
+    outbox: Outbox | None = None  # the listener speaks protocol 2: one message per loop tick
 
     async def push(self, delivery: Delivery) -> bool:
         """Send one delivery unless this link already carried it; False if the link is gone."""
@@ -43,7 +45,10 @@ class Link:
             return True
         assert self.ws is not None
         try:
-            await self.ws.send_bytes(encode(delivery))
+            if self.outbox is not None:
+                await self.outbox.put(encode(delivery))
+            else:
+                await self.ws.send_bytes(encode(delivery))
         except (ConnectionError, RuntimeError):
             self.close()
             return False
