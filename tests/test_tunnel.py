@@ -380,6 +380,12 @@ async def test_an_outcome_that_cannot_be_recorded_still_answers_the_sender(
         assert len(handler.seen) == 1
         (row,) = listener.store.query(None, limit=5)
         assert listener.store.get_state(row.id) == "dispatched"
+        deadline = time.monotonic() + 10
+        while not any(isinstance(e, DeliveryForwarded) for e in listener.events):
+            assert time.monotonic() < deadline, "the outputs never heard of the forward"
+            await asyncio.sleep(0.01)
+        shown = next(e for e in listener.events if isinstance(e, DeliveryForwarded))
+        assert (shown.delivery.id, shown.attempt.status) == (row.id, 201)
     line = next(r for r in caplog.records if "outcome could not be recorded" in r.getMessage())
     assert "201" in line.getMessage() and "disk is full (test)" in line.getMessage()
     assert line.exc_info is None

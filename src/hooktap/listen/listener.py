@@ -4,6 +4,10 @@ Exactly-once towards the handler rests on the store: a delivery is written (stat
 "dispatched") in the instant before its bytes go to the handler, and confirmed to the relay
 only after its attempt is stored. A re-sent delivery that is already in the store is
 answered from history and never forwarded again.
+
+When history cannot be written, a delivery not yet recorded is refused (handed back to the
+relay, which keeps it); one already forwarded is confirmed with the handler's answer, since
+the handler has it, and only its outcome is missing from history.
 """
 
 from __future__ import annotations
@@ -390,7 +394,7 @@ class Listener:
         once so the relay keeps it and answers its sender now, not after the timeout."""
         log.error(
             "hooktap: a delivery was not forwarded because it could not be recorded in "
-            "history first (%s); the relay keeps it and hands it over again",
+            "history first (%s); the relay keeps it for the next connection",
             exc,
         )
         if not self._relay_keeps_refused:
@@ -457,8 +461,8 @@ class Listener:
         try:
             await self._commits.finish(delivery.id, attempt)
         except StoreError as exc:
-            # The handler has it, so the sender gets its answer all the same; only history
-            # misses the outcome (the delivery stays "dispatched" there).
+            # The handler has it, so the sender gets its answer and the outputs show it all
+            # the same; only history misses the outcome (the delivery stays "dispatched").
             log.error(
                 "hooktap: delivery %s was forwarded (status %s) but its outcome could not be "
                 "recorded in history (%s)",
@@ -466,9 +470,8 @@ class Listener:
                 outcome.status if outcome.status is not None else outcome.error,
                 exc,
             )
-            await reply(_result(delivery.id, outcome))
-            return
-        delivery.state = "done"
+        else:
+            delivery.state = "done"
         # The sender is waiting on the relay for this: answer first, then tell the outputs,
         # a loop turn later, so that in-process the relay writes the sender's response before
         # a log line is formatted.

@@ -1,8 +1,9 @@
-"""Wire frames: one websocket binary message each.
+"""Wire frames: one websocket binary message each, or several inside one Batch (protocol 2).
 
 Layout: 1 byte frame kind, 4 bytes big-endian length N, N bytes of UTF-8 JSON metadata, then
 the payload as raw bytes to the end of the message. Bodies ride in the payload untouched, so
-a 10 MB binary body costs one copy, not a base64 round-trip or a JSON re-encoding.
+a 10 MB binary body costs one copy, not a base64 round-trip or a JSON re-encoding. A Batch's
+payload is its frames back to back, their lengths listed in its metadata.
 """
 
 from __future__ import annotations
