@@ -240,6 +240,7 @@ def test_unwritable_file_is_a_store_error_and_stores_nothing(store: Store, tmp_p
     with pytest.raises(StoreError, match="cannot write the body of delivery big") as info:
         store.add_delivery(delivery("big", binary(MB)))
     assert str(tmp_path / "bodies" / "1.body") in str(info.value)
+    assert "bodies exists and is not a folder; move it aside" in str(info.value)
     assert store.count() == 0
     assert store.add_delivery(delivery("small", b"still works")) is True
 

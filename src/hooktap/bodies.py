@@ -18,6 +18,7 @@ orphan that the next insert reusing that seq overwrites. No fsync, like the data
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Iterable
@@ -67,7 +68,13 @@ class BodyFiles:
 
         Once per Store: the check costs a stat, and the listener writes many bodies.
         """
-        self.dir.mkdir(mode=0o700, exist_ok=True)
+        try:
+            self.dir.mkdir(mode=0o700, exist_ok=True)
+        except FileExistsError:
+            # mkdir's own words ("File exists") read as if the body file were in the way.
+            raise NotADirectoryError(
+                errno.ENOTDIR, f"{self.dir} exists and is not a folder; move it aside"
+            ) from None
         mode = self.dir.stat().st_mode
         if stat.S_IMODE(mode) & 0o077:
             self.dir.chmod(0o700)
