@@ -200,10 +200,10 @@ def test_sessions_agree_on_the_newest_common_version() -> None:
     """Version 2 added Result.refused; a version-1 peer still gets a version it speaks."""
     relay = RelaySession()
     relay.receive(encode(Hello(versions=[1])))
-    assert relay.version == 1
+    assert relay.version == 1 and not relay.batches
     relay = RelaySession()
     relay.receive(ListenerSession().hello("hooktap/test", 10.0))
-    assert relay.version == 2
+    assert relay.version == 2 and relay.batches
     listener = ListenerSession()
     listener.receive(relay.welcome("c", "u", 5.0, 0))
     assert listener.welcome is not None and listener.welcome.version == 2

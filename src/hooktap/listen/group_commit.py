@@ -96,20 +96,17 @@ class GroupCommit:
             return
         try:
             results = self.store.write_batch(added, finished)
-        except Exception:
-            # One bad write must not fail its neighbours: write them one by one instead.
-            log.debug("group commit failed; retrying its writes one by one", exc_info=True)
-            self._commit_each(batch)
+        except Exception as exc:
+            self._commit_each(batch, exc)
             return
         self._settle(batch, results)
 
     def _thread_done(self, batch: _Batch, running: asyncio.Future[list[Added]]) -> None:
         self._on_thread = None
-        failed = running.cancelled() or running.exception() is not None
-        if failed:
-            why = None if running.cancelled() else running.exception()
-            log.debug("group commit failed; retrying its writes one by one", exc_info=why)
-            self._commit_each(batch)
+        if running.cancelled():
+            self._commit_each(batch, None)
+        elif (exc := running.exception()) is not None:
+            self._commit_each(batch, exc)
         else:
             self._settle(batch, running.result())
         if self._batch is not None:
@@ -121,7 +118,10 @@ class GroupCommit:
         for _, _, done in batch.finished:
             _resolve(done, None)
 
-    def _commit_each(self, batch: _Batch) -> None:
+    def _commit_each(self, batch: _Batch, why: BaseException | None) -> None:
+        """One bad write must not fail its neighbours: the batch failed, so write them one by
+        one, and each caller hears only of its own failure."""
+        log.debug("group commit failed; retrying its writes one by one", exc_info=why)
         for delivery, future, then in batch.added:
             try:
                 (result,) = self.store.write_batch([delivery], [])

@@ -285,7 +285,7 @@ class Listener:
                 raise RelayRefused(f"the relay refused the connection: {first.reason}")
             welcome = session.welcome
             assert welcome is not None
-            self._relay_keeps_refused = welcome.version >= 2
+            self._relay_keeps_refused = session.batches  # the same protocol brought both
             self._connected(welcome.webhook_url, welcome.queued)
             liveness = Liveness(welcome.heartbeat, time.monotonic())
             beat = asyncio.create_task(self._heartbeat(ws, liveness))

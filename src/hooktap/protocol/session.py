@@ -88,6 +88,11 @@ class RelaySession:
             _check_batch(frame, Result, self.version)
         return frame
 
+    @property
+    def batches(self) -> bool:
+        """Whether the listener agreed on a protocol with Batch (and Result.refused)."""
+        return _has_batches(self.version)
+
     def welcome(self, channel: str, webhook_url: str, heartbeat: float, queued: int) -> bytes:
         if self.version is None:
             raise RuntimeError("welcome() before the listener's Hello")
@@ -132,11 +137,15 @@ class ListenerSession:
     @property
     def batches(self) -> bool:
         """Whether the relay agreed on a protocol with Batch (and Result.refused)."""
-        return self.welcome is not None and self.welcome.version >= 2
+        return self.welcome is not None and _has_batches(self.welcome.version)
+
+
+def _has_batches(version: int | None) -> bool:
+    return version is not None and version >= 2
 
 
 def _check_batch(batch: Batch, carries: type, version: int | None) -> None:
-    if version is None or version < 2:
+    if not _has_batches(version):
         raise ProtocolError(
             f"Batch frames need protocol version 2; this connection speaks {version}"
         )

@@ -310,7 +310,7 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
         paused=hello.paused,
         liveness=Liveness(config.heartbeat, time.monotonic()),
     )
-    if (session.version or 1) >= 2:
+    if session.batches:
         link.outbox = Outbox(ws.send_bytes)
     await _replace(hub.attach(link))
     webhook_url = f"{_public_base(request)}/c/{channel}"
