@@ -155,6 +155,24 @@ async def test_a_cancelled_waiter_still_gets_its_write(store: Store) -> None:
     assert store.get_state("d1") == "dispatched"
 
 
+async def handle_twice(
+    target: str, store: Store, frame: WireDelivery, *, relay_keeps_refused: bool = False
+) -> list[Result]:
+    """A listener handles the same frame twice at once, as after a reconnect; its replies."""
+    listener = Listener(
+        ListenerConfig(target=parse_target(target), relay_url="http://127.0.0.1:9"), store
+    )
+    listener._relay_keeps_refused = relay_keeps_refused
+    results: list[Result] = []
+
+    async def reply(result: Result) -> None:
+        results.append(result)
+
+    await asyncio.gather(listener._handle(reply, frame), listener._handle(reply, frame))
+    await listener.forwarder.close()
+    return results
+
+
 async def test_a_copy_resent_while_the_first_is_in_flight_is_answered_from_history(
     tmp_path: Path,
 ) -> None:
@@ -163,21 +181,11 @@ async def test_a_copy_resent_while_the_first_is_in_flight_is_answered_from_histo
     async with running_handler() as handler:
         handler.delay, handler.status, handler.reply = 0.3, 201, b"created"
         store = Store(tmp_path / "history.db")
-        listener = Listener(
-            ListenerConfig(target=parse_target(handler.url), relay_url="http://127.0.0.1:9"),
-            store,
-        )
         frame = WireDelivery(
             id="d_resent", received_at=time.time(), method="POST", path="/", query="",
             headers=[("Content-Type", "application/json")], body=b'{"type":"x"}',
         )  # fmt: skip
-        results: list[Result] = []
-
-        async def reply(result: Result) -> None:
-            results.append(result)
-
-        await asyncio.gather(listener._handle(reply, frame), listener._handle(reply, frame))
-        await listener.forwarder.close()
+        results = await handle_twice(handler.url, store, frame)
         assert len(handler.seen) == 1
         first, again = sorted(results, key=lambda r: r.duplicate)
         assert (first.status, first.body, first.duplicate) == (201, b"created", False)
@@ -218,22 +226,12 @@ async def test_a_copy_resent_while_the_first_cannot_be_stored_is_never_acknowled
     (tmp_path / "bodies").write_text("not a folder")
     async with running_handler() as handler:
         store = Store(tmp_path / "history.db")
-        listener = Listener(
-            ListenerConfig(target=parse_target(handler.url), relay_url="http://127.0.0.1:9"),
-            store,
-        )
         frame = WireDelivery(
             id="d_big", received_at=time.time(), method="POST", path="/", query="",
             headers=[("Content-Type", "application/octet-stream")], body=b"x" * 100_000,
         )  # fmt: skip
-        results: list[Result] = []
-
-        async def reply(result: Result) -> None:
-            results.append(result)
-
-        listener._relay_keeps_refused = True  # as over protocol 2 or in-process
-        await asyncio.gather(listener._handle(reply, frame), listener._handle(reply, frame))
-        await listener.forwarder.close()
+        # The relay keeps refusals, as over protocol 2 or in-process.
+        results = await handle_twice(handler.url, store, frame, relay_keeps_refused=True)
         # Both copies handed back as refusals, which the relay keeps; none acknowledged.
         assert [(r.status, r.refused, r.duplicate) for r in results] == [(503, True, False)] * 2
         assert "bodies" in (results[0].error or "")
