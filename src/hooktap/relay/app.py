@@ -7,14 +7,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -36,15 +32,17 @@ from hooktap.protocol import (
     encode,
 )
 from hooktap.protocol import Delivery as WireDelivery
-from hooktap.relay.db import RelayDB, new_channel_id, new_delivery_id, new_token
+from hooktap.relay.channels_api import create_channel
+from hooktap.relay.config import CONFIG, RelayConfig, problem, public_base
+from hooktap.relay.db import RelayDB, new_delivery_id
 from hooktap.relay.hub import Hub, Link
+from hooktap.relay.keys import DB, HUB, METRICS
 from hooktap.relay.metrics import RelayMetrics
 
 log = logging.getLogger("hooktap.relay")
 
 SERVICE = "hooktap-relay"
 MAX_RESULT_BODY = 32 * 1024 * 1024  # the listener truncates larger handler responses
-CHANNEL_RE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 _RESPONSE_DROP = frozenset(
     {
         "connection",
@@ -57,22 +55,6 @@ _RESPONSE_DROP = frozenset(
         "trailer",
     }
 )
-
-
-@dataclass
-class RelayConfig:
-    data_dir: Path
-    public_url: str | None = None  # None: derive from each request's own origin
-    heartbeat: float = 5.0
-    max_queue: int = 10_000
-    max_body: int = 32 * 1024 * 1024
-    hello_timeout: float = 10.0
-
-
-CONFIG = web.AppKey("config", RelayConfig)
-DB = web.AppKey("db", RelayDB)
-HUB = web.AppKey("hub", Hub)
-METRICS = web.AppKey("metrics", RelayMetrics)
 
 
 def make_app(config: RelayConfig) -> web.Application:
@@ -103,47 +85,7 @@ async def _close_db(app: web.Application) -> None:
     app[DB].close()
 
 
-def _problem(status: int, reason: str, **extra: object) -> web.Response:
-    """Every refusal carries a sentence saying why, as JSON a script can read."""
-    return web.json_response({"error": reason, **extra}, status=status)
-
-
-def _public_base(request: web.Request) -> str:
-    configured = request.app[CONFIG].public_url
-    if configured:
-        return configured.rstrip("/")
-    return f"{request.scheme}://{request.host}"
-
-
 # --- channels and health ---------------------------------------------------------------------
-
-
-async def create_channel(request: web.Request) -> web.Response:
-    """Make a channel; a listener may ask for a specific id to keep its URL stable."""
-    wanted: str | None = None
-    if request.can_read_body:
-        try:
-            payload = json.loads(await request.read() or b"{}")
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return _problem(400, 'body must be JSON, e.g. {} or {"channel": "my-channel"}')
-        if not isinstance(payload, dict):
-            return _problem(400, "body must be a JSON object")
-        wanted = payload.get("channel")
-        if wanted is not None and (not isinstance(wanted, str) or not CHANNEL_RE.match(wanted)):
-            return _problem(400, "channel must be 4-64 letters, digits, '-' or '_'")
-    db = request.app[DB]
-    token = new_token()
-    channel = wanted or new_channel_id()
-    if not db.create_channel(channel, token):
-        return _problem(409, f"channel {channel!r} already exists")
-    return web.json_response(
-        {
-            "channel": channel,
-            "token": token,
-            "webhook_url": f"{_public_base(request)}/c/{channel}",
-        },
-        status=201,
-    )
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -174,10 +116,10 @@ async def ingress(request: web.Request) -> web.StreamResponse:
     db, hub, config, stats = app[DB], app[HUB], app[CONFIG], app[METRICS]
     if not db.channel_exists(channel):
         stats.rejected.labels("unknown-channel").inc()
-        return _problem(404, f"no channel {channel!r} on this relay")
+        return problem(404, f"no channel {channel!r} on this relay")
     if db.depth(channel) >= config.max_queue:
         stats.rejected.labels("queue-full").inc()
-        resp = _problem(
+        resp = problem(
             503,
             f"channel queue is full ({config.max_queue} deliveries waiting for a listener); "
             "retry later",
@@ -188,7 +130,7 @@ async def ingress(request: web.Request) -> web.StreamResponse:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         stats.rejected.labels("too-large").inc()
-        return _problem(413, f"body larger than this relay's limit of {config.max_body} bytes")
+        return problem(413, f"body larger than this relay's limit of {config.max_body} bytes")
     now = time.time()
     tail, query = _tail_and_query(request, channel)
     delivery = WireDelivery(
@@ -221,7 +163,7 @@ async def ingress(request: web.Request) -> web.StreamResponse:
         link.waiting.pop(delivery.id, None)
         stats.answered.labels("504").inc()
         kept = _keep(app, channel, delivery, "")
-        return _problem(
+        return problem(
             504 if kept.status == 202 else kept.status,
             f"the listener did not report a result within {link.timeout + 5:g} s; the "
             "delivery is kept and will be handed over again",
@@ -247,7 +189,7 @@ def _keep(app: web.Application, channel: str, delivery: WireDelivery, why: str) 
     except sqlite3.Error as exc:
         log.error("cannot store a delivery for %s: %s", channel, exc)
         stats.rejected.labels("store-failed").inc()
-        resp = _problem(503, f"the relay could not store the delivery ({exc}); retry later")
+        resp = problem(503, f"the relay could not store the delivery ({exc}); retry later")
         resp.headers["Retry-After"] = "30"
         return resp
     return _queued(stats, delivery.id, why)
@@ -281,12 +223,12 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
     channel = request.match_info["channel"]
     db, hub, config = request.app[DB], request.app[HUB], request.app[CONFIG]
     if not db.channel_exists(channel):
-        return _problem(404, f"no channel {channel!r} on this relay; create one first")
+        return problem(404, f"no channel {channel!r} on this relay; create one first")
     token = _bearer(request)
     if token is None:
-        return _problem(401, "missing channel token: send Authorization: Bearer <token>")
+        return problem(401, "missing channel token: send Authorization: Bearer <token>")
     if not db.check_token(channel, token):
-        return _problem(403, f"wrong token for channel {channel!r}")
+        return problem(403, f"wrong token for channel {channel!r}")
 
     ws = web.WebSocketResponse(
         compress=False,  # bodies are already compact; deflating megabytes costs more than it saves
@@ -313,7 +255,7 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
     if session.batches:
         link.outbox = Outbox(ws.send_bytes)
     await _replace(hub.attach(link))
-    webhook_url = f"{_public_base(request)}/c/{channel}"
+    webhook_url = f"{public_base(request)}/c/{channel}"
     await ws.send_bytes(session.welcome(channel, webhook_url, config.heartbeat, db.depth(channel)))
     log.info("listener connected to %s (%s)", channel, hello.client)
     _spawn(link, _heartbeat(link, config.heartbeat))
