@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -40,6 +41,7 @@ from hooktap.store_sql import (
     ATTEMPT_COLUMNS,
     ATTEMPT_COLUMNS_A,
     ATTEMPT_FIELDS,
+    META_SCHEMA,
     SCHEMA,
     SUMMARY_COLUMNS,
     SVIX_SEEN,
@@ -134,6 +136,9 @@ class Store:
         self.commits = 0  # write transactions committed through this Store
         self._checkpointer: Checkpointer | None = None
         self._tx_bodies: list[int] = []  # body files written by the open write transaction
+        # A random id for this history, made on its first open and kept in the file: it tells
+        # one history from another (a fresh HOOKTAP_HOME, say) where a path cannot.
+        self.history_id = ""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Create the file ourselves, owner-only, before SQLite does with the umask's mode;
         # SQLite gives the -wal and -shm files the database file's permissions. The chmod
@@ -170,8 +175,33 @@ class Store:
         # webhooks are mostly small.
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
-        if self._version() == SCHEMA_VERSION:
-            return
+        if self._version() != SCHEMA_VERSION:
+            self._create_schema()
+        self.history_id = self._load_history_id()
+
+    def _load_history_id(self) -> str:
+        found = self._history_id_row()
+        if found is None:
+            with self._write() as db:
+                db.execute(META_SCHEMA)
+                # OR IGNORE: another process opening the same new file may have written it first.
+                db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('history_id', ?)",
+                    (secrets.token_hex(16),),
+                )
+            found = self._history_id_row()
+            assert found is not None
+        return found
+
+    def _history_id_row(self) -> str | None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'history_id'").fetchone()
+        except sqlite3.OperationalError:  # no meta table: a history made before history ids
+            return None
+        return None if row is None else str(row[0])
+
+    def _create_schema(self) -> None:
+        db = self._db
         with self._write():
             version = self._version()  # again, under the write lock: another process may have won
             if version == 0:

@@ -56,6 +56,11 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
 """
 
+# Facts about the history file itself, such as its id. Created on open when missing, not by
+# SCHEMA alone, so a history made before it gets one too, with no schema version bump that
+# would lock an older hooktap out of the same file.
+META_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
 SUMMARY_COLUMNS = (
     "d.seq, d.id, d.received_at, d.method, d.path, d.query, d.channel, d.target, d.signature, "
     "d.signature_reason, d.svix_id, d.event_id, d.event_type, d.event_created_at, d.state, "
