@@ -9,83 +9,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import pytest
+from raw_http import OK, answer, raw_server
 
 from hooktap.listen.forward import Dispatch, Forwarder, prepare_headers, request_head
 from hooktap.listen.target import parse_target
-
-# reply(writer, request, index): index counts requests on this connection from 0. It answers
-# (or not) and returns whether to keep reading requests from this connection.
-Reply = Callable[[asyncio.StreamWriter, bytes, int], Awaitable[bool]]
-
-
-@dataclass
-class Server:
-    target: str
-    requests: list[bytes] = field(default_factory=list)  # every request, in arrival order
-    connections: int = 0  # TCP connections accepted
-    received: int = 0  # bytes read, all connections
-
-
-async def _read_request(reader: asyncio.StreamReader, server: Server) -> bytes | None:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError) as exc:
-        server.received += len(getattr(exc, "partial", b""))
-        return None
-    length = 0
-    for line in head.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    body = await reader.readexactly(length) if length else b""
-    server.received += len(head) + len(body)
-    return head + body
-
-
-@asynccontextmanager
-async def raw_server(reply: Reply) -> AsyncIterator[Server]:
-    """A server that hands each request to `reply`; it returns whether to keep the socket."""
-    server: Server
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        server.connections += 1
-        index = 0
-        try:
-            while (request := await _read_request(reader, server)) is not None:
-                server.requests.append(request)
-                if not await reply(writer, request, index):
-                    break
-                index += 1
-        finally:
-            writer.close()
-
-    listening = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = listening.sockets[0].getsockname()[1]
-    server = Server(f"127.0.0.1:{port}")
-    try:
-        yield server
-    finally:
-        listening.close()
-        await listening.wait_closed()
-
-
-def answer(data: bytes, keep: bool = True) -> Reply:
-    """A reply that writes the same bytes to every request."""
-
-    async def reply(writer: asyncio.StreamWriter, _request: bytes, _index: int) -> bool:
-        writer.write(data)
-        await writer.drain()
-        return keep
-
-    return reply
-
-
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 def counter() -> tuple[list[int], Dispatch]:
@@ -404,7 +334,7 @@ def test_request_head_checks_what_it_is_given() -> None:
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "without a complete response"),
         (b"HTTP/1.1 200 OK\r\nContent-Le", "without a complete response"),
         (b"HTTP/1.1 100 Continue\r\n\r\n", "without a complete response"),
-        (b"", "without a complete response"),
+        (b"", "connection closed before an answer"),
     ],
 )
 async def test_broken_handlers_are_reported_not_raised(reply_bytes: bytes, words: str) -> None:
@@ -457,7 +387,7 @@ async def test_a_handler_that_never_answers_times_out() -> None:
     assert "did not answer within 0.2 s" in out.error
 
 
-# --- keep-alive, stale sockets and on_dispatch -------------------------------------------------
+# --- keep-alive, dead sockets and on_dispatch ---------------------------------------------------
 
 
 async def test_a_closed_keep_alive_socket_is_replaced_without_losing_the_request() -> None:
@@ -473,12 +403,16 @@ async def test_a_closed_keep_alive_socket_is_replaced_without_losing_the_request
 
 
 @pytest.mark.parametrize("writes_itself", [False, True])
-async def test_stale_socket_retry_runs_on_dispatch_once(writes_itself: bool) -> None:
-    """Also when on_dispatch calls write() itself, as the listener's commit callback does."""
+async def test_a_socket_closed_after_the_request_is_reported_not_sent_again(
+    writes_itself: bool,
+) -> None:
+    """gunicorn's max_requests, a crashed worker: the handler read the request on a reused
+    socket and closed it without a byte of answer. It may have acted on the request, so the
+    forwarder reports it, also when on_dispatch calls write() itself as the listener does."""
 
     async def reply(writer: asyncio.StreamWriter, _req: bytes, index: int) -> bool:
         if index == 1:
-            return False  # the keep-alive race: closed without a byte of answer
+            return False  # read the second request, then closed without a byte of answer
         writer.write(OK)
         await writer.drain()
         return True
@@ -493,13 +427,49 @@ async def test_stale_socket_retry_runs_on_dispatch_once(writes_itself: bool) -> 
 
     async with raw_server(reply) as server:
         fwd = Forwarder(parse_target(server.target), timeout=5)
-        out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
+        out = await fwd.send("POST", "/1", "", [], b"{}", on_dispatch=on_dispatch)
         assert out.status == 200 and calls == [1]
-        out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
-        assert out.status == 200 and out.body == b"ok", out.error
-        assert calls == [1, 1]  # once for the second send, though it went out twice
+        out = await fwd.send("POST", "/2", "", [], b"{}", on_dispatch=on_dispatch)
+        assert out.status is None and not out.timed_out and calls == [1, 1]
+        assert out.error is not None
+        assert out.error.startswith("connection closed before an answer"), out.error
+        assert server.target in out.error
+        out = await fwd.send("POST", "/3", "", [], b"{}")  # the dead socket is not reused
+        assert out.status == 200, out.error
         await fwd.close()
-    assert server.connections == 2 and len(server.requests) == 3
+    assert [r.split(b" ", 2)[1] for r in server.requests] == [b"/1", b"/2", b"/3"]
+    assert server.connections == 2
+
+
+async def test_a_socket_the_handler_closes_while_on_dispatch_waits_is_replaced() -> None:
+    """Nothing was written to it yet, so the request goes out once, on a fresh socket."""
+    drop_idle = asyncio.Event()
+
+    async def reply(writer: asyncio.StreamWriter, _req: bytes, _index: int) -> bool:
+        writer.write(OK)
+        await writer.drain()
+        await drop_idle.wait()  # then return False: the server closes the idle socket
+        return False
+
+    async with raw_server(reply) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        assert (await fwd.send("POST", "/1", "", [], b"{}")).status == 200
+        (idle,) = fwd._idle  # white-box: only to wait until its FIN has arrived
+
+        async def close_then_write(write: Callable[[], None]) -> None:
+            drop_idle.set()
+            deadline = asyncio.get_running_loop().time() + 5
+            while not idle.reader.at_eof():
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.005)
+            write()  # the socket is dead: this writes nothing
+            write()
+
+        out = await fwd.send("POST", "/2", "", [], b"{}", on_dispatch=close_then_write)
+        await fwd.close()
+    assert out.status == 200 and out.body == b"ok", out.error
+    assert [r.split(b" ", 2)[1] for r in server.requests] == [b"/1", b"/2"]
+    assert server.connections == 2
 
 
 async def test_no_retry_once_the_handler_started_answering() -> None:

@@ -7,10 +7,10 @@ pure-Python state machine cost ~60 µs of the listener's ~700 µs per 1 KB deliv
 by hand means this module alone stands between a delivery and request smuggling, so every
 head is checked against the HTTP grammar before a byte is written (`request_head`).
 
-Responses are parsed by httptools (llhttp, the C parser uvicorn uses), which is strict about
-framing (Content-Length vs chunked, duplicate lengths, bare LFs) so a confused handler is
-reported rather than misread. Connections are kept alive and pooled: a webhook burst should
-not pay a TCP handshake per delivery.
+Responses are parsed by httptools (`http_response`). Connections are kept alive and pooled: a
+webhook burst should not pay a TCP handshake per delivery. A request is written at most once:
+a kept-alive socket found dead before writing is replaced, but one that ends after the
+request went out is reported, since the handler may have acted on what it read.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
-
+from hooktap.listen.http_response import BadResponse, ClosedBeforeAnswer, ResponseParser
 from hooktap.listen.target import Target, parse_target
 
 __all__ = [
@@ -59,9 +58,6 @@ _READ_CHUNK = 1 << 18
 # Bodies up to this size go out in one write with the head (one send, one small copy);
 # bigger ones are written separately so a 10 MB body is not copied just to prepend a head.
 _COALESCE = 1 << 16
-# The most a handler may send before its response head ends (h11's limit was the same):
-# a handler streaming endless header lines must not grow the listener without bound.
-_MAX_HEAD = 1 << 20
 
 # RFC 9110 §5.6.2 tchar: what a method and a header name may be made of.
 _TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
@@ -202,143 +198,13 @@ def _why_unsafe(method: str, target: str, headers: Headers) -> str:
     return "refused to forward: the request head is not valid HTTP/1.1"  # pragma: no cover
 
 
-class _BadResponse(Exception):
-    """The handler's bytes are not an HTTP/1.1 response (the message says what is wrong)."""
-
-
-class _StaleConnection(Exception):
-    """The connection ended before a single response byte: on a kept-alive socket, the
-    server had closed it while it sat idle, and the request may be sent again once."""
-
-
-class _Response:
-    """One connection's response parser: the httptools callbacks fill in one exchange.
-
-    It lives as long as the connection, so a delivery allocates no parser. Callbacks only set
-    fields; the read loop in `Forwarder._roundtrip` decides what they mean.
-    """
-
-    __slots__ = (
-        "chunks",
-        "dirty",
-        "done",
-        "head_request",
-        "headers",
-        "keep_alive",
-        "parser",
-        "pending_head",
-        "received",
-        "status",
-    )
-
-    def __init__(self) -> None:
-        self.parser = HttpResponseParser(self)
-        self.begin(False)
-
-    def begin(self, head_request: bool) -> None:
-        """Forget the last exchange: a new request is about to be written."""
-        self.head_request = head_request
-        self.status = 0  # the final (non-1xx) status once its head is complete
-        self.headers: Headers = []
-        self.chunks: list[bytes] = []
-        self.done = False  # the final response is complete
-        self.keep_alive = False  # the handler will take another request on this socket
-        self.dirty = False  # bytes arrived after the response: the socket can't be trusted
-        self.received = False  # any byte at all: the handler got the request
-        self.pending_head = 0  # bytes read while no final head was complete
-
-    def feed(self, data: bytes) -> None:
-        """Parse bytes read from the socket; raises `_BadResponse` if they are not HTTP."""
-        self.received = True
-        try:
-            self.parser.feed_data(data)
-        except HttpParserUpgrade:
-            raise _BadResponse(
-                "it answered 101 Switching Protocols, which a forwarded request never asks for"
-            ) from None
-        except HttpParserError as exc:
-            if not self.done:
-                raise _BadResponse(str(exc) or type(exc).__name__) from None
-            self.dirty = True  # junk after a complete response: answer it, then drop the socket
-        if not self.status:
-            self.pending_head += len(data)
-            if self.pending_head > _MAX_HEAD:
-                raise _BadResponse(f"its response head is larger than {_MAX_HEAD} bytes")
-
-    def feed_eof(self) -> None:
-        """The handler closed its side: that either ends the body or breaks the response.
-
-        httptools has no way to be told of EOF (llhttp_finish is not exposed), so a response
-        with neither Content-Length nor chunked framing, whose body ends at EOF, is finished
-        here by hand.
-        """
-        if not self.received:
-            raise _StaleConnection
-        if self.status and _ends_at_eof(self.headers):
-            self.done = True
-            self.keep_alive = False
-            return
-        raise ConnectionResetError("the handler closed the connection mid-response")
-
-    # --- httptools callbacks ---------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        if self.done:
-            self.dirty = True  # a second response nobody asked for
-        elif self.headers:
-            self.headers = []  # the last message was an interim 1xx: its headers don't count
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.status:  # not trailers, and nothing after the response
-            self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if status < 200 or self.status:
-            # 1xx (100 Continue, 103 Early Hints): llhttp completes it as a body-less message
-            # and parses the next one; 101 raises HttpParserUpgrade or an error in feed_data.
-            return
-        self.status = status
-        if self.head_request:
-            # llhttp cannot be told a response answers HEAD, so it would wait for the body
-            # Content-Length announces: the response ends here, and the connection gets a
-            # fresh parser before it is reused (`Forwarder._release`).
-            self.keep_alive = self.parser.should_keep_alive()
-            self.done = True
-
-    def on_body(self, body: bytes) -> None:
-        if self.done:
-            self.dirty = True  # a body after a HEAD response's head
-        else:
-            self.chunks.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.status and not self.done:
-            # Asked now: once this callback returns llhttp resets its flags, and afterwards
-            # should_keep_alive() is False even for a kept-alive response.
-            self.keep_alive = self.parser.should_keep_alive()
-            self.done = True
-
-
-def _ends_at_eof(headers: Headers) -> bool:
-    """Whether a response's body is delimited by the connection closing (RFC 9112 §6.3):
-    no Content-Length and no Transfer-Encoding ending in chunked."""
-    for name, value in headers:
-        lower = name.lower()
-        if lower == "content-length":
-            return False
-        if lower == "transfer-encoding" and value.rsplit(",", 1)[-1].strip().lower() == "chunked":
-            return False
-    return True
-
-
 class _Conn:
     __slots__ = ("reader", "response", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.response = _Response()
+        self.response = ResponseParser()
 
     def usable(self) -> bool:
         return not self.writer.is_closing() and not self.reader.at_eof()
@@ -400,7 +266,6 @@ class Forwarder:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.timeout
             conn = self._take_idle()
-            reused = conn is not None
             if conn is None:  # the deadline context only when connecting: it costs ~5 µs
                 try:
                     async with asyncio.timeout_at(deadline):
@@ -412,8 +277,10 @@ class Forwarder:
                 ready = conn
 
                 def write() -> None:
+                    # A socket the handler closed while on_dispatch waited gets nothing:
+                    # the request then goes out once, on a fresh socket, after it returns.
                     nonlocal written
-                    if not written:
+                    if not written and ready.usable():
                         written = True
                         _write(ready.writer, head, body)
 
@@ -421,7 +288,7 @@ class Forwarder:
                 try:
                     await on_dispatch(write)
                 except BaseException:
-                    if written:
+                    if written or not conn.usable():
                         conn.close()
                     else:
                         self._idle.append(conn)  # nothing was written: it is still clean
@@ -431,10 +298,13 @@ class Forwarder:
                 deadline += waited
             try:
                 async with asyncio.timeout_at(deadline):
-                    await self._exchange(
-                        conn, reused, head, body, method == "HEAD", outcome, written
-                    )
-            except (TimeoutError, OSError, _BadResponse, _StaleConnection) as exc:
+                    if not written and not conn.usable():
+                        # Found dead before a byte of this request was written: replacing
+                        # it cannot make the handler see the request twice.
+                        conn.close()
+                        conn = await self._connect()
+                    await self._exchange(conn, head, body, method == "HEAD", outcome, written)
+            except (TimeoutError, OSError, BadResponse, ClosedBeforeAnswer) as exc:
                 return self._failed(outcome, exc, started)
         outcome.duration_ms = (time.perf_counter() - started) * 1000
         return outcome
@@ -457,60 +327,38 @@ class Forwarder:
     async def _exchange(
         self,
         conn: _Conn,
-        reused: bool,
         head: bytes,
         body: bytes,
         head_request: bool,
         out: Outcome,
         written: bool,
     ) -> None:
-        try:
-            await self._roundtrip(conn, head, body, head_request, out, written)
-        except BaseException as exc:
-            conn.close()
-            stale = isinstance(exc, (_StaleConnection, ConnectionError))
-            if not (stale and reused and not conn.response.received):
-                raise
-        else:
-            self._release(conn)
-            return
-        # A kept-alive socket the server had closed while it sat idle, found out before a
-        # single response byte: send once more, on a fresh socket (any other idle one is as
-        # likely to be stale). on_dispatch already ran for this send and does not run again.
-        conn = await self._connect()
-        try:
-            await self._roundtrip(conn, head, body, head_request, out)
-        except BaseException:
-            conn.close()
-            raise
-        self._release(conn)
-
-    async def _roundtrip(
-        self,
-        conn: _Conn,
-        head: bytes,
-        body: bytes,
-        head_request: bool,
-        out: Outcome,
-        written: bool = False,
-    ) -> None:
+        """Write the request (unless on_dispatch did) and read its response, exactly once:
+        whatever goes wrong after the first byte is written is reported, never retried."""
         response = conn.response
         response.begin(head_request)
         writer = conn.writer
-        if not written:
-            _write(writer, head, body)
-        await writer.drain()
-        read = conn.reader.read
-        while not response.done:
-            data = await read(_READ_CHUNK)
-            if data:
-                response.feed(data)
-            else:
-                response.feed_eof()
+        try:
+            if not written:
+                _write(writer, head, body)
+            await writer.drain()
+            read = conn.reader.read
+            while not response.done:
+                data = await read(_READ_CHUNK)
+                if data:
+                    response.feed(data)
+                else:
+                    response.feed_eof()
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, ConnectionError) and not response.received:
+                raise ClosedBeforeAnswer from exc  # a reset, not a FIN: the same for the sender
+            raise
         out.status = response.status
         out.headers = response.headers
         chunks = response.chunks
         out.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._release(conn)
 
     def _take_idle(self) -> _Conn | None:
         while self._idle:
@@ -537,7 +385,7 @@ class Forwarder:
             return
         if response.head_request:
             # The parser still expects the body the HEAD response's Content-Length announced.
-            conn.response = _Response()
+            conn.response = ResponseParser()
         self._idle.append(conn)
 
     async def close(self) -> None:
@@ -557,8 +405,13 @@ def _write(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
 def _describe(exc: BaseException, url: str) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused by {url} — is your handler running?"
-    if isinstance(exc, _BadResponse):
+    if isinstance(exc, BadResponse):
         return f"the handler at {url} sent invalid HTTP: {exc}"
-    if isinstance(exc, (_StaleConnection, ConnectionResetError)):
+    if isinstance(exc, ClosedBeforeAnswer):
+        return (
+            f"connection closed before an answer: the handler at {url} closed it after the "
+            "request was written; not sent again, since the handler may have acted on it"
+        )
+    if isinstance(exc, ConnectionResetError):
         return f"the handler at {url} closed the connection without a complete response"
     return f"could not reach {url}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
