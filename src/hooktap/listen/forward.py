@@ -26,6 +26,7 @@ from hooktap.listen.http_response import BadResponse, ClosedBeforeAnswer, Respon
 from hooktap.listen.target import Target, parse_target
 
 __all__ = [
+    "MAX_RESPONSE_BODY",
     "Dispatch",
     "Forwarder",
     "Outcome",
@@ -55,6 +56,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 _READ_CHUNK = 1 << 18
+# The most of a handler's response body kept: a handler streaming an endless body (or one
+# announcing a huge Content-Length) must not grow the listener without bound. It is checked
+# after each read, so at most one read chunk more is ever held.
+MAX_RESPONSE_BODY = 1 << 20
 # Bodies up to this size go out in one write with the head (one send, one small copy);
 # bigger ones are written separately so a 10 MB body is not copied just to prepend a head.
 _COALESCE = 1 << 16
@@ -89,6 +94,9 @@ class Outcome:
     duration_ms: float = 0.0
     error: str | None = None
     timed_out: bool = False
+    # The body passed the forwarder's cap: `body` is its first bytes and the rest was not
+    # read (the handler's status and headers are still its own).
+    truncated: bool = False
 
 
 def prepare_headers(
@@ -216,9 +224,16 @@ class _Conn:
 class Forwarder:
     """Sends requests to one target; the only place the listener opens outbound sockets."""
 
-    def __init__(self, target: Target, timeout: float = 10.0, max_connections: int = 32) -> None:
+    def __init__(
+        self,
+        target: Target,
+        timeout: float = 10.0,
+        max_connections: int = 32,
+        max_response_body: int = MAX_RESPONSE_BODY,
+    ) -> None:
         self.target = target
         self.timeout = timeout
+        self.max_response_body = max_response_body
         self._idle: list[_Conn] = []
         self._slots = asyncio.Semaphore(max_connections)
         self._ssl = ssl.create_default_context() if target.scheme == "https" else None
@@ -338,6 +353,7 @@ class Forwarder:
         response = conn.response
         response.begin(head_request)
         writer = conn.writer
+        cap = self.max_response_body
         try:
             if not written:
                 _write(writer, head, body)
@@ -347,6 +363,8 @@ class Forwarder:
                 data = await read(_READ_CHUNK)
                 if data:
                     response.feed(data)
+                    if response.size > cap:
+                        break
                 else:
                     response.feed_eof()
         except BaseException as exc:
@@ -356,9 +374,13 @@ class Forwarder:
             raise
         out.status = response.status
         out.headers = response.headers
-        chunks = response.chunks
-        out.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._release(conn)
+        out.body = response.body(cap)
+        if response.size > cap:
+            # The rest of the body may still be coming: the socket is out of step for good.
+            out.truncated = True
+            conn.close()
+        else:
+            self._release(conn)
 
     def _take_idle(self) -> _Conn | None:
         while self._idle:
