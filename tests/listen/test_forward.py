@@ -605,7 +605,9 @@ def test_prepare_headers_keeps_order_case_and_repeats() -> None:
         ("Connection", "keep-alive, X-Secret-Hop"),
         ("X-Secret-Hop", "1"),
         ("Host", "public.example"),
+        ("x-custom", "a"),
         ("host", "second.example"),
+        ("X-Custom", "b"),
         ("Content-Length", "999"),
         ("TE", "trailers"),
     ]
@@ -613,13 +615,51 @@ def test_prepare_headers_keeps_order_case_and_repeats() -> None:
         "POST", headers, b"{}", "localhost:8000", remote="1.2.3.4", scheme="https", host="h"
     )
     assert out == [
-        ("X-Forwarded-For", "10.0.0.1, 1.2.3.4"),
         ("content-type", "application/json"),
         ("Host", "localhost:8000"),
+        ("x-custom", "a"),
+        ("X-Custom", "b"),
         ("Content-Length", "2"),
+        ("X-Forwarded-For", "1.2.3.4"),
         ("X-Forwarded-Proto", "https"),
         ("X-Forwarded-Host", "h"),
     ]
     # An empty POST still says its length; a GET without a body adds nothing.
     assert ("Content-Length", "0") in prepare_headers("POST", [], b"", "x")
     assert prepare_headers("GET", [], b"", "x") == [("Host", "x")]
+
+
+SPOOFED = [
+    ("x-forwarded-for", "6.6.6.6"),
+    ("X-Forwarded-For", "7.7.7.7, 8.8.8.8"),
+    ("X-FORWARDED-HOST", "evil.example"),
+    ("X-Forwarded-Proto", "https"),
+    ("Forwarded", "for=6.6.6.6;proto=https;host=evil.example"),
+    ("forwarded", "for=9.9.9.9"),
+]
+
+
+def test_a_senders_forwarding_headers_are_replaced_by_the_relays_values() -> None:
+    headers = [("X-A", "1"), *SPOOFED, ("X-B", "2")]
+    out = prepare_headers(
+        "POST", headers, b"{}", "t", remote="203.0.113.7, 10.0.0.2", scheme="http", host="r:1"
+    )
+    assert out == [
+        ("Host", "t"),
+        ("X-A", "1"),
+        ("X-B", "2"),
+        ("Content-Length", "2"),
+        # Verbatim: a chain the relay made for a trusted proxy is not merged with anything.
+        ("X-Forwarded-For", "203.0.113.7, 10.0.0.2"),
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Host", "r:1"),
+    ]
+    # Without the relay's values (a replay), none are sent at all, nor the sender's.
+    assert prepare_headers("POST", headers, b"{}", "t") == [
+        ("Host", "t"),
+        ("X-A", "1"),
+        ("X-B", "2"),
+        ("Content-Length", "2"),
+    ]
+    only_remote = prepare_headers("GET", SPOOFED, b"", "t", remote="127.0.0.1")
+    assert only_remote == [("Host", "t"), ("X-Forwarded-For", "127.0.0.1")]

@@ -14,7 +14,7 @@ from raw_http import OK, Reply, answer, raw_server
 
 from hooktap.listen.forward import MAX_RESPONSE_BODY, Forwarder
 from hooktap.listen.target import parse_target
-from support.servers import running_listener, running_relay
+from support.servers import running_handler, running_listener, running_relay
 
 
 async def test_a_handler_closing_a_reused_socket_gets_each_delivery_once(tmp_path: Path) -> None:
@@ -156,3 +156,37 @@ async def test_the_sender_of_an_endless_answer_gets_the_first_mebibyte(tmp_path:
     assert took < 5, took
     assert status == 200 and body == endless_body(MAX_RESPONSE_BODY)
     assert attempt.status == 200 and attempt.response_body == body
+
+
+# --- a sender claiming to be someone else -------------------------------------------------------
+
+
+async def test_spoofed_forwarding_headers_never_reach_the_handler(tmp_path: Path) -> None:
+    async with (
+        running_handler() as handler,
+        running_relay(tmp_path / "relay") as relay,
+        running_listener(relay, handler.url, tmp_path / "history.db") as listener,
+        aiohttp.ClientSession() as http,
+    ):
+        spoofed = {
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Forwarded-Host": "evil.example",
+            "X-Forwarded-Proto": "https",
+            "Forwarded": "for=6.6.6.6;host=evil.example;proto=https",
+        }
+        async with http.post(listener.webhook_url, data=b"{}", headers=spoofed) as resp:
+            assert resp.status == 200
+        (seen,) = await handler.wait_for(1)
+    forwarding = [
+        (name.lower(), value)
+        for name, value in seen.raw_headers
+        if name.lower() in ("x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded")
+    ]
+    relay_host = relay.split("://", 1)[1]  # aiohttp's Host: the relay's own host:port
+    assert sorted(forwarding) == [
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-host", relay_host),
+        ("x-forwarded-proto", "http"),
+    ]
+    for value in spoofed.values():
+        assert all(value not in v for _, v in seen.raw_headers)

@@ -55,6 +55,10 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+# What a sender may claim about where a request came from. Dropped on the way to the handler,
+# which would believe a client address of the sender's choosing: only the relay's own values
+# (the Delivery frame's remote, scheme and host) are sent.
+_FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
 _READ_CHUNK = 1 << 18
 # The most of a handler's response body kept: a handler streaming an endless body (or one
 # announcing a huge Content-Length) must not grow the listener without bound. It is checked
@@ -112,8 +116,11 @@ def prepare_headers(
     """The sender's headers as the handler should see them.
 
     Hop-by-hop headers (and any the Connection header names) go, Host points at the target,
-    Content-Length matches the body, and X-Forwarded-For/-Proto/-Host say where it came from.
-    Everything else keeps its position, case and repeats.
+    Content-Length matches the body. The sender's own X-Forwarded-For/-Proto/-Host and
+    Forwarded go too, and X-Forwarded-For/-Proto/-Host carry `remote`, `scheme` and `host`
+    verbatim, each only if given: the relay decided them (for a trusted proxy `remote` is
+    already the chain "client, proxy"), so nothing is merged here. Everything else keeps its
+    position, case and repeats.
     """
     named = {
         token.strip().lower()
@@ -121,10 +128,9 @@ def prepare_headers(
         if name.lower() == "connection"
         for token in value.split(",")
     }
-    drop = HOP_BY_HOP | named
+    drop = HOP_BY_HOP | _FORWARDING | named
     out: Headers = []
     seen_host = seen_length = False
-    forwarded: dict[str, int] = {}
     for name, value in headers:
         lower = name.lower()
         if lower in drop:
@@ -139,27 +145,17 @@ def prepare_headers(
                 continue
             seen_length = True
             value = str(len(body))
-        elif lower in ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"):
-            forwarded[lower] = len(out)
         out.append((name, value))
     if not seen_host:
         out.insert(0, ("Host", netloc))
-        forwarded = {k: v + 1 for k, v in forwarded.items()}
     if not seen_length and (body or method.upper() in ("POST", "PUT", "PATCH")):
         out.append(("Content-Length", str(len(body))))
-    additions = (
-        ("x-forwarded-for", "X-Forwarded-For", remote),
-        ("x-forwarded-proto", "X-Forwarded-Proto", scheme),
-        ("x-forwarded-host", "X-Forwarded-Host", host),
-    )
-    for lower, canonical, value in additions:
-        if not value:
-            continue
-        if lower in forwarded and lower == "x-forwarded-for":
-            idx = forwarded[lower]
-            out[idx] = (out[idx][0], f"{out[idx][1]}, {value}")
-        elif lower not in forwarded:
-            out.append((canonical, value))
+    if remote:
+        out.append(("X-Forwarded-For", remote))
+    if scheme:
+        out.append(("X-Forwarded-Proto", scheme))
+    if host:
+        out.append(("X-Forwarded-Host", host))
     return out
 
 
