@@ -6,8 +6,21 @@ query are appended to the target's path, never interpreted as a URL of their own
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+# `8000` or `8000/webhooks`: a port on this machine, like `localhost:8000/webhooks` (and
+# `8000?x` is then refused for its query, not for a host named 8000).
+_PORT_FIRST = re.compile(r"\d+(?:[/?#].*)?", re.DOTALL).fullmatch
+# A host made only of numbers (decimal, or 0x hex as inet_aton reads them): no DNS name is
+# (top-level domains are never numeric), so it is an IPv4 address or a mistake. The resolver
+# turns `3000` into 0.0.11.184 and `127.1` into 127.0.0.1, so anything but a plain
+# dotted quad is refused rather than sent somewhere the user did not mean.
+_NUMERIC_HOST = re.compile(
+    r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+))*\.?", re.IGNORECASE
+).fullmatch
 
 
 @dataclass(frozen=True)
@@ -36,11 +49,12 @@ class Target:
 
 
 def parse_target(text: str) -> Target:
-    """Accept `8000`, `localhost:8000`, `localhost:8000/hooks` or a full http(s) URL."""
+    """Accept `8000`, `8000/hooks`, `localhost:8000`, `localhost:8000/hooks` or a full
+    http(s) URL."""
     raw = text.strip()
     if not raw:
         raise ValueError("forward target is empty; try --forward localhost:8000")
-    if raw.isdigit():
+    if _PORT_FIRST(raw):
         raw = f"localhost:{raw}"
     if "://" not in raw:
         raw = f"http://{raw}"
@@ -53,6 +67,12 @@ def parse_target(text: str) -> Target:
         raise ValueError(f"forward target {text!r} must use http or https, not {parts.scheme!r}")
     if not parts.hostname:
         raise ValueError(f"forward target {text!r} has no host; try localhost:8000")
+    if _NUMERIC_HOST(parts.hostname) and not _dotted_quad(parts.hostname):
+        port_hint = parts.hostname if parts.hostname.isdigit() else "PORT"
+        raise ValueError(
+            f"forward target {text!r} has host {parts.hostname!r}, which is not an IPv4 "
+            f"address like 127.0.0.1; for a port on this machine, use localhost:{port_hint}"
+        )
     if parts.username or parts.password:
         raise ValueError(f"forward target {text!r} must not carry credentials")
     if parts.query or parts.fragment:
@@ -64,3 +84,11 @@ def parse_target(text: str) -> Target:
     if not 0 < port < 65536:
         raise ValueError(f"forward target {text!r} has port {port}, outside 1-65535")
     return Target(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+
+def _dotted_quad(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)  # four decimal parts, no leading zeros (not octal)
+    except ValueError:
+        return False
+    return True
