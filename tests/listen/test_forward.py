@@ -473,6 +473,20 @@ async def test_a_socket_the_handler_closes_while_on_dispatch_waits_is_replaced()
     assert server.connections == 2
 
 
+async def test_a_socket_idle_past_the_keepalive_expiry_is_not_reused() -> None:
+    """A request written as the handler's idle timeout closes the socket cannot be sent
+    again, so an idle socket is retired before common handlers' timeouts could hit it."""
+    async with raw_server(answer(OK)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5, keepalive_expiry=0.05)
+        for _ in range(2):  # back to back: the same socket
+            assert (await fwd.send("POST", "", "", [], b"{}")).status == 200
+        assert server.connections == 1
+        await asyncio.sleep(0.1)  # idle past the expiry: time itself is what is tested
+        assert (await fwd.send("POST", "", "", [], b"{}")).status == 200
+        await fwd.close()
+    assert server.connections == 2 and len(server.requests) == 3
+
+
 async def test_no_retry_once_the_handler_started_answering() -> None:
     async def reply(writer: asyncio.StreamWriter, _req: bytes, index: int) -> bool:
         writer.write(OK if index == 0 else b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok")

@@ -64,6 +64,11 @@ _READ_CHUNK = 1 << 18
 # announcing a huge Content-Length) must not grow the listener without bound. It is checked
 # after each read, so at most one read chunk more is ever held.
 MAX_RESPONSE_BODY = 1 << 20
+# How long a kept-alive socket may sit idle and still be reused. A request written just as
+# the handler's idle timeout closes the socket cannot be sent again (the handler may have
+# read it), so sockets are retired well before common servers' timeouts (gunicorn 2 s,
+# uvicorn and Node 5 s); a burst of webhooks still shares them.
+KEEPALIVE_EXPIRY = 1.0
 # Bodies up to this size go out in one write with the head (one send, one small copy);
 # bigger ones are written separately so a 10 MB body is not copied just to prepend a head.
 _COALESCE = 1 << 16
@@ -203,12 +208,13 @@ def _why_unsafe(method: str, target: str, headers: Headers) -> str:
 
 
 class _Conn:
-    __slots__ = ("reader", "response", "writer")
+    __slots__ = ("idle_since", "reader", "response", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.response = ResponseParser()
+        self.idle_since = time.monotonic()  # a handler's idle timer runs from the accept, too
 
     def usable(self) -> bool:
         return not self.writer.is_closing() and not self.reader.at_eof()
@@ -226,10 +232,12 @@ class Forwarder:
         timeout: float = 10.0,
         max_connections: int = 32,
         max_response_body: int = MAX_RESPONSE_BODY,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
     ) -> None:
         self.target = target
         self.timeout = timeout
         self.max_response_body = max_response_body
+        self.keepalive_expiry = keepalive_expiry
         self._idle: list[_Conn] = []
         self._slots = asyncio.Semaphore(max_connections)
         self._ssl = ssl.create_default_context() if target.scheme == "https" else None
@@ -379,8 +387,12 @@ class Forwarder:
             self._release(conn)
 
     def _take_idle(self) -> _Conn | None:
-        while self._idle:
-            conn = self._idle.pop()
+        idle = self._idle
+        oldest = time.monotonic() - self.keepalive_expiry
+        while idle and idle[0].idle_since < oldest:  # the oldest are first
+            idle.pop(0).close()
+        while idle:
+            conn = idle.pop()
             if conn.usable():
                 return conn
             conn.close()
@@ -404,6 +416,7 @@ class Forwarder:
         if response.head_request:
             # The parser still expects the body the HEAD response's Content-Length announced.
             conn.response = ResponseParser()
+        conn.idle_since = time.monotonic()
         self._idle.append(conn)
 
     async def close(self) -> None:
