@@ -262,12 +262,15 @@ class Forwarder:
         "handed to the handler" (group-committed with the deliveries of the same loop tick)
         and calls `write` synchronously right after that commit, so the record is durable
         before the handler can have the request and a crash between the two is a matter of
-        microseconds. If it returns without calling `write`, the request is written then.
-        It is not awaited if the request is refused or no connection could be made: nothing
-        was sent. If it raises before calling `write`, nothing was sent either: the connection
-        goes back to the pool and the exception propagates unchanged, which is how the
-        listener aborts a send. Its wait counts against neither `timeout` nor `duration_ms`:
-        both are about the handler.
+        microseconds. If it returns without calling `write`, the request is written then;
+        if `write` finds the socket already closed by the handler, it writes nothing and the
+        request goes out after on_dispatch returns, on a fresh socket. Once written, a
+        request is never written again: a socket that ends before an answer is reported
+        (status None, "connection closed before an answer"). It is not awaited if the request
+        is refused or no connection could be made: nothing was sent. If it raises before
+        calling `write`, nothing was sent either: the connection goes back to the pool and
+        the exception propagates unchanged, which is how the listener aborts a send. Its wait
+        counts against neither `timeout` nor `duration_ms`: both are about the handler.
         """
         url = self.target.url(tail, query)
         outcome = Outcome(url=url)
