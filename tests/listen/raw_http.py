@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from hooktap.listen.forward import Dispatch
+
 # reply(writer, request, index): index counts requests on this connection from 0. It answers
 # (or not) and returns whether to keep reading requests from this connection.
 Reply = Callable[[asyncio.StreamWriter, bytes, int], Awaitable[bool]]
@@ -77,3 +79,13 @@ def answer(data: bytes, keep: bool = True) -> Reply:
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def counter() -> tuple[list[int], Dispatch]:
+    calls: list[int] = []
+
+    async def on_dispatch(write: Callable[[], None]) -> None:
+        await asyncio.sleep(0)  # really awaited, not just called
+        calls.append(1)
+
+    return calls, on_dispatch
