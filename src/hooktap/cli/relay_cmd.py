@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import math
 import signal
 from pathlib import Path
 
@@ -13,6 +15,32 @@ from hooktap import aio
 from hooktap.cli.common import BadInput
 from hooktap.home import relay_data_dir
 from hooktap.relay.app import RelayConfig, make_app
+from hooktap.relay.config import Network
+
+
+def _channel_ttl(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """Days, as a positive number: "nan" would quietly keep every channel alive forever."""
+    try:
+        days = float(value)
+    except ValueError:
+        days = math.nan
+    if not days > 0:
+        raise click.BadParameter(f"{value!r} is not a positive number of days, e.g. 30 or 0.5")
+    return days * 86400.0
+
+
+def _trusted_proxies(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> list[Network]:
+    networks: list[Network] = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r} is not an IP address or network, e.g. 10.0.0.0/8, 127.0.0.1 or ::1"
+            ) from None
+    return networks
 
 
 @click.command("relay")
@@ -49,6 +77,25 @@ from hooktap.relay.app import RelayConfig, make_app
     type=click.IntRange(1, 1024),
     help="Largest request body accepted, in MiB.",
 )
+@click.option(
+    "--channel-ttl",
+    "channel_ttl",
+    default="30",
+    show_default=True,
+    metavar="DAYS",
+    callback=_channel_ttl,
+    help="A channel no listener has claimed for this many days stops taking deliveries "
+    "(410), e.g. --channel-ttl 7; a listener that connects revives it.",
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="CIDR",
+    callback=_trusted_proxies,
+    help="A proxy in front of this relay whose X-Forwarded-For/-Proto/-Host are believed; "
+    "repeat for more, e.g. --trusted-proxy 10.0.0.0/8 --trusted-proxy ::1.",
+)
 def relay_cmd(
     host: str,
     port: int,
@@ -57,6 +104,8 @@ def relay_cmd(
     heartbeat: float,
     max_queue: int,
     max_body_mb: int,
+    channel_ttl: float,
+    trusted_proxies: list[Network],
 ) -> None:
     """Run a relay server that owns public webhook URLs and streams them to listeners.
 
@@ -78,6 +127,8 @@ def relay_cmd(
         heartbeat=heartbeat,
         max_queue=max_queue,
         max_body=max_body_mb * 1024 * 1024,
+        channel_ttl=channel_ttl,
+        trusted_proxies=trusted_proxies,
     )
 
     try:

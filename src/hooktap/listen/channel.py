@@ -1,19 +1,25 @@
 """The listener's channel credentials, kept in HOOKTAP_HOME so the webhook URL is stable.
 
 The token is the channel's only credential: the relay stores just its hash, so this file
-(owner-only) is the one place it exists.
+(owner-only) is the one place it exists. The channel id is derived from the token, so a relay
+that lost its data gives the same channel back to the token, and to nobody else; a channel an
+older relay named otherwise keeps its URL until a relay forgets it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 from hooktap.home import home_dir
+
+_CHANNEL_RE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
+_ENTRY_KEYS = ("channel", "token", "url")
 
 
 @dataclass
@@ -34,18 +40,40 @@ class RelayRefused(Exception):
     """The relay said no (bad token, unknown channel, not a hooktap relay): a user-facing reason."""
 
 
+class ChannelsFileError(RelayRefused):
+    """channels.json cannot be used as it is: the user fixes or deletes it, we never guess."""
+
+
 def _path() -> Path:
     return home_dir() / "channels.json"
 
 
+def _unusable(why: str) -> ChannelsFileError:
+    return ChannelsFileError(
+        f"{_path()} {why}; fix it, or delete it to start afresh (each relay then gives you a "
+        "new webhook URL to paste into Pivotal)"
+    )
+
+
 def _load() -> dict[str, dict[str, str]]:
+    """Every entry checked up front: a bad one is the user's to fix, not a KeyError later."""
     try:
-        data = json.loads(_path().read_text())
+        data = json.loads(_path().read_bytes())
     except FileNotFoundError:
         return {}
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RelayRefused(f"{_path()} is unreadable ({exc}); delete it to start afresh") from None
-    return data if isinstance(data, dict) else {}
+    except OSError as exc:
+        raise _unusable(f"cannot be read ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _unusable(f"is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise _unusable("is not a JSON object of relay URL to channel")
+    for relay, entry in data.items():
+        if not isinstance(entry, dict):
+            raise _unusable(f"has an entry for {relay} that is not an object")
+        bad = [key for key in _ENTRY_KEYS if not isinstance(entry.get(key), str) or not entry[key]]
+        if bad:
+            raise _unusable(f"has an entry for {relay} without a string {' or '.join(bad)}")
+    return data
 
 
 def _save(data: dict[str, dict[str, str]]) -> None:
@@ -57,6 +85,12 @@ def _save(data: dict[str, dict[str, str]]) -> None:
     os.replace(tmp, path)
 
 
+def _remember(creds: ChannelCredentials) -> None:
+    data = _load()
+    data[creds.relay] = {"channel": creds.channel, "token": creds.token, "url": creds.webhook_url}
+    _save(data)
+
+
 def stored(relay: str) -> ChannelCredentials | None:
     entry = _load().get(relay.rstrip("/"))
     if not entry:
@@ -64,10 +98,8 @@ def stored(relay: str) -> ChannelCredentials | None:
     return ChannelCredentials(relay.rstrip("/"), entry["channel"], entry["token"], entry["url"])
 
 
-async def create(relay: str, wanted: str | None = None) -> ChannelCredentials:
-    """Ask the relay for a channel (the same id as before, when we had one) and remember it."""
-    relay = relay.rstrip("/")
-    payload = {"channel": wanted} if wanted else {}
+async def _post(relay: str, payload: dict[str, str], what: str) -> ChannelCredentials:
+    """POST /api/channels and read a channel out of a 200 or 201."""
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
@@ -77,19 +109,56 @@ async def create(relay: str, wanted: str | None = None) -> ChannelCredentials:
                 body = await resp.json(content_type=None)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 body = None
-            if resp.status == 409 and wanted:
-                return await create(relay)
-            if resp.status != 201 or not isinstance(body, dict):
-                reason = body.get("error") if isinstance(body, dict) else f"HTTP {resp.status}"
-                raise RelayRefused(f"the relay at {relay} refused to create a channel: {reason}")
-    except aiohttp.ClientError as exc:
-        raise ConnectionError(f"cannot reach the relay at {relay}: {exc}") from None
-    creds = ChannelCredentials(relay, body["channel"], body["token"], body["webhook_url"])
-    data = _load()
-    data[relay] = {"channel": creds.channel, "token": creds.token, "url": creds.webhook_url}
-    _save(data)
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ConnectionError(f"cannot reach the relay at {relay}: {exc or 'timed out'}") from None
+    if status not in (200, 201) or not isinstance(body, dict):
+        reason = body.get("error") if isinstance(body, dict) else None
+        raise RelayRefused(f"the relay at {relay} refused to {what}: {reason or f'HTTP {status}'}")
+    channel, token, url = (body.get(key) for key in ("channel", "token", "webhook_url"))
+    if not (
+        isinstance(channel, str)
+        and _CHANNEL_RE.match(channel)
+        and isinstance(token, str)
+        and token
+        and isinstance(url, str)
+    ):
+        raise RelayRefused(f"the relay at {relay} answered {what} with no usable channel")
+    return ChannelCredentials(relay, channel, token, url)
+
+
+async def create(relay: str) -> ChannelCredentials:
+    """A new channel and token from the relay, remembered for the next run."""
+    creds = await _post(relay.rstrip("/"), {}, "create a channel")
+    _remember(creds)
     return creds
 
 
-async def ensure(relay: str) -> ChannelCredentials:
-    return stored(relay) or await create(relay)
+async def reclaim(old: ChannelCredentials) -> tuple[ChannelCredentials, str | None]:
+    """The channel this token owns on the relay (the relay makes it again if it lost it), and
+    a sentence for the user when the webhook URL is no longer the one they pasted."""
+    new = await _post(old.relay, {"token": old.token}, "give this listener its channel back")
+    _remember(new)
+    if new.webhook_url == old.webhook_url:
+        return new, None
+    if new.channel == old.channel:
+        return new, f"the relay now gives channel {old.channel} the webhook URL " + (
+            f"{new.webhook_url} (it was {old.webhook_url}) — update it in Pivotal"
+        )
+    return new, (
+        f"the relay no longer knew channel {old.channel}; your webhook URL is now "
+        f"{new.webhook_url} — update it in Pivotal"
+    )
+
+
+async def ensure(
+    relay: str, *, reclaim_stored: bool = False
+) -> tuple[ChannelCredentials, str | None]:
+    """The channel kept for this relay, re-claimed first when asked (cheap on the embedded
+    relay, and it makes the first printed URL the right one); else a new one."""
+    creds = stored(relay)
+    if creds is None:
+        return await create(relay), None
+    if reclaim_stored:
+        return await reclaim(creds)
+    return creds, None

@@ -136,10 +136,25 @@ class Listener:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def prepare(self) -> ChannelCredentials:
-        """Start (or join) the relay and make sure we hold a channel: fails fast on bad setup."""
+        """Start (or join) the relay and make sure we hold a channel: fails fast on bad setup.
+
+        The relay we serve ourselves is asked for our channel at once, so the URL printed
+        first is the one that works even if its data was lost; any other relay only when it
+        refuses us (see _refused), since an older relay would not understand the question."""
         if self.embedded is not None:
             await self.embedded.start()
-        self.creds = await channels.ensure(self.relay_url)
+        owned = self.embedded is not None and self.embedded.owned
+        self.creds, moved = await channels.ensure(self.relay_url, reclaim_stored=owned)
+        if moved:
+            log.warning("hooktap: %s", moved)
+
+        def end_refusal_streak(event: ListenerEvent) -> None:
+            # Connected again: should the relay forget us later, _refused may re-claim anew.
+            if isinstance(event, ConnectionChanged) and event.state == "connected":
+                self._reclaimed = False
+
+        self._reclaimed = False
+        self.subscribe(end_refusal_streak)
         return self.creds
 
     async def run(self) -> None:
@@ -361,12 +376,20 @@ class Listener:
     async def _refused(self, exc: InvalidStatus) -> None:
         status = exc.response.status_code
         reason = _reason(exc)
-        if status == 404 and self.creds is not None:
-            # The relay lost its channels (a fresh data dir): ask for the same id back.
-            self.creds = await channels.create(self.relay_url, self.creds.channel)
+        reclaimed = getattr(self, "_reclaimed", False)
+        if status in (403, 404) and self.creds is not None and not reclaimed:
+            # The relay does not know our channel for our token (it lost its data, or is not
+            # the one that made it). Re-claiming by token is idempotent and yields the channel
+            # the token owns; once per refusal streak, so a relay that keeps refusing ends it.
+            self.creds, moved = await channels.reclaim(self.creds)
+            self._reclaimed = True
+            if moved:
+                log.warning("hooktap: %s", moved)
+                self._set_state("reconnecting", moved)
             return
         if status in (401, 403, 404):
-            raise RelayRefused(f"the relay refused this listener ({status}): {reason}")
+            again = " even after re-claiming the channel by its token" if reclaimed else ""
+            raise RelayRefused(f"the relay refused this listener{again} ({status}): {reason}")
         raise ConnectionError(f"relay answered {status}: {reason}")
 
     # --- one delivery --------------------------------------------------------------------

@@ -1,42 +1,58 @@
-"""`POST /api/channels`: how a listener gets (or gets back) its channel."""
+"""`POST /api/channels`: how a listener gets (or gets back) its channel.
+
+A channel's id is derived from its token (`db.channel_id`), so only the token's holder can
+ever name it: `{}` makes a new channel and token, `{"token": ...}` re-claims the channel that
+token owns, on this relay or on one that lost its data. No request names an id, so no request
+can take over someone else's.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 
 from aiohttp import web
 
 from hooktap.relay.config import problem, public_base
-from hooktap.relay.db import new_channel_id, new_token
+from hooktap.relay.db import new_token, token_problem
 from hooktap.relay.keys import DB
 
-CHANNEL_RE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
+_EXAMPLE = 'send {} for a new channel, or {"token": "<your channel token>"} to re-claim yours'
 
 
 async def create_channel(request: web.Request) -> web.Response:
-    """Make a channel; a listener may ask for a specific id to keep its URL stable."""
-    wanted: str | None = None
+    """201 with a new channel, or 200 with the existing one a token re-claims."""
+    payload: object = {}
     if request.can_read_body:
         try:
             payload = json.loads(await request.read() or b"{}")
         except (UnicodeDecodeError, json.JSONDecodeError):
-            return problem(400, 'body must be JSON, e.g. {} or {"channel": "my-channel"}')
-        if not isinstance(payload, dict):
-            return problem(400, "body must be a JSON object")
-        wanted = payload.get("channel")
-        if wanted is not None and (not isinstance(wanted, str) or not CHANNEL_RE.match(wanted)):
-            return problem(400, "channel must be 4-64 letters, digits, '-' or '_'")
-    db = request.app[DB]
-    token = new_token()
-    channel = wanted or new_channel_id()
-    if not db.create_channel(channel, token):
-        return problem(409, f"channel {channel!r} already exists")
+            return problem(400, f"body must be JSON: {_EXAMPLE}")
+    if not isinstance(payload, dict):
+        return problem(400, f"body must be a JSON object: {_EXAMPLE}")
+    if "channel" in payload:
+        return problem(
+            400,
+            "a channel id can no longer be asked for: it is derived from the channel's token, "
+            f"so that only the token's holder can claim it; {_EXAMPLE}",
+        )
+    if "token" not in payload:
+        token = new_token()
+    elif (why := token_problem(payload["token"])) is not None:
+        return problem(400, f"{why}; {_EXAMPLE}")
+    else:
+        token = payload["token"]
+    claim = request.app[DB].claim(token)
+    if claim is None:
+        return problem(
+            409,
+            "the channel id derived from this token is held by a channel an older relay "
+            "created for another token; send {} for a new channel",
+        )
     return web.json_response(
         {
-            "channel": channel,
+            "channel": claim.channel,
             "token": token,
-            "webhook_url": f"{public_base(request)}/c/{channel}",
+            "webhook_url": f"{public_base(request)}/c/{claim.channel}",
         },
-        status=201,
+        status=201 if claim.created else 200,
     )

@@ -7,16 +7,19 @@ listener confirms it; that is what lets the relay answer 202 while nobody listen
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import os
 import random
+import re
 import secrets
 import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 from hooktap.protocol import Delivery
 
@@ -24,8 +27,10 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS channels (
     channel TEXT PRIMARY KEY,
     token_sha256 TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    last_seen REAL
 );
+CREATE INDEX IF NOT EXISTS channels_by_token ON channels (token_sha256);
 CREATE TABLE IF NOT EXISTS queue (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     channel TEXT NOT NULL,
@@ -46,8 +51,27 @@ def new_token() -> str:
     return "htk_" + secrets.token_urlsafe(32)
 
 
-def new_channel_id() -> str:
-    return secrets.token_urlsafe(9).replace("-", "x").replace("_", "y")
+# What a token may look like: the relay's own are "htk_" and 43 URL-safe characters. A floor
+# of 32 keeps a guessable string from owning a channel; characters as in a channel id.
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
+
+ChannelState = Literal["live", "unknown", "stale"]
+
+
+def channel_id(token: str) -> str:
+    """The channel a token owns: 160 bits of its hash, so a relay that lost its data can give
+    a channel back to its token holder, and to nobody else, with no state at all."""
+    digest = hashlib.sha256(b"hooktap-channel-v1\0" + token.encode()).digest()[:20]
+    return base64.b32encode(digest).decode().lower().rstrip("=")
+
+
+def token_problem(token: object) -> str | None:
+    """Why this cannot be a channel token, or None when it can."""
+    if not isinstance(token, str):
+        return "token must be a string"
+    if not TOKEN_RE.match(token):
+        return "token must be 32-128 letters, digits, '-' or '_' (as `hooktap listen` keeps it)"
+    return None
 
 
 def new_delivery_id(now: float) -> str:
@@ -56,6 +80,11 @@ def new_delivery_id(now: float) -> str:
     An id is not a secret (the channel token is), so the random part comes from the
     process's PRNG rather than a getrandom() system call per request."""
     return f"d{int(now * 1000):012x}{random.getrandbits(32):08x}"
+
+
+class Claim(NamedTuple):
+    channel: str
+    created: bool
 
 
 class RelayDB:
@@ -69,12 +98,14 @@ class RelayDB:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
+        self._migrate()
         self._depth: dict[str, int] = dict(
             self.db.execute("SELECT channel, COUNT(*) FROM queue GROUP BY channel").fetchall()
         )
-        # In memory so the hot path asks SQLite nothing: which channels exist (they are never
-        # deleted) and which deliveries are queued (at most max_queue per channel).
-        self._channels: set[str] = set()
+        # In memory so the hot path asks SQLite nothing: when each known channel was last
+        # claimed (channels are never deleted) and which deliveries are queued (at most
+        # max_queue per channel).
+        self._last_seen: dict[str, float] = {}
         self._queued: set[str] = {row[0] for row in self.db.execute("SELECT id FROM queue")}
 
     def close(self) -> None:
@@ -82,23 +113,97 @@ class RelayDB:
 
     # channels -----------------------------------------------------------------------------
 
-    def create_channel(self, channel: str, token: str) -> bool:
+    def _migrate(self) -> None:
+        """Relay files from before channel TTLs have no last_seen: they count from creation."""
+        if self._has_last_seen():
+            return
+        # Several embedded relays may open one file at once: migrate under the write lock,
+        # and only if nobody did it meanwhile.
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if not self._has_last_seen():
+                self.db.execute("ALTER TABLE channels ADD COLUMN last_seen REAL")
+                self.db.execute("UPDATE channels SET last_seen = created_at")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _has_last_seen(self) -> bool:
+        return any(row[1] == "last_seen" for row in self.db.execute("PRAGMA table_info(channels)"))
+
+    def claim(self, token: str, now: float | None = None) -> Claim | None:
+        """The channel this token owns, made if the relay does not know it: the one derived
+        from it, or a legacy one (named by an older relay) whose stored hash it matches.
+
+        None when the derived id is held by another token, which only a legacy channel that
+        happens to carry such a name can do. Claiming counts as a listener being seen."""
+        now = time.time() if now is None else now
+        derived, digest = channel_id(token), hash_token(token)
+        row = self.db.execute(
+            "SELECT token_sha256 FROM channels WHERE channel = ?", (derived,)
+        ).fetchone()
+        if row is not None:
+            if not hmac.compare_digest(row[0], digest):
+                return None
+            self.touch(derived, now)
+            return Claim(derived, False)
+        legacy = self.db.execute(
+            "SELECT channel FROM channels WHERE token_sha256 = ? ORDER BY created_at LIMIT 1",
+            (digest,),
+        ).fetchone()
+        if legacy is not None:
+            self.touch(legacy[0], now)
+            return Claim(legacy[0], False)
+        if self.create_channel(derived, token, now):
+            return Claim(derived, True)
+        return self.claim(token, now)  # another process made it in between: judge it again
+
+    def create_channel(self, channel: str, token: str, now: float | None = None) -> bool:
+        """Store a channel under a given id: only claim() should name one, by derivation."""
+        now = time.time() if now is None else now
         try:
             self.db.execute(
-                "INSERT INTO channels (channel, token_sha256, created_at) VALUES (?, ?, ?)",
-                (channel, hash_token(token), time.time()),
+                "INSERT INTO channels (channel, token_sha256, created_at, last_seen) "
+                "VALUES (?, ?, ?, ?)",
+                (channel, hash_token(token), now, now),
             )
         except sqlite3.IntegrityError:
             return False
+        self._last_seen[channel] = now
         return True
 
+    def touch(self, channel: str, now: float | None = None) -> None:
+        """A listener attached to or left the channel: it is claimed, so its TTL starts over."""
+        now = time.time() if now is None else now
+        cur = self.db.execute("UPDATE channels SET last_seen = ? WHERE channel = ?", (now, channel))
+        if cur.rowcount:
+            self._last_seen[channel] = now
+
+    def channel_state(self, channel: str, ttl: float, now: float | None = None) -> ChannelState:
+        """live, unknown, or stale (no listener has claimed it for longer than ttl seconds).
+
+        A known channel is answered from memory; a stale verdict is checked on disk first, in
+        case another process sharing this file saw its listener since."""
+        now = time.time() if now is None else now
+        seen = self._last_seen.get(channel)
+        if seen is None or now - seen > ttl:
+            seen = self._load_last_seen(channel)
+            if seen is None:
+                return "unknown"
+        return "stale" if now - seen > ttl else "live"
+
     def channel_exists(self, channel: str) -> bool:
-        if channel in self._channels:
-            return True
-        row = self.db.execute("SELECT 1 FROM channels WHERE channel = ?", (channel,)).fetchone()
-        if row is not None:
-            self._channels.add(channel)
-        return row is not None
+        return channel in self._last_seen or self._load_last_seen(channel) is not None
+
+    def _load_last_seen(self, channel: str) -> float | None:
+        row = self.db.execute(
+            "SELECT COALESCE(last_seen, created_at) FROM channels WHERE channel = ?", (channel,)
+        ).fetchone()
+        if row is None:
+            return None
+        self._last_seen[channel] = row[0]
+        return row[0]
 
     def check_token(self, channel: str, token: str) -> bool:
         row = self.db.execute(
