@@ -18,12 +18,14 @@ Layout choices, all for the listener's hot path and the TUI's paging:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ import orjson
 from hooktap.bodies import INLINE_BODY_MAX, BodyFiles
 from hooktap.checkpoint import REWIND_FRAMES, Checkpointer
 from hooktap.filters import Filter
+from hooktap.home import copy_open_database, put_in_place
 from hooktap.records import Attempt, Delivery, Headers
 from hooktap.store_sql import (
     ATTEMPT_COLUMNS,
@@ -53,6 +56,10 @@ from hooktap.store_sql import (
 SCHEMA_VERSION = 1
 DEFAULT_RETENTION_DAYS = 90.0  # Pivotal's own Deliveries tab keeps 90 days
 BUSY_TIMEOUT_MS = 5000
+
+# Every open Store of this process: a history moved to a new file (Store.move_to) takes the
+# others open on the same file along (the inspector reads through a Store of its own).
+_OPEN: weakref.WeakSet[Store] = weakref.WeakSet()
 
 
 class StoreError(Exception):
@@ -139,6 +146,7 @@ class Store:
         # A random id for this history, made on its first open and kept in the file: it tells
         # one history from another (a fresh HOOKTAP_HOME, say) where a path cannot.
         self.history_id = ""
+        self._refusing: str | None = None  # why writes are refused now (refuse_writes)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Create the file ourselves, owner-only, before SQLite does with the umask's mode;
         # SQLite gives the -wal and -shm files the database file's permissions. The chmod
@@ -158,6 +166,9 @@ class Store:
             )
         except sqlite3.Error as err:
             raise StoreError(f"cannot open {self.path}: {err}") from err
+        # Which file this is (device, inode), to tell later that the path now names another
+        # file or none: see listen/home_guard.py.
+        self.file_id = _file_id(self.path)
         try:
             self._setup()
         except sqlite3.DatabaseError as err:
@@ -166,15 +177,10 @@ class Store:
         except StoreError:
             self._db.close()
             raise
+        _OPEN.add(self)
 
     def _setup(self) -> None:
-        db = self._db
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        # The default 4 KiB pages on purpose: 16 KiB pages wrote a 1 MB body 2.3 ms faster but
-        # made every 1 KB delivery ~125 µs slower (each commit rewrites ~9 whole pages), and
-        # webhooks are mostly small.
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
+        self._pragmas()
         if self._version() != SCHEMA_VERSION:
             self._create_schema()
         self.history_id = self._load_history_id()
@@ -216,12 +222,23 @@ class Store:
                     f"knows {SCHEMA_VERSION}); upgrade hooktap or point HOOKTAP_HOME elsewhere"
                 )
 
+    def _pragmas(self) -> None:
+        db = self._db
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # The default 4 KiB pages on purpose: 16 KiB pages wrote a 1 MB body 2.3 ms faster but
+        # made every 1 KB delivery ~125 µs slower (each commit rewrites ~9 whole pages), and
+        # webhooks are mostly small.
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+
     def _version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self._refusing is not None:
+                raise StoreError(self._refusing)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -257,11 +274,75 @@ class Store:
                 self._db.execute("PRAGMA wal_autocheckpoint = 1000")  # SQLite's default
 
     def close(self) -> None:
+        _OPEN.discard(self)
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
         with self._lock:
             self._db.close()
+
+    # -- the file lost under a running process (listen/home_guard.py) -----------------------
+
+    def refuse_writes(self, reason: str | None) -> None:
+        """Fail every write with StoreError(reason) from now on; None accepts them again.
+
+        For a history whose file is gone: SQLite goes on committing into the unlinked file,
+        and a delivery confirmed on that strength would be lost when the process ends."""
+        with self._lock:
+            self._refusing = reason
+
+    def move_to(self, path: Path | None = None) -> None:
+        """Copy this history to `path` (by default its own path, after its file there was
+        deleted or replaced) and carry on there: the Store stays, its connection changes.
+
+        Every Store of this process open on the same file moves along, and all their
+        connections to the old file close before anything is created under the new names
+        (home.copy_open_database says why). StoreError if the copy cannot be made; then every
+        Store goes on as before.
+        """
+        target = Path(path) if path is not None else self.path
+        group = [self, *(s for s in list(_OPEN) if s is not self and s.file_id == self.file_id)]
+        checkpointing = [s for s in group if s._checkpointer is not None]
+        for store in checkpointing:  # their threads hold connections to the old file too
+            store.background_checkpoints(False)
+        try:
+            with contextlib.ExitStack() as held:
+                for store in group:
+                    held.enter_context(store._lock)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    copy = copy_open_database(self._db, target)
+                except (OSError, sqlite3.Error) as err:
+                    why = getattr(err, "strerror", None) or err
+                    raise StoreError(f"cannot copy the history to {target}: {why}") from err
+                for store in group:
+                    store._db.close()
+                where = put_in_place(copy, target)
+                for store in group:
+                    store._reopen(where)
+        finally:
+            for store in checkpointing:
+                store.background_checkpoints(True)
+        if where != target:
+            raise StoreError(f"cannot move the history to {target}; it is at {where}")
+
+    def _reopen(self, path: Path) -> None:
+        try:
+            self._db = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            self._pragmas()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open {path}: {err}") from err
+        self.path = path
+        self.file_id = _file_id(path)
+        self._bodies = BodyFiles(path)
+
+    def missing_bodies(self) -> int:
+        """How many deliveries over INLINE_BODY_MAX have no body file (their folder was lost):
+        history keeps only their first 64 KiB."""
+        rows = self._read("SELECT seq FROM deliveries WHERE body_size > ?", (INLINE_BODY_MAX,))
+        return sum(1 for (seq,) in rows if not self._bodies.path(seq).exists())
 
     def __enter__(self) -> Store:
         return self
@@ -373,7 +454,8 @@ class Store:
         for delivery_id, attempt in finished:
             attempt_id = self._insert_attempt(db, attempt)
             cur = db.execute(
-                "UPDATE deliveries SET state = 'done', "
+                # An interrupted delivery stays so: its attempt says why it was not sent.
+                "UPDATE deliveries SET state = iif(state = 'interrupted', state, 'done'), "
                 "forward_attempt = coalesce(forward_attempt, ?) WHERE id = ?",
                 (attempt_id, delivery_id),
             )
@@ -647,6 +729,11 @@ class Store:
         with self._write() as db:
             taken = {s for (s,) in db.execute("SELECT seq FROM deliveries WHERE seq > ?", (top,))}
             self._bodies.remove(seq for seq in reusable if seq not in taken)
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
 
 
 def _attempt(r: tuple[Any, ...]) -> Attempt:

@@ -53,7 +53,27 @@ class Paused:
     paused: bool
 
 
+@dataclass
+class HomeLost:
+    """HOOKTAP_HOME, or a database in it, was deleted or became unusable while listening
+    (listen/home_guard.py). `message` says all of it in a sentence for a person."""
+
+    home: str
+    message: str
+    recovered: bool  # the home was recreated with everything that could be put back
+    stopping: bool  # the listener stops (the message is its error line too)
+    deliveries: int = 0  # in the history that was put back (or saved elsewhere)
+    bodies_lost: int = 0  # deliveries over 64 KiB whose body files went with the folder
+    saved_to: str | None = None  # where history was saved when the home could not be recreated
+
+
 ListenerEvent = (
-    Ready | ConnectionChanged | DeliveryReceived | DeliveryForwarded | DuplicateSkipped | Paused
+    Ready
+    | ConnectionChanged
+    | DeliveryReceived
+    | DeliveryForwarded
+    | DuplicateSkipped
+    | Paused
+    | HomeLost
 )
 Subscriber = Callable[[ListenerEvent], None]

@@ -159,10 +159,25 @@ class Listener:
 
     async def run(self) -> None:
         """Stay connected until stop(): reconnect forever, with backoff and jitter."""
+        # Imported here, not with the others: this method is all it takes to wire it in.
+        from hooktap.listen.home_guard import HomeGuard
+
         creds = self.creds or await self.prepare()
         # Tell `hooktap trigger` where this listener's webhook URL is while it runs.
         state.write(creds.webhook_url, str(self.config.target), self.relay_url)
         self.store.background_checkpoints(True)
+        # HOOKTAP_HOME deleted or unusable under us: put it back, or stop (see home_guard.py).
+        guard = HomeGuard(
+            self.store,
+            embedded=self.embedded,
+            credentials=lambda: self.creds,
+            announce=self._emit,
+            on_failure=self.stop,
+            restore_state=lambda: state.write(
+                (self.creds or creds).webhook_url, str(self.config.target), self.relay_url
+            ),
+        )
+        guard.start()
         attempt = 0
         try:
             while not self._stopping.is_set():
@@ -194,9 +209,12 @@ class Listener:
                 if not self._stopping.is_set():
                     self._set_state("reconnecting", f"attempt {attempt}")
         finally:
+            await guard.stop()
             state.clear()
             await self._shutdown()
             self.store.background_checkpoints(False)
+        if guard.failure is not None:
+            raise guard.failure
 
     async def stop(self) -> None:
         self._stopping.set()

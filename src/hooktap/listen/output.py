@@ -6,6 +6,7 @@ meant for a person goes to stderr in both modes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -18,6 +19,7 @@ from hooktap.listen.events import (
     ConnectionChanged,
     DeliveryForwarded,
     DuplicateSkipped,
+    HomeLost,
     ListenerEvent,
     Paused,
     Ready,
@@ -104,6 +106,8 @@ class JsonLines:
             self._write(delivery_json(event))
         elif isinstance(event, ConnectionChanged) and self.ready:
             self._write({"event": "connection", "state": event.state, "detail": event.detail})
+        elif isinstance(event, HomeLost):
+            self._write({"event": "home_lost", **dataclasses.asdict(event)})
         self.human(event)
 
 
@@ -142,6 +146,9 @@ class LogLines:
             self._say(f"{event.delivery_id}: already handled ({event.state}); not forwarded again")
         elif isinstance(event, Paused):
             self._say("paused: deliveries wait at the relay" if event.paused else "resumed")
+        elif isinstance(event, HomeLost) and not event.stopping:
+            # When it is, `hooktap listen` prints the same message as its error line.
+            self._say(click.style(event.message, fg="yellow" if event.recovered else "red"))
         elif isinstance(event, DeliveryForwarded) and self.deliveries:
             self._say(self._line(event))
 

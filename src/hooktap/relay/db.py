@@ -276,3 +276,23 @@ class RelayDB:
                     scheme=meta.get("scheme", "http"),
                     host=meta.get("host", ""),
                 )
+
+    # For listen/home_guard.py: HOOKTAP_HOME deleted under the embedded relay.
+    def reopen(self, path: Path) -> Path:
+        """Copy this queue to `path` and carry on there: for the embedded relay's relay.db,
+        deleted (or replaced) with HOOKTAP_HOME while `hooktap listen` runs. Its connection
+        still holds every queued delivery; nowhere else does. Returns where the file now is
+        (the copy's own name if it could not be moved to `path`); OSError or sqlite3.Error
+        when no copy could be made, and then this RelayDB goes on as before."""
+        # Imported here: only this rescue needs hooktap.home, which a relay otherwise never uses.
+        from hooktap.home import copy_open_database, put_in_place
+
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        copy = copy_open_database(self.db, path)
+        self.db.close()  # before anything stands at `path`: see copy_open_database
+        where = put_in_place(copy, path)
+        self.db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        return where
