@@ -59,6 +59,12 @@ from hooktap.store import Store
     help="Deliveries forwarded at once (Pivotal does not serialize them either).",
 )
 @click.option(
+    "--takeover",
+    is_flag=True,
+    help="Take the channel from another listener that holds it now (by default a second "
+    "listener on the same channel is refused while the first is alive).",
+)
+@click.option(
     "--retention-days",
     default=90.0,
     show_default=True,
@@ -75,6 +81,7 @@ def listen_cmd(
     tui: bool | None,
     concurrency: int,
     retention_days: float,
+    takeover: bool,
 ) -> None:
     """Forward webhooks from a stable URL to your local handler, and keep every delivery.
 
@@ -93,6 +100,7 @@ def listen_cmd(
         secret=secret,
         timeout=timeout,
         concurrency=concurrency,
+        takeover=takeover,
     )
     # The inspector by default when a person is watching (stdout is a terminal); --json and
     # --no-tui keep the plain modes, and --tui cannot override --json's stdout contract.

@@ -64,6 +64,7 @@ def delivery_json(event: DeliveryForwarded) -> dict[str, object]:
         "duplicate_svix_id": event.duplicate,
         "pivotal_would_retry": would_retry(attempt.status, attempt.duration_ms, attempt.error),
         "rules_broken": _rules(event),
+        "note": attempt.note or None,  # e.g. "held 7 min at the relay; re-signed"
     }
 
 
@@ -171,4 +172,6 @@ class LogLines:
         for rule in rules:
             colour = "red" if a.error and a.error in rule else "yellow"
             line += "\n         " + click.style(rule, fg=colour)
+        if a.note:
+            line += "\n         " + click.style(a.note, fg="cyan")
         return line

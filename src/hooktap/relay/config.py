@@ -22,6 +22,9 @@ class RelayConfig:
     hello_timeout: float = 10.0
     # The longest a listener may ask the relay to hold a sender for its handler's answer.
     max_handler_timeout: float = 60.0
+    # How much longer than that timeout the relay waits for the listener's Result: the
+    # listener answers 504 itself at its timeout, so this fires only if it is stuck.
+    result_grace: float = 5.0
     # A channel no listener has claimed for this long stops taking deliveries (seconds).
     channel_ttl: float = 30 * 86400.0
     # Peers whose X-Forwarded-For/-Proto/-Host are believed (a TLS proxy in front).

@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS queue (
     id TEXT NOT NULL UNIQUE,
     received_at REAL NOT NULL,
     meta TEXT NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    -- the history of the listener last handed it (NULL: never handed over)
+    handed_to TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_by_channel ON queue (channel, seq);
 """
@@ -114,23 +116,32 @@ class RelayDB:
     # channels -----------------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        """Relay files from before channel TTLs have no last_seen: they count from creation."""
-        if self._has_last_seen():
+        """Relay files from older versions get the columns added since: channels' last_seen
+        (they count from creation) and the queue's handed_to (never handed over)."""
+        if not self._columns_missing():
             return
         # Several embedded relays may open one file at once: migrate under the write lock,
-        # and only if nobody did it meanwhile.
+        # and only what nobody added meanwhile.
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            if not self._has_last_seen():
+            missing = self._columns_missing()
+            if "last_seen" in missing:
                 self.db.execute("ALTER TABLE channels ADD COLUMN last_seen REAL")
                 self.db.execute("UPDATE channels SET last_seen = created_at")
+            if "handed_to" in missing:
+                self.db.execute("ALTER TABLE queue ADD COLUMN handed_to TEXT")
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
 
-    def _has_last_seen(self) -> bool:
-        return any(row[1] == "last_seen" for row in self.db.execute("PRAGMA table_info(channels)"))
+    def _columns_missing(self) -> set[str]:
+        added = {"channels": "last_seen", "queue": "handed_to"}
+        return {
+            column
+            for table, column in added.items()
+            if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+        }
 
     def claim(self, token: str, now: float | None = None) -> Claim | None:
         """The channel this token owns, made if the relay does not know it: the one derived
@@ -219,7 +230,9 @@ class RelayDB:
     def total_depth(self) -> int:
         return sum(self._depth.values())
 
-    def enqueue(self, channel: str, delivery: Delivery) -> None:
+    def enqueue(self, channel: str, delivery: Delivery, handed_to: str | None = None) -> None:
+        """Keep a delivery for the channel's next listener; `handed_to` names the history of a
+        listener that was given it already and never confirmed it."""
         meta = {
             "method": delivery.method,
             "path": delivery.path,
@@ -230,8 +243,16 @@ class RelayDB:
             "host": delivery.host,
         }
         self.db.execute(
-            "INSERT INTO queue (channel, id, received_at, meta, body) VALUES (?, ?, ?, ?, ?)",
-            (channel, delivery.id, delivery.received_at, json.dumps(meta), delivery.body),
+            "INSERT INTO queue (channel, id, received_at, meta, body, handed_to) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                channel,
+                delivery.id,
+                delivery.received_at,
+                json.dumps(meta),
+                delivery.body,
+                handed_to,
+            ),
         )
         self._depth[channel] = self._depth.get(channel, 0) + 1
         self._queued.add(delivery.id)
@@ -249,32 +270,42 @@ class RelayDB:
             return True
         return False
 
-    def pending(self, channel: str, batch: int = 64) -> Iterator[Delivery]:
-        """Unconfirmed deliveries in arrival order, read in batches so a deep queue is not
-        loaded into memory at once."""
+    def mark_handed(self, channel: str, delivery_id: str, history: str | None) -> None:
+        """Record which listener history a queued delivery is being handed to."""
+        self.db.execute(
+            "UPDATE queue SET handed_to = ? WHERE channel = ? AND id = ?",
+            (history, channel, delivery_id),
+        )
+
+    def pending(self, channel: str, batch: int = 64) -> Iterator[tuple[Delivery, str | None]]:
+        """Unconfirmed deliveries in arrival order, each with the history it was last handed
+        to, read in batches so a deep queue is not loaded into memory at once."""
         last = -1
         while True:
             rows = self.db.execute(
-                "SELECT seq, id, received_at, meta, body FROM queue "
+                "SELECT seq, id, received_at, meta, body, handed_to FROM queue "
                 "WHERE channel = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (channel, last, batch),
             ).fetchall()
             if not rows:
                 return
-            for seq, delivery_id, received_at, meta_json, body in rows:
+            for seq, delivery_id, received_at, meta_json, body, handed_to in rows:
                 last = seq
                 meta = json.loads(meta_json)
-                yield Delivery(
-                    id=delivery_id,
-                    received_at=received_at,
-                    method=meta["method"],
-                    path=meta["path"],
-                    query=meta["query"],
-                    headers=[(n, v) for n, v in meta["headers"]],
-                    body=bytes(body),
-                    remote=meta.get("remote", ""),
-                    scheme=meta.get("scheme", "http"),
-                    host=meta.get("host", ""),
+                yield (
+                    Delivery(
+                        id=delivery_id,
+                        received_at=received_at,
+                        method=meta["method"],
+                        path=meta["path"],
+                        query=meta["query"],
+                        headers=[(n, v) for n, v in meta["headers"]],
+                        body=bytes(body),
+                        remote=meta.get("remote", ""),
+                        scheme=meta.get("scheme", "http"),
+                        host=meta.get("host", ""),
+                    ),
+                    handed_to,
                 )
 
     # For listen/home_guard.py: HOOKTAP_HOME deleted under the embedded relay.

@@ -9,6 +9,7 @@ the link drops first, the future resolves to None and the sender is told it is q
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +17,12 @@ from aiohttp import web
 
 from hooktap.outbox import Outbox
 from hooktap.protocol import Delivery, Liveness, Result, encode
+
+# After a listener hands a delivery back (its history cannot be written), the relay offers the
+# channel's queue again after this many seconds, doubling up to REOFFER_MAX while it keeps
+# refusing: soon enough that a freed disk is noticed in seconds, slow enough not to spin.
+REOFFER_FIRST = 0.5
+REOFFER_MAX = 30.0
 
 
 @dataclass(eq=False)
@@ -26,12 +33,20 @@ class Link:
     liveness: Liveness | None = None  # None for an in-process link: it cannot go silent
     paused: bool = False
     local: Callable[[Delivery], Awaitable[None]] | None = None
+    # Who is on the other end: a random id per listener run (the same listener reconnecting
+    # keeps it), and the id of the history it records deliveries in ("" from older listeners).
+    instance: str = ""
+    history: str = ""
+    client: str = ""
+    connected_at: float = field(default_factory=time.time)
     sent: set[str] = field(default_factory=set)
     waiting: dict[str, asyncio.Future[Result | None]] = field(default_factory=dict)
     closed: bool = False
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # its heartbeat and flushes
     outbox: Outbox | None = None  # the listener speaks protocol 2: one message per loop tick
+    reoffer_delay: float = REOFFER_FIRST
+    reoffer_due: bool = False  # a re-offer of the queue is scheduled
 
     async def push(self, delivery: Delivery) -> bool:
         """Send one delivery unless this link already carried it; False if the link is gone."""
@@ -59,11 +74,25 @@ class Link:
         self.waiting[delivery_id] = fut
         return fut
 
+    def forget(self, delivery_id: str) -> None:
+        """The sender stopped waiting (it was answered 504): drop what we hold for it."""
+        self.waiting.pop(delivery_id, None)
+        self.sent.discard(delivery_id)
+
     def resolve(self, result: Result) -> None:
         self.sent.discard(result.id)  # confirmed: nothing left to de-duplicate against
         fut = self.waiting.pop(result.id, None)
         if fut is not None and not fut.done():
             fut.set_result(result)
+
+    def alive(self, now: float) -> bool:
+        """Whether the listener on this link is demonstrably there: an in-process link always
+        is; a websocket one if it spoke within two heartbeats (it pings every one)."""
+        if self.closed:
+            return False
+        if self.liveness is None:
+            return True
+        return now - self.liveness.last_seen <= 2 * self.liveness.interval
 
     def close(self) -> None:
         """Release every waiting sender: their deliveries stay queued for the next link."""
@@ -84,6 +113,11 @@ class Hub:
         if link is None or link.closed or link.paused:
             return None
         return link
+
+    def holder(self, channel: str) -> Link | None:
+        """The channel's open link, paused or not."""
+        link = self.links.get(channel)
+        return None if link is None or link.closed else link
 
     def attach(self, link: Link) -> Link | None:
         """Make `link` the channel's listener; return the one it replaces, if any."""

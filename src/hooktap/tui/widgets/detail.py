@@ -197,6 +197,8 @@ class DetailPane(Vertical):
         parts: list[Content | str] = [line]
         if forward.error:
             parts.append(Content.styled(f"error: {forward.error}", "$text-error"))
+        if forward.note:  # e.g. held at the relay and re-signed, or a response cut short
+            parts.append(Content.styled(forward.note, "$text-warning"))
         parts += [
             "",
             _section(f"Headers ({len(forward.response_headers)})"),

@@ -1,0 +1,220 @@
+"""What Pivotal posts to: `/c/{channel}[/tail]`.
+
+With a listener connected the delivery goes straight to it and the sender waits for the
+handler's answer; without one it is written to the channel's queue and answered 202. The
+sender gets exactly one of those: a delivery the relay keeps is never also answered as a
+failure the sender would retry, or the handler would get it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import sqlite3
+import time
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from hooktap.protocol import Delivery
+from hooktap.relay.config import CONFIG, Network, problem
+from hooktap.relay.db import new_delivery_id
+from hooktap.relay.hub import Link
+from hooktap.relay.keys import DB, HUB, METRICS
+from hooktap.relay.links import flush, handed_to_mark, spawn
+from hooktap.relay.metrics import RelayMetrics
+
+log = logging.getLogger("hooktap.relay")
+
+_RESPONSE_DROP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "upgrade",
+        "proxy-connection",
+        "te",
+        "trailer",
+    }
+)
+
+
+def _tail_and_query(request: web.Request) -> tuple[str, str]:
+    """The raw (still percent-encoded) path after /c/{channel}, and the raw query."""
+    raw_path, _, query = request.raw_path.partition("?")
+    prefix_end = raw_path.find("/", len("/c/"))
+    tail = raw_path[prefix_end:] if prefix_end != -1 else ""
+    return tail, query
+
+
+def _trusted(peer: str, proxies: list[Network]) -> bool:
+    if not proxies or not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in network for network in proxies)
+
+
+def forwarded_from(request: web.Request, proxies: list[Network]) -> tuple[str, str, str]:
+    """(X-Forwarded-For, -Proto, -Host) as the handler should see them.
+
+    What the relay saw itself, unless the peer is a proxy the operator trusts: then its
+    X-Forwarded-* describe the original sender, and the proxy joins the end of the chain. A
+    sender's own X-Forwarded-* are otherwise ignored: anyone can write them."""
+    peer = request.remote or ""
+    scheme, host = request.scheme, request.host
+    if not _trusted(peer, proxies):
+        return peer, scheme, host
+    chain = ", ".join(v.strip() for v in request.headers.getall("X-Forwarded-For", ()) if v.strip())
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    fwd_host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+    return (
+        f"{chain}, {peer}" if chain else peer,
+        proto if proto in ("http", "https") else scheme,
+        fwd_host or host,
+    )
+
+
+async def ingress(request: web.Request) -> web.StreamResponse:
+    """Push to the live listener and pass its answer back, or keep the delivery and answer 202."""
+    channel = request.match_info["channel"]
+    app = request.app
+    db, hub, config, stats = app[DB], app[HUB], app[CONFIG], app[METRICS]
+    state = db.channel_state(channel, config.channel_ttl)
+    if state == "unknown":
+        stats.rejected.labels("unknown-channel").inc()
+        return problem(404, f"no channel {channel!r} on this relay")
+    if state == "stale" and hub.holder(channel) is None:
+        stats.rejected.labels("stale-channel").inc()
+        days = config.channel_ttl / 86400
+        return problem(
+            410,
+            f"no listener has claimed channel {channel!r} for over {days:g} days; deliveries "
+            "to it are no longer accepted (a listener that connects to it revives it)",
+        )
+    if db.depth(channel) >= config.max_queue:
+        stats.rejected.labels("queue-full").inc()
+        resp = problem(
+            503,
+            f"channel queue is full ({config.max_queue} deliveries waiting for a listener); "
+            "retry later",
+        )
+        resp.headers["Retry-After"] = "60"
+        return resp
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        stats.rejected.labels("too-large").inc()
+        return problem(413, f"body larger than this relay's limit of {config.max_body} bytes")
+    now = time.time()
+    tail, query = _tail_and_query(request)
+    remote, scheme, host = forwarded_from(request, config.trusted_proxies)
+    delivery = Delivery(
+        id=new_delivery_id(now),
+        received_at=now,
+        method=request.method,
+        path=tail,
+        query=query,
+        headers=[(n.decode("latin-1"), v.decode("latin-1")) for n, v in request.raw_headers],
+        body=body,
+        remote=remote,
+        scheme=scheme,
+        host=host,
+    )
+    stats.received.inc()
+    link = hub.live(channel)
+    if link is None:
+        return _keep(app, channel, delivery, "no listener is connected", None)
+    # A live listener gets it straight from memory: the sender has not been answered yet, so
+    # if the relay dies now the sender retries. Only what we answer 202 for must be on disk,
+    # and it is written there before that answer.
+    waiter = link.expect(delivery.id)
+    if not await link.push(delivery):
+        return _keep(app, channel, delivery, "the listener disconnected", None, via=link)
+    wait = link.timeout + config.result_grace
+    try:
+        # No shield needed: Link.resolve skips a waiter cancelled by this timeout.
+        async with asyncio.timeout(wait):
+            result = await waiter
+    except TimeoutError:
+        # The listener has it and said nothing. Keeping it as well would hand the handler a
+        # second copy when the sender retries this 504, so the relay lets it go: the sender's
+        # retry is the one copy that may still come.
+        link.forget(delivery.id)
+        stats.answered.labels("504").inc()
+        log.warning("listener on %s reported no result for %s in %g s", channel, delivery.id, wait)
+        return problem(
+            504,
+            f"the listener took the delivery but reported no result within {wait:g} s; it is "
+            "not kept here, so retry it",
+            id=delivery.id,
+        )
+    if result is None or result.refused:
+        why = (
+            "the listener disconnected before answering"
+            if result is None
+            else f"the listener could not take it: {result.error}"
+        )
+        if _sender_gone(request):
+            # Nobody will read a 202, so nobody would know it was kept: the sender retries.
+            log.info("sender of %s left before an answer; not kept", delivery.id)
+            return problem(502, f"{why}; not kept, since the sender had gone", id=delivery.id)
+        # A refused delivery never reached the handler; one cut off by a disconnect may have,
+        # and the queue remembers which history was given it.
+        handed = None if result is not None else handed_to_mark(link)
+        return _keep(app, channel, delivery, why, handed, via=link)
+    stats.answered.labels(str(result.status)).inc()
+    headers = CIMultiDict(
+        (name, value) for name, value in result.headers if name.lower() not in _RESPONSE_DROP
+    )
+    status = result.status if result.status is not None else 502
+    return web.Response(status=status, body=result.body, headers=headers)
+
+
+def _sender_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _keep(
+    app: web.Application,
+    channel: str,
+    delivery: Delivery,
+    why: str,
+    handed_to: str | None,
+    via: Link | None = None,
+) -> web.Response:
+    """Write the delivery to the channel's queue and answer 202; 503 if it cannot be kept.
+
+    If another listener holds the channel by now (it took over from `via`), it may already
+    have emptied the queue on connecting, so it is offered the queue again."""
+    db, stats = app[DB], app[METRICS]
+    try:
+        db.enqueue(channel, delivery, handed_to=handed_to)
+    except sqlite3.Error as exc:
+        log.error("cannot store a delivery for %s: %s", channel, exc)
+        stats.rejected.labels("store-failed").inc()
+        resp = problem(503, f"the relay could not store the delivery ({exc}); retry later")
+        resp.headers["Retry-After"] = "30"
+        return resp
+    holder = app[HUB].live(channel)
+    if holder is not None and holder is not via:
+        spawn(holder, flush(app, holder))
+    return _queued(stats, delivery.id, why)
+
+
+def _queued(stats: RelayMetrics, delivery_id: str, why: str) -> web.Response:
+    stats.queued.inc()
+    return web.json_response(
+        {
+            "queued": True,
+            "id": delivery_id,
+            "reason": f"{why}; the delivery is stored and will be handed over the next time "
+            "a listener connects",
+        },
+        status=202,
+    )

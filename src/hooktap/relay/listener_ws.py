@@ -1,0 +1,174 @@
+"""`GET /c/{channel}/ws`: the listener's websocket, from the token check to the last frame."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import WSMsgType, web
+
+from hooktap.outbox import Outbox
+from hooktap.protocol import (
+    Batch,
+    Error,
+    Flow,
+    Hello,
+    Liveness,
+    Ping,
+    Pong,
+    ProtocolError,
+    RelaySession,
+    Result,
+    encode,
+)
+from hooktap.relay.config import CONFIG, problem, public_base
+from hooktap.relay.hub import Link
+from hooktap.relay.ingress import ingress
+from hooktap.relay.keys import DB
+from hooktap.relay.links import (
+    ChannelBusy,
+    admit,
+    flush,
+    refuse,
+    release,
+    set_paused,
+    spawn,
+    take_result,
+)
+
+log = logging.getLogger("hooktap.relay")
+
+# Results carry the handler's response body, which the listener caps at 1 MiB; a request body
+# may be as large as the relay's max_body. Messages past both are not ours.
+RESULT_BODY_ROOM = 2 * 1024 * 1024
+
+
+def _bearer(request: web.Request) -> str | None:
+    value = request.headers.get("Authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def listener_socket(request: web.Request) -> web.StreamResponse:
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        return await ingress(request)  # a webhook that happens to end in /ws
+    channel = request.match_info["channel"]
+    db, config = request.app[DB], request.app[CONFIG]
+    token = _bearer(request)
+    if token is None:
+        return problem(401, "missing channel token: send Authorization: Bearer <token>")
+    # An unknown channel and a wrong token get the same answer: a prober learns nothing
+    # about which channels exist.
+    if not db.channel_exists(channel) or not db.check_token(channel, token):
+        return problem(403, "unknown channel or wrong token")
+
+    ws = web.WebSocketResponse(
+        compress=False,  # bodies are already compact; deflating megabytes costs more than it saves
+        max_msg_size=config.max_body + RESULT_BODY_ROOM,
+        autoping=True,
+    )
+    await ws.prepare(request)
+    session = RelaySession()
+    try:
+        hello = await _await_hello(ws, session, config.hello_timeout)
+    except ProtocolError as exc:
+        await refuse(ws, exc)
+        return ws
+    if hello is None:
+        return ws
+    # A listener may not hold senders longer than the relay allows: 1e9 s would hang them.
+    timeout = min(float(hello.timeout), config.max_handler_timeout)
+    link = Link(
+        channel,
+        ws,
+        timeout=timeout,
+        paused=hello.paused,
+        liveness=Liveness(config.heartbeat, time.monotonic()),
+        instance=hello.instance,
+        history=hello.history,
+        client=f"{hello.client or 'a listener'} from {request.remote or 'unknown'}",
+    )
+    try:
+        admit(request.app, link, hello.takeover)
+    except ChannelBusy as exc:
+        log.info("listener refused on %s: channel busy", channel)
+        await refuse(ws, ProtocolError(str(exc), "busy"))
+        return ws
+    if session.batches:
+        link.outbox = Outbox(ws.send_bytes)
+    webhook_url = f"{public_base(request)}/c/{channel}"
+    await ws.send_bytes(
+        session.welcome(channel, webhook_url, config.heartbeat, db.depth(channel), timeout=timeout)
+    )
+    log.info("listener connected to %s (%s)", channel, hello.client)
+    spawn(link, _heartbeat(link, config.heartbeat))
+    if not link.paused:
+        spawn(link, flush(request.app, link))
+    liveness = link.liveness
+    assert liveness is not None
+    try:
+        async for msg in ws:
+            liveness.seen(time.monotonic())
+            if msg.type != WSMsgType.BINARY:
+                if msg.type == WSMsgType.ERROR:
+                    break
+                raise ProtocolError("text messages are not part of the protocol")
+            frame = session.receive(msg.data)
+            if isinstance(frame, Result):
+                take_result(request.app, link, frame)
+            elif isinstance(frame, Batch):
+                for result in frame.frames:
+                    assert isinstance(result, Result)  # RelaySession checked every one
+                    take_result(request.app, link, result)
+            elif isinstance(frame, Ping):
+                await ws.send_bytes(encode(Pong(frame.sent_at)))
+            elif isinstance(frame, Flow):
+                set_paused(request.app, link, frame.paused)
+            elif isinstance(frame, Error):
+                log.info("listener on %s closed: %s", channel, frame.reason)
+                break
+    except ProtocolError as exc:
+        await refuse(ws, exc)
+    finally:
+        release(request.app, link)
+        if not ws.closed:
+            await ws.close()
+        log.info("listener on %s disconnected", channel)
+    return ws
+
+
+async def _await_hello(
+    ws: web.WebSocketResponse, session: RelaySession, timeout: float
+) -> Hello | None:
+    try:
+        msg = await ws.receive(timeout=timeout)
+    except TimeoutError:
+        raise ProtocolError(f"no Hello within {timeout:g} s", "hello-timeout") from None
+    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+        return None
+    if msg.type != WSMsgType.BINARY:
+        raise ProtocolError("text messages are not part of the protocol; expected a Hello")
+    frame = session.receive(msg.data)
+    assert isinstance(frame, Hello)  # RelaySession guarantees the first frame is a Hello
+    return frame
+
+
+async def _heartbeat(link: Link, interval: float) -> None:
+    """Ping every interval; a listener silent for three is dead and its link is closed."""
+    assert link.ws is not None
+    while not link.closed:
+        await asyncio.sleep(interval)
+        liveness = link.liveness
+        if liveness is not None and liveness.dead(time.monotonic()):
+            log.info("listener on %s silent for %.0f s: closing", link.channel, liveness.window)
+            link.close()
+            await refuse(
+                link.ws,
+                ProtocolError(f"no frame for {liveness.window:g} s", "heartbeat-timeout"),
+            )
+            return
+        try:
+            await link.ws.send_bytes(encode(Ping(time.time())))
+        except (ConnectionError, RuntimeError):
+            return
