@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from hooktap import __version__
 from hooktap.bodies import INLINE_BODY_MAX
 from hooktap.listen import channel as channels
-from hooktap.listen import state
+from hooktap.listen import held, state
 from hooktap.listen.channel import ChannelCredentials, RelayRefused
 from hooktap.listen.embedded import EmbeddedRelay
 from hooktap.listen.events import (
@@ -63,8 +65,7 @@ from hooktap.protocol import (
     Delivery as WireDelivery,
 )
 from hooktap.records import Attempt, Delivery
-from hooktap.relay import app as relay_app
-from hooktap.relay.app import MAX_RESULT_BODY
+from hooktap.relay import links as relay_links
 from hooktap.relay.hub import Link
 from hooktap.store import Added, Store, StoreError
 
@@ -84,6 +85,7 @@ class ListenerConfig:
     concurrency: int = 32
     backoff_max: float = 30.0
     paused: bool = False
+    takeover: bool = False  # take the channel from a live listener instead of being refused
 
 
 class Listener:
@@ -111,6 +113,11 @@ class Listener:
         # Whether the relay of the current connection keeps a delivery we refuse (protocol 2,
         # or the embedded relay); an older one would take a refusal for an acknowledgement.
         self._relay_keeps_refused = False
+
+    @functools.cached_property
+    def instance(self) -> str:
+        """This listener run's id: the relay tells its reconnects from a second listener."""
+        return secrets.token_hex(8)
 
     @property
     def relay_url(self) -> str:
@@ -234,7 +241,7 @@ class Listener:
         """Hold deliveries at the relay (they queue, the sender gets 202) or let them flow."""
         self.paused = paused
         if self._local is not None and self.embedded is not None:
-            relay_app.set_paused(self.embedded.app, self._local, paused)
+            relay_links.set_paused(self.embedded.app, self._local, paused)
         if self._ws is not None:
             with contextlib.suppress(ConnectionClosed):
                 await self._ws.send(encode(Flow(paused)))
@@ -257,15 +264,22 @@ class Listener:
             task.add_done_callback(self._done)
 
         async def reply(result: Result) -> None:
-            relay_app.take_result(app, link, result)
+            relay_links.take_result(app, link, result)
 
-        link = relay_app.attach_local(
-            app, self.creds.channel, self.creds.token, deliver, self.config.timeout, self.paused
+        link = relay_links.attach_local(
+            app,
+            self.creds.channel,
+            self.creds.token,
+            deliver,
+            self.config.timeout,
+            self.paused,
+            instance=self.instance,
+            history=self.store.history_id,
         )
         self._local = link
         self._relay_keeps_refused = True
         try:
-            self._connected(self.creds.webhook_url, relay_app.queue_depth(app, link.channel))
+            self._connected(self.creds.webhook_url, relay_links.queue_depth(app, link.channel))
             stopping = asyncio.ensure_future(self._stopping.wait())
             ended = asyncio.ensure_future(link.ended.wait())
             await asyncio.wait({stopping, ended}, return_when=asyncio.FIRST_COMPLETED)
@@ -277,7 +291,7 @@ class Listener:
                 )
         finally:
             self._local = None
-            relay_app.release(app, link)
+            relay_links.release(app, link)
 
     def _connected(self, webhook_url: str, queued: int) -> None:
         self.state = "connected"
@@ -312,12 +326,28 @@ class Listener:
         session = ListenerSession()
         self._ws = ws
         try:
-            await ws.send(session.hello(f"hooktap/{__version__}", self.config.timeout, self.paused))
+            await ws.send(
+                session.hello(
+                    f"hooktap/{__version__}",
+                    self.config.timeout,
+                    self.paused,
+                    instance=self.instance,
+                    history=self.store.history_id,
+                    takeover=self.config.takeover,
+                )
+            )
             first = session.receive(await asyncio.wait_for(ws.recv(), 10))
             if isinstance(first, Error):
                 raise RelayRefused(f"the relay refused the connection: {first.reason}")
             welcome = session.welcome
             assert welcome is not None
+            if welcome.timeout is not None and welcome.timeout < self.config.timeout:
+                log.warning(
+                    "hooktap: this relay holds a sender at most %g s, less than --timeout %g; "
+                    "a handler slower than that is answered 504 by the relay",
+                    welcome.timeout,
+                    self.config.timeout,
+                )
             self._relay_keeps_refused = session.batches  # the same protocol brought both
             self._connected(welcome.webhook_url, welcome.queued)
             liveness = Liveness(welcome.heartbeat, time.monotonic())
@@ -461,7 +491,13 @@ class Listener:
             )
         else:
             verdict = verify(self.config.secret, frame.headers, frame.body)
-        delivery = self._record(frame, verdict)
+        if frame.handed_before:
+            await self._not_forwarded(reply, frame, verdict)
+            return
+        sending = held.prepare(
+            self.config.secret, frame.headers, frame.body, frame.received_at, verdict
+        )
+        delivery = self._record(frame, sending.verdict)
         adding: asyncio.Future[Added] | None = None
 
         async def dispatched(write: Callable[[], None]) -> None:
@@ -479,7 +515,7 @@ class Listener:
                 frame.method,
                 frame.path,
                 frame.query,
-                frame.headers,
+                sending.headers,
                 frame.body,
                 remote=frame.remote,
                 scheme=frame.scheme,
@@ -499,6 +535,15 @@ class Listener:
         else:
             added = await adding
         attempt = _attempt(delivery.id, "forward", outcome)
+        attempt.note = "; ".join(n for n in (sending.note, _cut_note(outcome)) if n)
+        if sending.headers is not frame.headers:
+            attempt.request_headers = sending.headers  # what the handler got: re-signed
+        await self._finish(reply, delivery, attempt, _result(delivery.id, outcome), added)
+
+    async def _finish(
+        self, reply: Reply, delivery: Delivery, attempt: Attempt, result: Result, added: Added
+    ) -> None:
+        """Record the outcome, then answer the relay, then tell the outputs."""
         try:
             await self._commits.finish(delivery.id, attempt)
         except StoreError as exc:
@@ -508,18 +553,46 @@ class Listener:
                 "hooktap: delivery %s was forwarded (status %s) but its outcome could not be "
                 "recorded in history (%s)",
                 delivery.id,
-                outcome.status if outcome.status is not None else outcome.error,
+                attempt.status if attempt.status is not None else attempt.error,
                 exc,
             )
         else:
-            delivery.state = "done"
+            if delivery.state != "interrupted":
+                delivery.state = "done"
         # The sender is waiting on the relay for this: answer first, then tell the outputs,
         # a loop turn later, so that in-process the relay writes the sender's response before
         # a log line is formatted.
-        await reply(_result(delivery.id, outcome))
+        await reply(result)
         asyncio.get_running_loop().call_soon(
             self._emit, DeliveryForwarded(delivery, attempt, added.svix_seen)
         )
+
+    async def _not_forwarded(self, reply: Reply, frame: WireDelivery, verdict: Verdict) -> None:
+        """A delivery the relay handed to a listener with another history, which never
+        confirmed it. That listener may have forwarded it, and this history cannot tell, so it
+        is recorded and shown, not sent: a replay sends it once the user has checked."""
+        delivery = self._record(frame, verdict)
+        delivery.state = "interrupted"
+        added = await self._commits.add(delivery)
+        if not added.new:
+            await self._answer_again(reply, frame.id)
+            return
+        self._emit(DeliveryReceived(delivery))
+        why = (
+            "not forwarded: the relay had handed it to another listener (with its own "
+            "history), which never confirmed it, so your handler may have it already; "
+            f"check, then `hooktap replay {frame.id}` (or r in the inspector) to send it"
+        )
+        attempt = Attempt(
+            delivery_id=delivery.id,
+            kind="forward",
+            started_at=time.time(),
+            target_url=str(self.config.target),
+            error=why,
+        )
+        # The sender was answered 202 when the relay kept it: this only confirms it.
+        result = Result(delivery.id, 502, error=why, duplicate=True)
+        await self._finish(reply, delivery, attempt, result, added)
 
     def _record(self, frame: WireDelivery, verdict: Verdict) -> Delivery:
         envelope = parse_envelope(frame.body)
@@ -594,12 +667,11 @@ def _attempt(delivery_id: str, kind: str, outcome: Outcome) -> Attempt:
 
 def _result(delivery_id: str, outcome: Outcome) -> Result:
     if outcome.status is not None:
-        body, headers = outcome.body, outcome.headers
-        if len(body) > MAX_RESULT_BODY:
-            # The full response is in history; the sender gets a bounded copy.
-            body = body[:MAX_RESULT_BODY]
-            headers = [*headers, ("X-Hooktap-Truncated", str(len(outcome.body)))]
-        return Result(delivery_id, outcome.status, headers, body, outcome.duration_ms)
+        headers = outcome.headers
+        if outcome.truncated:
+            # The forwarder stopped reading at its cap: the sender gets what was read, marked.
+            headers = [*headers, ("X-Hooktap-Truncated", f"body cut at {len(outcome.body)} bytes")]
+        return Result(delivery_id, outcome.status, headers, outcome.body, outcome.duration_ms)
     status = 504 if outcome.timed_out else 502
     message = f"hooktap: {outcome.error}\n".encode()
     return Result(
@@ -609,6 +681,15 @@ def _result(delivery_id: str, outcome: Outcome) -> Result:
         message,
         outcome.duration_ms,
         outcome.error,
+    )
+
+
+def _cut_note(outcome: Outcome) -> str:
+    if not outcome.truncated:
+        return ""
+    return (
+        f"response body cut at {len(outcome.body)} bytes: the handler sent more, and hooktap "
+        "stopped reading there"
     )
 
 
