@@ -18,10 +18,11 @@ import aiohttp
 import pytest
 
 from hooktap.bodies import INLINE_BODY_MAX
+from hooktap.listen.events import HomeLost
 from hooktap.records import Delivery
 from hooktap.store import BodyMissing, Store, StoreError
 from support.procs import Procs, free_port
-from support.servers import running_handler
+from support.servers import running_handler, running_listener, running_relay
 
 
 def test_history_id_is_random_per_history_and_survives_reopen(tmp_path: Path) -> None:
@@ -210,3 +211,30 @@ async def test_home_that_cannot_be_recreated_stops_the_listener_and_loses_nothin
         again.signal(signal.SIGTERM)
         assert await asyncio.to_thread(again.wait) == 0
         assert sorted(_stored_bodies(saved / "history.db")) == sorted(bodies)  # type: ignore[type-var]
+
+
+async def test_home_deleted_under_a_listener_whose_history_lives_elsewhere_gets_its_channel_back(
+    tmp_path: Path, hooktap_home: Path
+) -> None:
+    async with (
+        running_handler() as handler,
+        running_relay(tmp_path / "relay") as relay_url,
+        running_listener(relay_url, handler.url, tmp_path / "history.db") as running,
+    ):
+        channels = (hooktap_home / "channels.json").read_text()
+        _rmtree(hooktap_home)
+        for _ in range(50):  # the guard looks once a second
+            lost = [e for e in running.events if isinstance(e, HomeLost)]
+            if lost:
+                break
+            await asyncio.sleep(0.1)
+        assert len(lost) == 1 and lost[0].recovered and not lost[0].stopping
+        assert lost[0].message == (
+            f"HOOKTAP_HOME ({hooktap_home}) was deleted while listening; recreated it with "
+            "your channel (the same webhook URL)"
+        )
+        assert (hooktap_home / "channels.json").read_text() == channels
+        listening = json.loads((hooktap_home / "listener.json").read_text())
+        assert listening["webhook_url"] == running.webhook_url  # `hooktap trigger` finds it
+        assert await _post(running.webhook_url, b"{}") == 200
+        assert running.store.count() == 1 and running.listener.state == "connected"

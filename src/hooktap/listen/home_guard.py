@@ -55,6 +55,7 @@ class _Loss:
     what: str  # "HOOKTAP_HOME (/x) was deleted", for the message
     history: bool  # the history file must be copied back
     relay: bool  # the embedded relay's queue must be copied back
+    folder: bool = False  # a folder must be recreated, though no database was in it
 
 
 class HomeGuard:
@@ -135,9 +136,12 @@ class HomeGuard:
             _, relay_path = found
             assert self._relay_file is not None
             relay = _file_id(relay_path) != self._relay_file[1]
+        folders = (self.home, path.parent)
         if history or relay:
             return _Loss(self._what(path, history) + " while listening", history, relay)
-        for folder in {path.parent, self.home}:
+        if (gone := _gone(folders, self.home)) is not None:  # a history kept elsewhere
+            return _Loss(gone + " while listening", False, False, folder=True)
+        for folder in set(folders):
             # access(), not a probe file: no churn in the folder every second. For root it
             # only says no on a read-only file system, which is the case that matters there.
             if not os.access(folder, os.W_OK | os.X_OK):
@@ -146,11 +150,8 @@ class HomeGuard:
         return None
 
     def _what(self, history_path: Path, history: bool) -> str:
-        for folder in (self.home, history_path.parent):
-            if not folder.exists():
-                return f"{_name(folder, self.home)} was deleted"
-            if not folder.is_dir():
-                return f"{_name(folder, self.home)} was replaced by a file"
+        if (gone := _gone((self.home, history_path.parent), self.home)) is not None:
+            return gone
         if not history:
             return f"the embedded relay's queue {self.home / 'relay' / 'relay.db'} was deleted"
         if history_path.exists():
@@ -171,7 +172,7 @@ class HomeGuard:
     # -- rescuing ----------------------------------------------------------------------------
 
     async def _handle(self, loss: _Loss) -> None:
-        if not loss.history and not loss.relay:  # unwritable, nothing missing: nothing to do
+        if not (loss.history or loss.relay or loss.folder):  # unwritable: nothing to recreate
             await self._give_up(loss, "")
             return
         try:
@@ -201,7 +202,7 @@ class HomeGuard:
         restored = [_history(deliveries)] if loss.history else []
         restored += ["your channel (the same webhook URL)"] if creds is not None else []
         restored += ["the embedded relay's queue"] if loss.relay else []
-        message = f"{loss.what}; recreated it with {_and(restored)}"
+        message = f"{loss.what}; recreated it" + (f" with {_and(restored)}" if restored else "")
         if bodies:
             message += (
                 f"; {_count(bodies, 'large body was', 'large bodies were')} lost with it "
@@ -252,8 +253,8 @@ class HomeGuard:
             )
         else:
             message = (
-                f"{refusal}; {_history(deliveries)} is intact "
-                "there: make it writable and run `hooktap listen` again"
+                f"{refusal}; {_history(deliveries)} is intact in {self.store.path}: "
+                "make its folder writable and run `hooktap listen` again"
             )
         message += (
             "; stopped, new deliveries wait at the relay"
@@ -329,6 +330,15 @@ def _count(n: int, one: str, many: str) -> str:
 
 def _and(items: list[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
+
+
+def _gone(folders: tuple[Path, ...], home: Path) -> str | None:
+    for folder in folders:
+        if not folder.exists():
+            return f"{_name(folder, home)} was deleted"
+        if not folder.is_dir():
+            return f"{_name(folder, home)} was replaced by a file"
+    return None
 
 
 def _name(folder: Path, home: Path) -> str:
