@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from hooktap.home import history_db
+from hooktap.pivotal.signing import signed_headers
 from hooktap.records import Attempt, Delivery
-from hooktap.replay import describe_replay, replay
+from hooktap.replay import FORCED, NotGenuine, check_options, describe_replay, replay
 from hooktap.store import AmbiguousId, Store
-from support.servers import serve
+from support.servers import running_listener, running_relay, serve
 from support.verifying import BODY, VerifyingHandler, stored_delivery
+from test_pivotal_path import _hooktap as hooktap  # the CLI in its own process, awaited
 
 
 @pytest.fixture
@@ -205,3 +211,231 @@ def test_describe_fresh_and_invalid_signatures(secret: str) -> None:
     assert "invalid signature (it was already invalid on arrival)" in note
     both = describe_replay(fresh, secret_known=True, body_edited=True, headers_edited=True)
     assert both == "edited body and headers, re-signed"
+
+
+# --- the re-signing rule: only a genuine original is re-signed --------------------------------
+
+TAMPERED = BODY.replace(b'"name":"Acme"', b'"name":"Acme","health_score":99')
+
+
+def forged(secret: str, target: str, **kwargs: object) -> Delivery:
+    """Pivotal's signed headers with another body: what anyone can post to the public URL."""
+    d = stored_delivery(secret, target, **kwargs)  # type: ignore[arg-type]
+    d.body, d.signature, d.signature_reason = TAMPERED, "invalid", "no signature matches"
+    return d
+
+
+async def test_a_forged_delivery_is_not_re_signed_and_nothing_is_sent(
+    tmp_path: Path, handler: VerifyingHandler, secret: str
+) -> None:
+    with store_with(tmp_path, forged(secret, handler.url)) as store:
+        with pytest.raises(NotGenuine) as refused:
+            await replay(store, "dlv_01", secret=secret)
+        assert refused.value.reason == "no signature matches the secret"
+        assert "would make it look genuine to your handler" in str(refused.value)
+        # Edited, it is still the forged original that decides.
+        with pytest.raises(NotGenuine):
+            await replay(store, "dlv_01", secret=secret, body=BODY)
+        with pytest.raises(NotGenuine):
+            await replay(store, "dlv_01", secret=secret, new_id=True)
+        assert handler.seen == []
+        assert [a.kind for a in store.attempts("dlv_01")] == ["forward"]
+
+
+async def test_force_re_signs_it_and_says_so(
+    tmp_path: Path, handler: VerifyingHandler, secret: str
+) -> None:
+    with store_with(tmp_path, forged(secret, handler.url)) as store:
+        attempt = await replay(store, "dlv_01", secret=secret, force=True)
+        assert attempt.status == 200  # the handler takes it: what --force is for, and warns of
+        assert handler.seen[0].body == TAMPERED
+        assert attempt.note == f"{FORCED} (no signature matches the secret)"
+        assert store.attempts("dlv_01")[-1].note == attempt.note
+        edited = await replay(store, "dlv_01", secret=secret, body=BODY, force=True, new_id=True)
+        assert edited.status == 200
+        assert (
+            edited.note == f"edited body, {FORCED} (no signature matches the secret), new svix-id"
+        )
+
+
+async def test_a_forged_delivery_without_a_secret_or_as_is_keeps_its_bad_signature(
+    tmp_path: Path, handler: VerifyingHandler, secret: str
+) -> None:
+    """Nothing is re-signed, so nothing is laundered: it goes, and the handler rejects it."""
+    with store_with(tmp_path, forged(secret, handler.url)) as store:
+        plain = await replay(store, "dlv_01")
+        as_is = await replay(store, "dlv_01", secret=secret, as_is=True)
+        assert [plain.status, as_is.status] == [401, 401]
+        assert "already invalid on arrival" in plain.note and "as-is:" in as_is.note
+        assert [s.body for s in handler.seen] == [TAMPERED, TAMPERED]
+
+
+async def test_the_rule_is_decided_now_with_the_secret_given_now(
+    tmp_path: Path, handler: VerifyingHandler, secret: str
+) -> None:
+    other = "whsec_" + "B" * 32
+    genuine = stored_delivery(secret, handler.url)
+    genuine.signature = "no-secret"  # the listener had no secret then: check it now
+    with store_with(tmp_path, genuine) as store:
+        attempt = await replay(store, "dlv_01", secret=secret)
+        assert (attempt.status, attempt.note) == (200, "re-signed")
+        with pytest.raises(NotGenuine, match="no signature matches"):
+            await replay(store, "dlv_01", secret=other)  # stored "valid" or not: not this one's
+        tampered = forged(secret, handler.url, id="dlv_02")
+        tampered.signature = "no-secret"
+        store.add_delivery(tampered)
+        with pytest.raises(NotGenuine):
+            await replay(store, "dlv_02", secret=secret)
+        assert len(handler.seen) == 1
+
+
+async def test_broken_svix_headers_are_refused_with_the_reason(
+    tmp_path: Path, handler: VerifyingHandler, secret: str
+) -> None:
+    broken = stored_delivery(secret, handler.url)
+    broken.headers = [(n, v) for n, v in broken.headers if n != "svix-timestamp"]
+    unsigned = stored_delivery(secret, handler.url, id="dlv_02", signed=False)
+    with store_with(tmp_path, broken) as store:
+        store.add_delivery(unsigned)
+        with pytest.raises(NotGenuine, match="missing svix-timestamp header"):
+            await replay(store, "dlv_01", secret=secret)
+        # Signature headers typed into an unsigned delivery's edit are a forgery too.
+        typed = [*unsigned.headers, ("svix-id", "msg_x"), ("svix-timestamp", "1")]
+        typed.append(("svix-signature", "v1,AAAA"))
+        with pytest.raises(NotGenuine, match="no svix-id, svix-timestamp or svix-signature"):
+            await replay(store, "dlv_02", secret=secret, headers=typed)
+        assert handler.seen == []
+
+
+def test_force_refuses_what_it_cannot_do(secret: str) -> None:
+    with pytest.raises(ValueError, match="needs the endpoint secret"):
+        check_options(secret=None, as_is=False, new_id=False, force=True)
+    with pytest.raises(ValueError, match="nothing to force"):
+        check_options(secret=secret, as_is=True, new_id=False, force=True)
+
+
+def test_describe_what_a_re_send_of_a_forged_delivery_would_do(secret: str) -> None:
+    bad = forged(secret, "x")
+    # The inspector knows only that a secret is set: the stored verdict stands in.
+    assert describe_replay(bad, secret_known=True) == (
+        "re-signed only if you confirm (or with --force): its original signature did not "
+        "match the secret (no signature matches)"
+    )
+    # With the secret, the original itself is checked, whatever was stored.
+    assert "(no signature matches the secret)" in describe_replay(
+        bad, secret_known=True, secret=secret
+    )
+    bad.signature = "valid"
+    assert "only if you confirm" in describe_replay(bad, secret_known=True, secret=secret)
+    genuine = stored_delivery(secret, "x")
+    genuine.signature, genuine.signature_reason = "invalid", "checked with an old secret"
+    assert describe_replay(genuine, secret_known=True, secret=secret) == "re-signed"
+    expired = stored_delivery(secret, "x")
+    expired.signature = "expired"
+    expired.signature_reason = "timestamp 1 h old; the signature does not match either (x)"
+    assert "only if you confirm" in describe_replay(expired, secret_known=True)
+    expired.signature_reason = "timestamp 1 h old; the signature itself matches the secret"
+    assert describe_replay(expired, secret_known=True) == "re-signed"
+    assert describe_replay(bad, secret_known=True, secret=secret, force=True).startswith(FORCED)
+
+
+# --- end to end: a forgery through the relay and listener, then `hooktap replay` ----------------
+# Everything real: the relay (make_app), the Listener, the verifying handler, the SQLite history
+# and the hooktap CLI as a separate process.
+
+
+async def record_two(tmp_path: Path, handler: VerifyingHandler, secret: str) -> dict[str, str]:
+    """Post a forged and a genuine-but-old delivery through a real relay and listener; return
+    the stored ids by verdict."""
+    async with (
+        running_relay(tmp_path / "relay") as relay_url,
+        running_listener(
+            relay_url, handler.url + "/webhooks/pivotal", history_db(), secret=secret
+        ) as live,
+        aiohttp.ClientSession() as http,
+    ):
+        # Pivotal's real headers for one body, sent with another: anyone can do this.
+        fresh = signed_headers(secret, BODY, msg_id="msg_forged")
+        # A genuine delivery signed an hour ago (held, or a test of an old event).
+        old = signed_headers(secret, BODY, msg_id="msg_old", timestamp=int(time.time()) - 3600)
+        for headers, body in ((fresh, TAMPERED), (old, BODY)):
+            async with http.post(live.webhook_url, data=body, headers=headers) as resp:
+                assert resp.status == 401  # the handler's svix check refused both
+    with Store(history_db()) as store:
+        return {row.signature: row.id for row in store.query()}
+
+
+async def test_forged_delivery_is_refused_and_a_genuine_old_one_is_re_signed(
+    tmp_path: Path, handler: VerifyingHandler, secret: str
+) -> None:
+    ids = await record_two(tmp_path, handler, secret)
+    assert set(ids) == {"invalid", "expired"}
+    before = len(handler.seen)
+
+    code, out, err = await hooktap("replay", ids["invalid"], "--secret", secret)
+    assert code == 2, (out, err)
+    assert "its original signature did not match the secret: no signature matches" in err
+    assert "look genuine to your handler" in err and "--force" in err
+    assert "Traceback" not in err
+    assert len(handler.seen) == before  # the handler received nothing
+
+    code, out, err = await hooktap("replay", ids["expired"], "--secret", secret, "--json")
+    assert code == 0, (out, err)
+    result = json.loads(out)
+    assert (result["status"], result["note"]) == (200, "re-signed")
+    assert handler.seen[-1].status == 200 and handler.seen[-1].body == BODY
+    assert handler.header(len(handler.seen) - 1, "svix-id") == "msg_old"
+
+    with Store(history_db()) as store:  # the refusal left no trace; the replay did
+        assert [a.kind for a in store.attempts(ids["invalid"])] == ["forward"]
+        assert [a.kind for a in store.attempts(ids["expired"])] == ["forward", "replay"]
+
+
+async def test_force_sends_it_re_signed_and_the_note_says_forced(
+    tmp_path: Path, handler: VerifyingHandler, secret: str
+) -> None:
+    ids = await record_two(tmp_path, handler, secret)
+    code, out, err = await hooktap("replay", ids["invalid"], "--secret", secret, "--force")
+    assert code == 0, (out, err)
+    assert "forced: re-signed although its original signature did not match" in out
+    assert handler.seen[-1].body == TAMPERED and handler.seen[-1].status == 200
+    with Store(history_db()) as store:
+        assert store.attempts(ids["invalid"])[-1].note.startswith("forced: ")
+
+
+async def test_bulk_replay_skips_the_forged_one_and_counts_it(
+    tmp_path: Path, handler: VerifyingHandler, secret: str
+) -> None:
+    ids = await record_two(tmp_path, handler, secret)
+    before = len(handler.seen)
+    code, out, err = await hooktap("replay", "--since", "1h", "--secret", secret)
+    assert code == 1, (out, err)  # not everything was sent
+    assert f"{ids['invalid']}  not sent: its original signature did not match the secret" in out
+    assert "--force re-signs it anyway" in out
+    assert f"{ids['expired']}  " in out and "  200  " in out
+    assert "Replayed 1: 1 got a 2xx, 0 did not. Skipped 1 whose original signature" in err
+    assert [s.body for s in handler.seen[before:]] == [BODY]
+
+    code, out, err = await hooktap("replay", "--since", "1h", "--secret", secret, "--force")
+    assert code == 0, (out, err)
+    assert "Replayed 2: 2 got a 2xx, 0 did not." in err
+    assert [s.body for s in handler.seen[before + 1 :]] == [TAMPERED, BODY]
+
+
+async def test_edit_of_a_forged_delivery_is_refused_before_the_editor_opens(
+    tmp_path: Path, handler: VerifyingHandler, secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await record_two(tmp_path, handler, secret)
+    marker = tmp_path / "editor-ran"
+    script = tmp_path / "editor.py"
+    script.write_text(f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n")
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
+    code, _, err = await hooktap("replay", ids["invalid"], "--edit", "--secret", secret)
+    assert code == 2 and "--force" in err
+    assert not marker.exists()
+    body = tmp_path / "genuine.json"
+    body.write_bytes(BODY)  # even the genuine body: it is the original that decides
+    code, _, err = await hooktap(
+        "replay", ids["invalid"], "--body-file", str(body), "--secret", secret
+    )
+    assert code == 2 and "--force" in err

@@ -6,6 +6,11 @@ are never touched. With the endpoint secret known, the request is re-signed with
 timestamp (the handler's svix check allows 5 minutes, and a stored delivery is usually older),
 keeping the svix-id unless asked for a new one: a handler that de-duplicates on svix-id will
 skip a replay that keeps it, which is sometimes the point of the test and sometimes not.
+
+Re-signing vouches for the payload, so only a delivery whose original signature matches the
+secret (checked at replay time, whatever its age) is re-signed. Anything else could have been
+posted by anyone to the public URL; re-signing it needs `force`, and without it replay raises
+NotGenuine before sending anything.
 """
 
 from __future__ import annotations
@@ -16,12 +21,46 @@ from hooktap.listen.forward import Forwarder, parse_target, prepare_headers
 from hooktap.pivotal.signing import (
     DEFAULT_TOLERANCE,
     describe_age,
+    original_matches,
     parse_secret,
     resign,
     signature_header,
 )
 from hooktap.records import Attempt, Delivery, Headers
 from hooktap.store import Store
+
+FORCED = "forced: re-signed although its original signature did not match"
+
+
+class NotGenuine(ValueError):
+    """Re-signing was refused: the original signature does not match the secret, so a re-signed
+    copy would look genuine to the handler. Nothing was sent."""
+
+    def __init__(self, delivery_id: str, reason: str) -> None:
+        super().__init__(
+            f"{delivery_id}: its original signature did not match the secret: {reason}. "
+            "Re-signing would make it look genuine to your handler."
+        )
+        self.delivery_id = delivery_id
+        self.reason = reason
+
+
+def resign_refusal(delivery: Delivery, secret: str | None) -> str | None:
+    """Why re-signing `delivery` with `secret` would launder it, or None when it may be
+    re-signed, or when there is nothing to re-sign (no secret, or it arrived unsigned)."""
+    if not secret or signature_header(delivery.headers, "signature") is None:
+        return None
+    return original_matches(secret, delivery.headers, delivery.body)
+
+
+def _stored_mismatch(delivery: Delivery) -> str | None:
+    """Without the secret itself, the verdict stored on arrival stands in for the check."""
+    reason = delivery.signature_reason or "its verdict on arrival"
+    if delivery.signature == "invalid" or (
+        delivery.signature == "expired" and "does not match" in reason
+    ):
+        return reason
+    return None
 
 
 def stored_signature_outlook(
@@ -58,9 +97,16 @@ def describe_replay(
     headers_edited: bool = False,
     headers: Headers | None = None,
     now: float | None = None,
+    secret: str | None = None,
+    force: bool = False,
 ) -> str:
     """The note stored on the replay's Attempt and shown to the user: how it was signed and,
-    when it was not re-signed, what the handler's verification will see."""
+    when it was not re-signed, what the handler's verification will see.
+
+    With `secret`, whether the original may be re-signed is checked against it; without it
+    (only `secret_known`) the stored verdict stands in, which is what the inspector can say
+    before a re-send.
+    """
     sent = delivery.headers if headers is None else headers
     edited = " and ".join(
         what for what, flag in (("body", body_edited), ("headers", headers_edited)) if flag
@@ -72,13 +118,34 @@ def describe_replay(
         outlook = stored_signature_outlook(delivery, sent, body_edited=body_edited, now=now)
         how = "as-is:" if as_is else "no secret: sent with the stored signature;"
         return f"{prefix}{how} the handler will see {outlook}"
-    return prefix + "re-signed" + (", new svix-id" if new_id else "")
+    # The sent headers carry a signature here; the rule asks whether the original's matched.
+    mismatch = (
+        original_matches(secret, delivery.headers, delivery.body)
+        if secret
+        else _stored_mismatch(delivery)
+    )
+    if mismatch is None:
+        return prefix + "re-signed" + (", new svix-id" if new_id else "")
+    if force:
+        return f"{prefix}{FORCED} ({mismatch})" + (", new svix-id" if new_id else "")
+    return (
+        f"{prefix}re-signed only if you confirm (or with --force): its original signature "
+        f"did not match the secret ({mismatch})"
+    )
 
 
-def check_options(*, secret: str | None, as_is: bool, new_id: bool) -> str | None:
+def check_options(
+    *, secret: str | None, as_is: bool, new_id: bool, force: bool = False
+) -> str | None:
     """Refuse combinations that cannot do what they say; return the canonical secret."""
     if as_is and new_id:
         raise ValueError("--as-is sends the stored headers untouched; it cannot give a new svix-id")
+    if as_is and force:
+        raise ValueError("--as-is sends the stored headers untouched; there is nothing to force")
+    if force and not secret:
+        raise ValueError(
+            "--force re-signs, which needs the endpoint secret (--secret or PIVOTAL_WEBHOOK_SECRET)"
+        )
     if new_id and not secret:
         raise ValueError(
             "a new svix-id needs re-signing: give the endpoint secret "
@@ -97,16 +164,18 @@ async def replay(
     body: bytes | None = None,
     headers: Headers | None = None,
     as_is: bool = False,
+    force: bool = False,
     timeout: float = 10.0,
 ) -> Attempt:
     """Send a stored delivery again and record the try as a new "replay" attempt.
 
     `target` overrides the delivery's stored forward target; `body`/`headers` replace the stored
     ones (an edit). Network failures come back as an Attempt with `error` set, like a forward.
-    Raises LookupError for an unknown id (AmbiguousId for an ambiguous prefix) and ValueError
-    for a bad target, a bad secret or contradictory options.
+    Raises LookupError for an unknown id (AmbiguousId for an ambiguous prefix), NotGenuine when
+    it would re-sign a delivery whose original signature does not match and `force` is not set,
+    and ValueError for a bad target, a bad secret or contradictory options.
     """
-    key = check_options(secret=secret, as_is=as_is, new_id=new_id)
+    key = check_options(secret=secret, as_is=as_is, new_id=new_id, force=force)
     delivery = store.get(delivery_id)
     if delivery is None:
         raise LookupError(f"no stored delivery with id {delivery_id!r}")
@@ -120,6 +189,13 @@ async def replay(
     send_headers = list(delivery.headers if headers is None else headers)
     signed = signature_header(send_headers, "signature") is not None
     body_edited = send_body != delivery.body
+    resigning = key is not None and signed and not as_is
+    if resigning and not force:
+        # The rule is about the original: an edit of a genuine one may be re-signed. A signature
+        # added by editing the headers of an unsigned one is a forgery too ("no svix-id ...").
+        mismatch = original_matches(key, delivery.headers, delivery.body)
+        if mismatch is not None:
+            raise NotGenuine(delivery.id, mismatch)
     note = describe_replay(
         delivery,
         secret_known=key is not None,
@@ -128,8 +204,11 @@ async def replay(
         body_edited=body_edited,
         headers_edited=headers is not None,
         headers=send_headers,
+        secret=key,
+        force=force,
     )
-    if key is not None and signed and not as_is:
+    if resigning:
+        assert key is not None
         send_headers = resign(send_headers, send_body, key, new_id=new_id)
 
     forwarder = Forwarder(forward_to, timeout=timeout, max_connections=1)

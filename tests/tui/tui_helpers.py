@@ -76,10 +76,12 @@ class Session:
 
 
 @contextlib.asynccontextmanager
-async def live_app(session: Session, **options: object) -> AsyncIterator[Pilot[None]]:
+async def live_app(
+    session: Session, *, size: tuple[int, int] = SIZE, **options: object
+) -> AsyncIterator[Pilot[None]]:
     """The inspector running the session's listener, yielded once it is connected."""
     app = HooktapApp(session.store, session.listener, utc=True, **options)  # type: ignore[arg-type]
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         await wait_until(
             pilot,
             lambda: app.webhook_url and "● connected" in screen_text(app),

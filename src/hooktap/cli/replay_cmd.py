@@ -13,7 +13,7 @@ from hooktap.cli.history_cmd import filter_options, lookup, make_filter, open_st
 from hooktap.cli.history_view import clean
 from hooktap.listen.forward import parse_target
 from hooktap.records import Attempt, Delivery
-from hooktap.replay import check_options, replay
+from hooktap.replay import NotGenuine, check_options, replay, resign_refusal
 from hooktap.store import Store
 
 # --- hooktap replay -------------------------------------------------------------------------
@@ -47,6 +47,12 @@ from hooktap.store import Store
     help="Send the stored headers untouched: the handler sees the old signature.",
 )
 @click.option(
+    "--force",
+    is_flag=True,
+    help="Re-sign even a delivery whose original signature does not match the secret "
+    "(forged or tampered): your handler will take it as genuine.",
+)
+@click.option(
     "--timeout",
     default=10.0,
     show_default=True,
@@ -67,14 +73,18 @@ def replay_cmd(
     body_file: BinaryIO | None,
     edit: bool,
     as_is: bool,
+    force: bool,
     timeout: float,
     as_json: bool,
 ) -> None:
     """Re-send a stored delivery, or a filtered set in arrival order, to your handler.
 
     With the secret known, each replay is re-signed with a fresh timestamp so the handler's
-    verification passes, keeping the svix-id unless --new-id. Filters match the original
-    delivery (its first forward's status). Exits 1 if any replay did not get a 2xx.
+    verification passes, keeping the svix-id unless --new-id. Only a delivery whose original
+    signature matches the secret is re-signed: one that does not (anyone can post to the
+    webhook URL) is refused, or skipped in a filtered set, unless --force. Filters match the
+    original delivery (its first forward's status). Exits 1 if any replay did not get a 2xx
+    or was skipped.
 
     \b
     Examples:
@@ -82,6 +92,7 @@ def replay_cmd(
       hooktap replay --since 1h --status 5xx
       hooktap replay dlv_01HV --body-file edited.json --forward 9000
       hooktap replay dlv_01HV --as-is
+      hooktap replay dlv_01HV --force --secret whsec_...
     """
     f = make_filter(expression, types, statuses, signatures, since)
     if delivery_id is None and f.empty:
@@ -93,7 +104,7 @@ def replay_cmd(
     if body_file is not None and edit:
         raise BadInput("--body-file and --edit both replace the body; pick one")
     try:
-        key = check_options(secret=secret, as_is=as_is, new_id=new_id)
+        key = check_options(secret=secret, as_is=as_is, new_id=new_id, force=force)
         if forward is not None:
             parse_target(forward)
     except ValueError as exc:
@@ -102,6 +113,11 @@ def replay_cmd(
     with open_store() as store:
         if delivery_id is not None:
             delivery = lookup(store, delivery_id)
+            if key is not None and not (as_is or force):
+                # Before the editor opens: an edit cannot make a forged original genuine.
+                mismatch = resign_refusal(delivery, key)
+                if mismatch is not None:
+                    raise BadInput(_refused(NotGenuine(delivery.id, mismatch)))
             body = (
                 body_file.read() if body_file is not None else _edited(delivery) if edit else None
             )
@@ -119,15 +135,27 @@ def replay_cmd(
                 "signatures, which svix rejects after 5 minutes.",
                 err=True,
             )
-        failed = asyncio.run(
-            _replay_all(store, jobs, forward, key, new_id, as_is, timeout, as_json)
+        failed, refused = asyncio.run(
+            _replay_all(store, jobs, forward, key, new_id, as_is, force, timeout, as_json)
         )
     if len(jobs) > 1 and not as_json:
-        click.echo(
-            f"Replayed {len(jobs)}: {len(jobs) - failed} got a 2xx, {failed} did not.", err=True
-        )
-    if failed:
+        sent = len(jobs) - refused
+        summary = f"Replayed {sent}: {sent - failed} got a 2xx, {failed} did not."
+        if refused:
+            summary += (
+                f" Skipped {refused} whose original signature did not match the secret "
+                "(--force re-signs them anyway)."
+            )
+        click.echo(summary, err=True)
+    if failed or refused:
         raise SystemExit(1)
+
+
+def _refused(exc: NotGenuine) -> str:
+    return (
+        f"not sent: {exc} To send it re-signed anyway, add --force; "
+        "--as-is sends it with its stored signature."
+    )
 
 
 def _edited(delivery: Delivery) -> bytes:
@@ -148,11 +176,15 @@ async def _replay_all(
     secret: str | None,
     new_id: bool,
     as_is: bool,
+    force: bool,
     timeout: float,
     as_json: bool,
-) -> int:
-    """Send each in turn (arrival order matters to handlers); report as each one lands."""
-    failed = 0
+) -> tuple[int, int]:
+    """Send each in turn (arrival order matters to handlers); report as each one lands.
+
+    Returns how many were sent and not answered with a 2xx (or not sent for another reason),
+    and how many were skipped because their original signature did not match."""
+    failed = refused = 0
     for delivery_id, body in jobs:
         try:
             attempt = await replay(
@@ -163,8 +195,16 @@ async def _replay_all(
                 new_id=new_id,
                 body=body,
                 as_is=as_is,
+                force=force,
                 timeout=timeout,
             )
+        except NotGenuine as exc:
+            if len(jobs) == 1:
+                raise BadInput(_refused(exc)) from None
+            refused += 1
+            why = f"its original signature did not match the secret ({exc.reason})"
+            _report_skip(delivery_id, f"{why}; --force re-signs it anyway", as_json)
+            continue
         except (LookupError, ValueError) as exc:
             if len(jobs) == 1:
                 raise BadInput(str(exc)) from None
@@ -174,7 +214,7 @@ async def _replay_all(
         if attempt.status is None or not 200 <= attempt.status < 300:
             failed += 1
         _report(attempt, as_json)
-    return failed
+    return failed, refused
 
 
 def _report(a: Attempt, as_json: bool) -> None:

@@ -256,7 +256,7 @@ def _match(
             continue
         try:
             given = base64.b64decode(sig)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or non-ASCII text (a plain ValueError)
             return f"{name} entry {entry[:40]!r} is not valid base64"
         if hmac.compare_digest(expected, given):
             return None
@@ -280,9 +280,12 @@ def _svix_verdict(key: bytes, found: dict[str, tuple[str, str]], body: bytes) ->
     return None
 
 
-def _verify(
-    secret: str | None, headers: Headers, body: bytes, now: float | None, tolerance: int
-) -> Verdict:
+_Signed = tuple[dict[str, tuple[str, str]], datetime]
+
+
+def _read(headers: Headers) -> _Signed | Verdict:
+    """The svix fields and the signed moment, or the verdict on headers that cannot carry a
+    signature: "unsigned" (none at all) or "invalid" (no secret could make them pass)."""
     found = _find(headers)
     if not found:
         return Verdict("unsigned", "no svix-id, svix-timestamp or svix-signature header")
@@ -294,10 +297,20 @@ def _verify(
             return Verdict("invalid", f"{found[field][0]} header is empty")
     ts_name, ts_text = found["timestamp"]
     try:
-        ts = float(ts_text)
-        signed_ts = datetime.fromtimestamp(ts, tz=UTC)  # what svix does; rejects nan/inf
+        signed_ts = datetime.fromtimestamp(float(ts_text), tz=UTC)  # as svix; rejects nan/inf
     except (ValueError, OverflowError, OSError):
         return Verdict("invalid", f"{ts_name} {ts_text[:40]!r} is not a number")
+    return found, signed_ts
+
+
+def _verify(
+    secret: str | None, headers: Headers, body: bytes, now: float | None, tolerance: int
+) -> Verdict:
+    read = _read(headers)
+    if isinstance(read, Verdict):
+        return read
+    found, signed_ts = read
+    ts = float(found["timestamp"][1])  # parsed by _read; unrounded, unlike the datetime
     if not secret:
         return Verdict(
             "no-secret", "signed, but no secret given (--secret or PIVOTAL_WEBHOOK_SECRET)"
@@ -363,3 +376,46 @@ def verify(
         return _verify(secret, headers, body, now, tolerance)
     except Exception as exc:  # a verdict, never a crash in the listener's loop
         return Verdict("invalid", f"could not verify: {type(exc).__name__}: {exc}")
+
+
+# --- the re-signing rule ---------------------------------------------------------------------
+# Re-signing makes a request genuine in the handler's eyes, so only a delivery whose original
+# signature the secret produced may be re-signed; anything else would launder a payload that
+# anyone could have posted to the public URL.
+
+
+def original_matches(secret: str, headers: Headers, body: bytes) -> str | None:
+    """None when an entry of the delivery's signature matches `secret`, whatever the age of
+    its timestamp (a genuine delivery that is merely old); else why not, in words.
+
+    The check is made now, with the secret given now: a delivery stored as "no-secret" may be
+    genuine, and one stored as "valid" under another secret is not. Raises InvalidSecret for
+    an unusable secret (a caller's mistake); odd headers or bodies never raise.
+    """
+    key = _secret_key(secret)
+    read = _read(headers)
+    if isinstance(read, Verdict):
+        return read.reason
+    found, signed_ts = read
+    try:
+        return _match(key, found["id"][1], signed_ts, found["signature"], body)
+    except Exception as exc:  # as in verify(): whatever arrived gets an answer
+        return f"could not verify: {type(exc).__name__}: {exc}"
+
+
+def refresh_if_held(
+    secret: str, headers: Headers, body: bytes, received_at: float, now: float | None = None
+) -> Headers | None:
+    """Headers re-signed with a fresh timestamp (same svix-id, same body) for a delivery that
+    was valid when it arrived at `received_at` and has expired since, waiting somewhere (paused,
+    queued at the relay); None when it needs no refresh or must not get one.
+
+    Valid on arrival, not merely matching: a request captured long ago and posted again was
+    already stale when it arrived, and refreshing it would hand the handler a replay attack.
+    """
+    if verify(secret, headers, body, now=received_at).status != "valid":
+        return None
+    clock = time.time() if now is None else now
+    if verify(secret, headers, body, now=clock).status != "expired":
+        return None
+    return resign(headers, body, secret, now=int(clock))

@@ -423,8 +423,10 @@ class HooktapApp(App[None]):
 
     # --- actions ---------------------------------------------------------------------------
 
-    def action_replay(self) -> None:
-        self.sender.resend(self.deliveries.selected_id)
+    async def action_replay(self) -> None:
+        data = await self.selected_detail()
+        if data is not None:
+            self.sender.resend_confirmed(data.delivery)
 
     async def action_edit(self, external: bool = False) -> None:
         data = await self.selected_detail()
@@ -437,12 +439,15 @@ class HooktapApp(App[None]):
             self.notify("This body is binary; it cannot be edited as text.", severity="warning")
             return
 
-        def send(result: EditResult | None) -> None:
-            if result is not None:
-                self.sender.resend(delivery.id, result)
+        def open_editor(force: bool) -> None:
+            def send(result: EditResult | None) -> None:
+                if result is not None:
+                    self.sender.resend(delivery.id, result, force=force)
 
-        editor = EditorScreen(delivery, self.sender.edit_note(), external=external)
-        self.push_screen(editor, send)
+            note = self.sender.edit_note(forced=force)
+            self.push_screen(EditorScreen(delivery, note, external=external), send)
+
+        self.sender.confirm_then(delivery, open_editor)  # asks first if it did not match
 
     def action_filter(self) -> None:
         def apply(chosen: Filter | None) -> None:

@@ -1,20 +1,24 @@
 """Re-sending and copying a delivery from the inspector.
 
 Re-sends go through hooktap.replay.replay, the function behind `hooktap replay`, so a re-send
-from the TUI is signed, sent and recorded exactly as one from the command line. Copies go
-through App.copy_to_clipboard (OSC 52), which reaches the user's clipboard over SSH too.
+from the TUI is signed, sent and recorded exactly as one from the command line, under the same
+re-signing rule: a delivery whose original signature did not match is re-signed (forced) only
+after the user answers `y` to ForceScreen. Copies go through App.copy_to_clipboard (OSC 52),
+which reaches the user's clipboard over SSH too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hooktap.listen.target import parse_target
 from hooktap.pivotal.signing import resign
 from hooktap.records import Delivery
-from hooktap.replay import replay
+from hooktap.replay import NotGenuine, replay, resign_refusal
 from hooktap.store import Store
 from hooktap.tui import present
+from hooktap.tui.screens.confirm import ForceScreen
 from hooktap.tui.screens.editor import EditResult
 
 if TYPE_CHECKING:
@@ -32,8 +36,13 @@ class Sender:
         self.secret = secret
         self.target = target  # None: each delivery's own stored target
 
-    def edit_note(self) -> str:
+    def edit_note(self, forced: bool = False) -> str:
         where = self.target or "the delivery's forward target"
+        if forced:
+            return (  # the start is what an 80-column editor shows
+                "Forced (you answered y): ctrl+s re-signs it although its original signature "
+                f"did not match, and sends it to {where}."
+            )
         if self.secret:
             return f"ctrl+s sends it to {where}, re-signed with a fresh timestamp."
         return (
@@ -41,13 +50,35 @@ class Sender:
             "with the stored signature, which an edited body will not match."
         )
 
-    def resend(self, delivery_id: str | None, edit: EditResult | None = None) -> None:
+    def confirm_then(self, delivery: Delivery, go: Callable[[bool], object]) -> None:
+        """`go(force)` at once when re-signing `delivery` is allowed (or there is nothing to
+        re-sign); for one whose original signature did not match, only after a `y`."""
+        reason = resign_refusal(delivery, self.secret)
+        if reason is None:
+            go(False)
+        else:
+            self._ask(reason, lambda: go(True))
+
+    def resend_confirmed(self, delivery: Delivery) -> None:
+        """`r`: re-send at once, or after a `y` when its original signature did not match."""
+        self.confirm_then(delivery, lambda force: self.resend(delivery.id, force=force))
+
+    def _ask(self, reason: str, then: Callable[[], object]) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                then()
+
+        self.app.push_screen(ForceScreen(reason), answered)
+
+    def resend(
+        self, delivery_id: str | None, edit: EditResult | None = None, *, force: bool = False
+    ) -> None:
         if delivery_id is None:
             self.app.notify("No delivery selected.", severity="warning")
             return
-        self.app.run_worker(self._resend(delivery_id, edit), group="replay")
+        self.app.run_worker(self._resend(delivery_id, edit, force), group="replay")
 
-    async def _resend(self, delivery_id: str, edit: EditResult | None) -> None:
+    async def _resend(self, delivery_id: str, edit: EditResult | None, force: bool) -> None:
         self.app.notify(f"Re-sending {delivery_id}…", timeout=2)
         try:
             attempt = await replay(
@@ -57,7 +88,13 @@ class Sender:
                 secret=self.secret,
                 body=edit.body if edit else None,
                 headers=edit.headers if edit else None,
+                force=force,
             )
+        except NotGenuine as exc:
+            # Asked already for a delivery that did not match; this is an unsigned one given
+            # signature headers in the editor. Refused before anything was sent: ask now.
+            self._ask(exc.reason, lambda: self.resend(delivery_id, edit, force=True))
+            return
         except (LookupError, ValueError) as exc:
             self.app.notify(str(exc), title="Re-send failed", severity="error", timeout=10)
             return
@@ -81,22 +118,32 @@ class Sender:
         url = parse_target(where).url(delivery.path, delivery.query)
         headers = delivery.headers
         signed = present.header_value(headers, "svix-signature", "webhook-signature") is not None
-        if self.secret and signed:
+        # The replay rule: a copy is re-signed only when the original's signature matched.
+        mismatch = resign_refusal(delivery, self.secret)
+        warn = False
+        if self.secret and signed and mismatch is None:
             headers = resign(headers, delivery.body, self.secret)
             how = "re-signed now: valid for 5 minutes"
+        elif mismatch is not None:
+            how = (
+                f"with its stored signature, not re-signed: its original signature did not match "
+                f"your secret ({mismatch}), so your handler will reject it. "
+                f"`hooktap replay {delivery.id} --force` sends it re-signed anyway"
+            )
+            warn = True
         elif signed:
             how = "with the stored signature (no secret to re-sign)"
         else:
             how = "unsigned, as it arrived"
         command = present.curl_command(url, delivery.method, headers, delivery.body)
-        self._copy(command, f"curl to {url}, {how}")
+        self._copy(command, f"curl to {url}, {how}", warn=warn)
 
     def copy_body(self, delivery: Delivery) -> None:
         text, what = present.body_for_clipboard(delivery.body)
         self._copy(text, what)
 
-    def _copy(self, text: str, what: str) -> None:
+    def _copy(self, text: str, what: str, *, warn: bool = False) -> None:
         self.app.copy_to_clipboard(text)
         if len(text) > _CLIPBOARD_WARN:
             what += f" — {len(text):,} characters; some terminals cut OSC 52 copies that long"
-        self.app.notify(what, title="Copied")
+        self.app.notify(what, title="Copied", severity="warning" if warn else "information")
