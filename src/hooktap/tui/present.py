@@ -11,6 +11,7 @@ import base64
 import difflib
 import json
 import re
+import shlex
 import time
 from dataclasses import dataclass
 
@@ -253,34 +254,60 @@ def signature_facts(delivery: Delivery) -> list[tuple[str, str]]:
 # --- copying --------------------------------------------------------------------------------
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"
+def curl_args(
+    url: str, method: str, headers: Headers, body: bytes
+) -> tuple[list[str], bytes | None]:
+    """curl's arguments for sending this delivery again, and the bytes it must read on stdin
+    (None when the body travels as an argument).
+
+    Host and Content-Length are left to curl (they follow the URL and body). curl reads some
+    arguments as more than text, and each is kept literal: --globoff, so a URL's [] and {}
+    are not ranges; `Name;` for an empty value, since `Name:` would delete the header; stdin
+    for a body starting with @, which would otherwise name a file to send.
+    """
+    skip = HOP_BY_HOP | {"host", "content-length"}
+    args = ["curl", "-sS", "--globoff", "-X", method, url]
+    for name, value in headers:
+        if name.lower() not in skip:
+            args += ["-H", f"{name}: {value}" if value.strip() else f"{name};"]
+    if not body:
+        return args, None
+    text = _shell_text(body)
+    if text is None or text.startswith("@"):
+        return [*args, "--data-binary", "@-"], body
+    return [*args, "--data-binary", text], None
+
+
+def _shell_text(data: bytes) -> str | None:
+    """`data` as text a shell word can hold (UTF-8, no NUL), else None."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if "\x00" in text else text
 
 
 def curl_command(url: str, method: str, headers: Headers, body: bytes) -> str:
     """A shell command that sends this delivery again, byte for byte, to `url`.
 
-    Host and Content-Length are left to curl (they follow the URL and body); a body that is
-    not UTF-8 text travels as base64 through `base64 -d`, since a clipboard holds text.
+    Every word is shell-quoted: method, URL, headers and body all come from whoever posted to
+    the public URL, and the command is meant to be pasted into a shell. A body curl must read
+    from stdin is piped in, as base64 through `base64 -d` unless it is text (a clipboard holds
+    text, and a shell word cannot hold a NUL).
     """
-    skip = HOP_BY_HOP | {"host", "content-length"}
-    lines = [f"curl -sS -X {method} {_quote(url)}"]
-    for name, value in headers:
-        if name.lower() not in skip:
-            lines.append(f"  -H {_quote(f'{name}: {value}')}")
-    if body:
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if text is not None and "\x00" not in text:
-            lines.append(f"  --data-binary {_quote(text)}")
-        else:
-            encoded = base64.b64encode(body).decode("ascii")
-            return f"printf %s {_quote(encoded)} | base64 -d | \\\n" + " \\\n".join(
-                [*lines, "  --data-binary @-"]
-            )
-    return " \\\n".join(lines)
+    args, stdin = curl_args(url, method, headers, body)
+    words = [shlex.quote(arg) for arg in args]
+    lines = [" ".join(words[:6])]
+    rest = words[6:]
+    lines += [f"  {flag} {value}" for flag, value in zip(rest[::2], rest[1::2], strict=True)]
+    command = " \\\n".join(lines)
+    if stdin is None:
+        return command
+    text = _shell_text(stdin)
+    if text is not None:
+        return f"printf %s {shlex.quote(text)} | \\\n{command}"
+    encoded = base64.b64encode(stdin).decode("ascii")
+    return f"printf %s {shlex.quote(encoded)} | base64 -d | \\\n{command}"
 
 
 def body_for_clipboard(body: bytes) -> tuple[str, str]:
