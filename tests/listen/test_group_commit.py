@@ -162,13 +162,14 @@ async def handle_twice(
     listener = Listener(
         ListenerConfig(target=parse_target(target), relay_url="http://127.0.0.1:9"), store
     )
-    listener._relay_keeps_refused = relay_keeps_refused
+    listener.pipeline.relay_keeps_refused = relay_keeps_refused
     results: list[Result] = []
 
     async def reply(result: Result) -> None:
         results.append(result)
 
-    await asyncio.gather(listener._handle(reply, frame), listener._handle(reply, frame))
+    pipeline = listener.pipeline
+    await asyncio.gather(pipeline.handle(reply, frame), pipeline.handle(reply, frame))
     await listener.forwarder.close()
     return results
 

@@ -1,13 +1,6 @@
-"""The listener: keeps a websocket to the relay alive, and hands each delivery to the handler.
-
-Exactly-once towards the handler rests on the store: a delivery is written (state
-"dispatched") in the instant before its bytes go to the handler, and confirmed to the relay
-only after its attempt is stored. A re-sent delivery that is already in the store is
-answered from history and never forwarded again.
-
-When history cannot be written, a delivery not yet recorded is refused (handed back to the
-relay, which keeps it); one already forwarded is confirmed with the handler's answer, since
-the handler has it, and only its outcome is missing from history.
+"""The listener: keeps a connection to the relay alive (a websocket, or the in-process link
+of the relay it embeds), reconnects with backoff, and passes each delivery to its Pipeline,
+which records it, forwards it once and answers the relay.
 """
 
 from __future__ import annotations
@@ -20,7 +13,6 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,27 +20,21 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from hooktap import __version__
-from hooktap.bodies import INLINE_BODY_MAX
 from hooktap.listen import channel as channels
-from hooktap.listen import held, state
+from hooktap.listen import state
 from hooktap.listen.channel import ChannelCredentials, RelayRefused
 from hooktap.listen.embedded import EmbeddedRelay
 from hooktap.listen.events import (
     ConnectionChanged,
-    DeliveryForwarded,
-    DeliveryReceived,
-    DuplicateSkipped,
     ListenerEvent,
     Paused,
     Ready,
     Subscriber,
 )
-from hooktap.listen.forward import Forwarder, Outcome
-from hooktap.listen.group_commit import GroupCommit
+from hooktap.listen.forward import Forwarder
+from hooktap.listen.pipeline import Pipeline, Reply
 from hooktap.listen.target import Target
 from hooktap.outbox import Outbox
-from hooktap.pivotal.envelope import parse_envelope
-from hooktap.pivotal.signing import Verdict, signature_header, verify
 from hooktap.protocol import (
     Batch,
     Error,
@@ -64,15 +50,11 @@ from hooktap.protocol import (
 from hooktap.protocol import (
     Delivery as WireDelivery,
 )
-from hooktap.records import Attempt, Delivery
 from hooktap.relay import links as relay_links
 from hooktap.relay.hub import Link
-from hooktap.store import Added, Store, StoreError
+from hooktap.store import Store
 
 log = logging.getLogger("hooktap.listen")
-
-# Hands a delivery's Result back to the relay: over the websocket, or by a direct call.
-Reply = Callable[[Result], Awaitable[None]]
 
 
 @dataclass
@@ -106,13 +88,8 @@ class Listener:
         self._stopping = asyncio.Event()
         self._announced = False
         self._waiting_for_slot = False
-        self._commits = GroupCommit(store)
-        # Deliveries being handled, by id: a copy re-sent meanwhile waits for the first.
-        self._inflight: dict[str, asyncio.Future[None]] = {}
+        self.pipeline = Pipeline(store, self.forwarder, config.target, config.secret, self._emit)
         self._local: Link | None = None
-        # Whether the relay of the current connection keeps a delivery we refuse (protocol 2,
-        # or the embedded relay); an older one would take a refusal for an acknowledgement.
-        self._relay_keeps_refused = False
 
     @functools.cached_property
     def instance(self) -> str:
@@ -232,7 +209,7 @@ class Listener:
     async def _shutdown(self) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.timeout + 1)
-        self._commits.close()
+        self.pipeline.commits.close()
         await self.forwarder.close()
         if self.embedded is not None:
             await self.embedded.stop()
@@ -259,7 +236,7 @@ class Listener:
             # Wait for a free slot first, as the websocket path does, so a deep queue handed
             # over at once is not all read into memory at once.
             await self._slots.acquire()
-            task = asyncio.get_running_loop().create_task(self._handle(reply, frame))
+            task = asyncio.get_running_loop().create_task(self.pipeline.handle(reply, frame))
             self._tasks.add(task)
             task.add_done_callback(self._done)
 
@@ -277,7 +254,7 @@ class Listener:
             history=self.store.history_id,
         )
         self._local = link
-        self._relay_keeps_refused = True
+        self.pipeline.relay_keeps_refused = True
         try:
             self._connected(self.creds.webhook_url, relay_links.queue_depth(app, link.channel))
             stopping = asyncio.ensure_future(self._stopping.wait())
@@ -295,6 +272,8 @@ class Listener:
 
     def _connected(self, webhook_url: str, queued: int) -> None:
         self.state = "connected"
+        if self.creds is not None:  # a re-claim may have changed it since the last connection
+            self.pipeline.channel = self.creds.channel
         if not self._announced:
             self._announced = True
             self._emit(
@@ -348,7 +327,7 @@ class Listener:
                     welcome.timeout,
                     self.config.timeout,
                 )
-            self._relay_keeps_refused = session.batches  # the same protocol brought both
+            self.pipeline.relay_keeps_refused = session.batches  # the same protocol brought both
             self._connected(welcome.webhook_url, welcome.queued)
             liveness = Liveness(welcome.heartbeat, time.monotonic())
             beat = asyncio.create_task(self._heartbeat(ws, liveness))
@@ -394,7 +373,7 @@ class Listener:
         await self._slots.acquire()
         self._waiting_for_slot = False
         liveness.seen(time.monotonic())
-        task = asyncio.create_task(self._handle(reply, frame))
+        task = asyncio.create_task(self.pipeline.handle(reply, frame))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -439,258 +418,6 @@ class Listener:
             again = " even after re-claiming the channel by its token" if reclaimed else ""
             raise RelayRefused(f"the relay refused this listener{again} ({status}): {reason}")
         raise ConnectionError(f"relay answered {status}: {reason}")
-
-    # --- one delivery --------------------------------------------------------------------
-
-    async def _handle(self, reply: Reply, frame: WireDelivery) -> None:
-        while (earlier := self._inflight.get(frame.id)) is not None:
-            # The relay re-sent it (a reconnect) while we still work on it: wait, then judge
-            # it like any other copy. History answers it if the first was stored; if storing
-            # it failed, it was never forwarded and this copy may go.
-            await asyncio.shield(earlier)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._inflight[frame.id] = done
-        try:
-            await self._forward(reply, frame)
-        except StoreError as exc:
-            # From _forward only when the delivery could not be recorded, which comes before
-            # any byte of it reaches the handler.
-            await self._refuse(reply, frame.id, exc)
-        finally:
-            del self._inflight[frame.id]
-            done.set_result(None)
-
-    async def _refuse(self, reply: Reply, delivery_id: str, exc: StoreError) -> None:
-        """Disk full, HOOKTAP_HOME unwritable: say so plainly, and hand the delivery back at
-        once so the relay keeps it and answers its sender now, not after the timeout."""
-        log.error(
-            "hooktap: a delivery was not forwarded because it could not be recorded in "
-            "history first (%s); the relay keeps it for the next connection",
-            exc,
-        )
-        if not self._relay_keeps_refused:
-            return  # an older relay times out on it and keeps it: slower, but nothing is lost
-        reason = f"hooktap could not record it in its history ({exc})"
-        await reply(
-            Result(
-                delivery_id,
-                503,
-                [("Content-Type", "text/plain; charset=utf-8")],
-                f"{reason}; not forwarded\n".encode(),
-                error=reason,
-                refused=True,
-            )
-        )
-
-    async def _forward(self, reply: Reply, frame: WireDelivery) -> None:
-        if len(frame.body) > INLINE_BODY_MAX:
-            # A big body's HMAC runs without the GIL (see signing.SVIX_MAX_BODY): on a worker
-            # thread it leaves the loop free for other deliveries meanwhile.
-            verdict = await asyncio.get_running_loop().run_in_executor(
-                None, verify, self.config.secret, frame.headers, frame.body
-            )
-        else:
-            verdict = verify(self.config.secret, frame.headers, frame.body)
-        if frame.handed_before:
-            await self._not_forwarded(reply, frame, verdict)
-            return
-        sending = held.prepare(
-            self.config.secret, frame.headers, frame.body, frame.received_at, verdict
-        )
-        delivery = self._record(frame, sending.verdict)
-        adding: asyncio.Future[Added] | None = None
-
-        async def dispatched(write: Callable[[], None]) -> None:
-            # The request's bytes are written right after the delivery is committed, in the
-            # same callback: from then on the handler may have it, so a restart must not
-            # forward it again. Deliveries dispatched in the same loop tick share the commit.
-            nonlocal adding
-            adding = self._commits.add(delivery, then=write)
-            if not (await asyncio.shield(adding)).new:
-                raise _AlreadyStored
-            self._emit(DeliveryReceived(delivery))
-
-        try:
-            outcome = await self.forwarder.send(
-                frame.method,
-                frame.path,
-                frame.query,
-                sending.headers,
-                frame.body,
-                remote=frame.remote,
-                scheme=frame.scheme,
-                host=frame.host,
-                on_dispatch=dispatched,
-            )
-        except _AlreadyStored:
-            await self._answer_again(reply, frame.id)
-            return
-        if adding is None:  # never reached the handler (refused, timed out connecting)
-            adding = self._commits.add(delivery)
-            added = await adding
-            if not added.new:
-                await self._answer_again(reply, frame.id)
-                return
-            self._emit(DeliveryReceived(delivery))
-        else:
-            added = await adding
-        attempt = _attempt(delivery.id, "forward", outcome)
-        attempt.note = "; ".join(n for n in (sending.note, _cut_note(outcome)) if n)
-        if sending.headers is not frame.headers:
-            attempt.request_headers = sending.headers  # what the handler got: re-signed
-        await self._finish(reply, delivery, attempt, _result(delivery.id, outcome), added)
-
-    async def _finish(
-        self, reply: Reply, delivery: Delivery, attempt: Attempt, result: Result, added: Added
-    ) -> None:
-        """Record the outcome, then answer the relay, then tell the outputs."""
-        try:
-            await self._commits.finish(delivery.id, attempt)
-        except StoreError as exc:
-            # The handler has it, so the sender gets its answer and the outputs show it all
-            # the same; only history misses the outcome (the delivery stays "dispatched").
-            log.error(
-                "hooktap: delivery %s was forwarded (status %s) but its outcome could not be "
-                "recorded in history (%s)",
-                delivery.id,
-                attempt.status if attempt.status is not None else attempt.error,
-                exc,
-            )
-        else:
-            if delivery.state != "interrupted":
-                delivery.state = "done"
-        # The sender is waiting on the relay for this: answer first, then tell the outputs,
-        # a loop turn later, so that in-process the relay writes the sender's response before
-        # a log line is formatted.
-        await reply(result)
-        asyncio.get_running_loop().call_soon(
-            self._emit, DeliveryForwarded(delivery, attempt, added.svix_seen)
-        )
-
-    async def _not_forwarded(self, reply: Reply, frame: WireDelivery, verdict: Verdict) -> None:
-        """A delivery the relay handed to a listener with another history, which never
-        confirmed it. That listener may have forwarded it, and this history cannot tell, so it
-        is recorded and shown, not sent: a replay sends it once the user has checked."""
-        delivery = self._record(frame, verdict)
-        delivery.state = "interrupted"
-        added = await self._commits.add(delivery)
-        if not added.new:
-            await self._answer_again(reply, frame.id)
-            return
-        self._emit(DeliveryReceived(delivery))
-        why = (
-            "not forwarded: the relay had handed it to another listener (with its own "
-            "history), which never confirmed it, so your handler may have it already; "
-            f"check, then `hooktap replay {frame.id}` (or r in the inspector) to send it"
-        )
-        attempt = Attempt(
-            delivery_id=delivery.id,
-            kind="forward",
-            started_at=time.time(),
-            target_url=str(self.config.target),
-            error=why,
-        )
-        # The sender was answered 202 when the relay kept it: this only confirms it.
-        result = Result(delivery.id, 502, error=why, duplicate=True)
-        await self._finish(reply, delivery, attempt, result, added)
-
-    def _record(self, frame: WireDelivery, verdict: Verdict) -> Delivery:
-        envelope = parse_envelope(frame.body)
-        svix_id = signature_header(frame.headers, "id")
-        return Delivery(
-            id=frame.id,
-            received_at=frame.received_at,
-            method=frame.method,
-            path=frame.path,
-            query=frame.query,
-            headers=frame.headers,
-            body=frame.body,
-            channel=self.creds.channel if self.creds else "",
-            target=str(self.config.target),
-            signature=verdict.status,
-            signature_reason=verdict.reason,
-            svix_id=svix_id,
-            event_id=envelope.id if envelope else None,
-            event_type=envelope.type if envelope else None,
-            event_created_at=envelope.created_at if envelope else None,
-            state="dispatched",
-        )
-
-    async def _answer_again(self, reply: Reply, delivery_id: str) -> None:
-        """A delivery we already took: confirm it from history instead of forwarding twice."""
-        state = self.store.get_state(delivery_id) or "missing"
-        first = self.store.first_attempt(delivery_id)
-        if first is not None:
-            result = Result(
-                delivery_id,
-                first.status if first.status is not None else 502,
-                first.response_headers,
-                first.response_body,
-                first.duration_ms,
-                first.error,
-                duplicate=True,
-            )
-        else:
-            # Stored as dispatched but no attempt: the listener stopped mid-forward. The
-            # handler may well have it; sending it again could double-process it.
-            self.store.mark(delivery_id, "interrupted")
-            state = "interrupted"
-            result = Result(
-                delivery_id,
-                502,
-                body=b"hooktap listener restarted while forwarding this delivery\n",
-                error="listener stopped mid-forward; not re-sent to avoid a duplicate "
-                "(use `hooktap replay` to send it again)",
-                duplicate=True,
-            )
-        self._emit(DuplicateSkipped(delivery_id, state))
-        await reply(result)
-
-
-class _AlreadyStored(Exception):
-    """Raised from the dispatch hook to abort a send: this id is in history already."""
-
-
-def _attempt(delivery_id: str, kind: str, outcome: Outcome) -> Attempt:
-    return Attempt(
-        delivery_id=delivery_id,
-        kind=kind,
-        started_at=time.time() - outcome.duration_ms / 1000,
-        target_url=outcome.url,
-        status=outcome.status,
-        response_headers=outcome.headers,
-        response_body=outcome.body,
-        duration_ms=outcome.duration_ms,
-        error=outcome.error,
-    )
-
-
-def _result(delivery_id: str, outcome: Outcome) -> Result:
-    if outcome.status is not None:
-        headers = outcome.headers
-        if outcome.truncated:
-            # The forwarder stopped reading at its cap: the sender gets what was read, marked.
-            headers = [*headers, ("X-Hooktap-Truncated", f"body cut at {len(outcome.body)} bytes")]
-        return Result(delivery_id, outcome.status, headers, outcome.body, outcome.duration_ms)
-    status = 504 if outcome.timed_out else 502
-    message = f"hooktap: {outcome.error}\n".encode()
-    return Result(
-        delivery_id,
-        status,
-        [("Content-Type", "text/plain; charset=utf-8")],
-        message,
-        outcome.duration_ms,
-        outcome.error,
-    )
-
-
-def _cut_note(outcome: Outcome) -> str:
-    if not outcome.truncated:
-        return ""
-    return (
-        f"response body cut at {len(outcome.body)} bytes: the handler sent more, and hooktap "
-        "stopped reading there"
-    )
 
 
 async def _send_quietly(ws: ClientConnection, outbox: Outbox | None, result: Result) -> None:
