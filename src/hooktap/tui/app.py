@@ -24,6 +24,7 @@ from textual.widgets import Footer
 from hooktap.filters import Filter
 from hooktap.listen import state as listener_state
 from hooktap.listen.channel import RelayRefused
+from hooktap.listen.home_guard import HomeUnusable
 from hooktap.listen.listener import Listener
 from hooktap.store import BodyMissing, Store
 from hooktap.tui.feed import Counts, Feed
@@ -107,7 +108,7 @@ class HooktapApp(App[None]):
         self.utc = utc
         self.filter = initial_filter or Filter()
         self.feed = Feed()
-        self.loader = Loader(store.path, secret_known=bool(self.secret), clock=clock)
+        self.loader = Loader(store.path, secret=self.secret, clock=clock)
         self.sender = Sender(self, store, secret=self.secret, target=target)
         self.listener_error: BaseException | None = None
         self.webhook_url: str | None = None
@@ -208,7 +209,12 @@ class HooktapApp(App[None]):
         self.header.show_urls(creds.webhook_url, str(listener.config.target))
         try:
             await listener.run()
-        except (RelayRefused, ConnectionError, OSError) as exc:
+        except (RelayRefused, HomeUnusable) as exc:
+            # Another listener holds the channel, or history has nowhere to go: nothing this
+            # screen can fix. The message is printed once the terminal is back.
+            self.listener_error = exc
+            self.exit(return_code=2 if isinstance(exc, RelayRefused) else 1)
+        except (ConnectionError, OSError) as exc:
             self.listener_error = exc
             self.header.show_state("stopped", str(exc))
             self.notify(str(exc), title="Listener stopped", severity="error", timeout=15)
@@ -243,6 +249,13 @@ class HooktapApp(App[None]):
         if batch.paused is not None:
             header.show_paused(batch.paused)
             self.refresh_bindings()
+        for lost in batch.home_lost:
+            self.notify(
+                lost.message,
+                title="HOOKTAP_HOME recovered" if lost.recovered else "HOOKTAP_HOME lost",
+                severity="warning" if lost.recovered else "error",
+                timeout=30,
+            )
         header.show_counts(self.feed.counts, "this session")
         if batch.received or batch.forwarded:
             lst = self.deliveries

@@ -15,6 +15,7 @@ from hooktap.listen.events import (
     DeliveryForwarded,
     DeliveryReceived,
     DuplicateSkipped,
+    HomeLost,
     ListenerEvent,
     Paused,
     Ready,
@@ -48,6 +49,7 @@ class Batch:
     connection: ConnectionChanged | None = None  # the latest state only
     paused: bool | None = None
     skipped: int = 0
+    home_lost: list[HomeLost] = field(default_factory=list)  # each is shown as a notice
 
     @property
     def empty(self) -> bool:
@@ -58,6 +60,7 @@ class Batch:
             or self.connection
             or self.paused is not None
             or self.skipped
+            or self.home_lost
         )
 
 
@@ -90,6 +93,8 @@ class Feed:
             batch.paused = event.paused
         elif isinstance(event, DuplicateSkipped):
             batch.skipped += 1
+        elif isinstance(event, HomeLost):
+            batch.home_lost.append(event)
 
     def drain(self) -> Batch:
         batch, self._batch = self._batch, Batch()

@@ -29,10 +29,16 @@ NEW_CAP = 1000  # "1000+ new" is as precise as a counter needs to be
 
 class Loader:
     def __init__(
-        self, path: Path, *, secret_known: bool, clock: Callable[[], float] = time.time
+        self,
+        path: Path,
+        *,
+        secret: str | None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = Store(path)
-        self.secret_known = secret_known
+        # The detail view says what `r` would do, by the same rule `r` applies: the stored
+        # original checked against this secret.
+        self.secret = secret
         self.clock = clock  # "signed 3 days ago" must not drift in a snapshot test
         self._closed = False
 
@@ -88,7 +94,9 @@ class Loader:
         duplicate = bool(delivery.svix_id) and self.store.seen_svix_id(
             delivery.svix_id or "", before_id=delivery.id
         )
-        note = describe_replay(delivery, secret_known=self.secret_known, now=self.clock())
+        note = describe_replay(
+            delivery, secret_known=bool(self.secret), secret=self.secret, now=self.clock()
+        )
         return DetailData(delivery, self.store.attempts(delivery.id), duplicate, note)
 
     async def detail(self, delivery_id: str) -> DetailData | None:

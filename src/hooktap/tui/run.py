@@ -18,7 +18,7 @@ def run_listen_tui(listener: Listener, store: Store) -> None:
     to start (a busy port, a refused token) once the screen is back to normal."""
     app = HooktapApp(store, listener, handle_signals=True)
     _run(app)
-    if app.listener_error is not None and app.return_code == 2:
+    if app.listener_error is not None and app.return_code in (1, 2):
         raise app.listener_error
 
 
