@@ -9,6 +9,7 @@ import asyncio
 import collections
 import contextlib
 import ipaddress
+import re
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from aiohttp import web
 from websockets.asyncio.client import connect
 
+from hooktap.cli.history_view import summary_json
 from hooktap.listen import channel as channels
 from hooktap.listen.channel import RelayRefused
 from hooktap.pivotal.signing import signed_headers
@@ -28,6 +30,7 @@ from hooktap.protocol import (
     Welcome,
     encode,
 )
+from hooktap.tui.present import Marks
 from support.procs import Procs, free_port
 from support.servers import running_handler, running_listener, running_relay, serve
 from support.verifying import VerifyingHandler
@@ -205,6 +208,10 @@ async def test_a_delivery_held_past_the_tolerance_is_re_signed_when_it_was_genui
             fresh = lst.store.first_attempt(rows["msg_held"].id)
             assert fresh is not None and "at the relay; re-signed" in fresh.note
             assert rows["msg_held"].signature == "valid"
+            # Marked wherever a delivery is listed: the inspector's row and `deliveries`.
+            assert Marks.of(rows["msg_held"]).held and not Marks.of(rows["msg_stale"]).held
+            note = summary_json(rows["msg_held"])["note"]
+            assert re.fullmatch(r"held \d+ s at the relay; re-signed", note), note
             # What arrived is kept as it arrived: the original timestamp.
             original = lst.store.get(rows["msg_held"].id)
             assert original is not None and (

@@ -115,6 +115,7 @@ class Summary:
     error: str | None
     attempts: int  # forward + replays
     duplicate: bool  # this svix-id arrived before: a Pivotal retry or replay of the same message
+    note: str = ""  # of the original forward, e.g. "held 7 min at the relay; re-signed"
 
     @property
     def cursor(self) -> tuple[float, int]:
@@ -645,7 +646,10 @@ class Store:
             f"ORDER BY d.received_at {order}, d.seq {order}"
         )
         params += [-1 if limit is None else limit, offset]
-        return [Summary(*r[:-1], duplicate=bool(r[-1])) for r in self._read(sql, params)]
+        return [
+            Summary(*r[:-2], duplicate=bool(r[-2]), note=r[-1] or "")
+            for r in self._read(sql, params)
+        ]
 
     def count(self, f: Filter | None = None, *, now: float | None = None) -> int:
         f = f or Filter()

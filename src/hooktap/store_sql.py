@@ -67,7 +67,8 @@ SUMMARY_COLUMNS = (
     "d.body_size, f.status, f.duration_ms, f.error, "
     "(SELECT count(*) FROM attempts a WHERE a.delivery_id = d.id), "
     "(d.svix_id IS NOT NULL AND EXISTS (SELECT 1 FROM deliveries e WHERE e.svix_id = d.svix_id "
-    "AND (e.received_at < d.received_at OR (e.received_at = d.received_at AND e.seq < d.seq))))"
+    "AND (e.received_at < d.received_at OR (e.received_at = d.received_at AND e.seq < d.seq)))), "
+    "f.note"
 )
 
 ATTEMPT_FIELDS = (

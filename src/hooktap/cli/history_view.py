@@ -67,6 +67,7 @@ def summary_json(row: Summary) -> dict[str, Any]:
         "status": row.status,
         "duration_ms": row.duration_ms,
         "error": row.error,
+        "note": row.note or None,
         "state": row.state,
         "attempts": row.attempts,
         "duplicate": row.duplicate,
@@ -84,7 +85,9 @@ def print_table(rows: list[Summary]) -> None:
             (
                 r.id,
                 when(r.received_at),
-                clean(event) + (" (dup)" if r.duplicate else ""),
+                clean(event)
+                + (" (dup)" if r.duplicate else "")
+                + (" (held)" if r.note.startswith("held ") else ""),
                 r.signature,
                 status_text(r.status, r.error, r.state),
                 "" if r.duration_ms is None else f"{r.duration_ms:.0f} ms",

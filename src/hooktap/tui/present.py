@@ -88,13 +88,15 @@ class Marks:
     retry: bool
     duplicate: bool
     replays: int
+    held: bool = False  # waited at the relay past svix's tolerance (the note says what followed)
 
     @classmethod
     def of(cls, row: Summary) -> Marks:
         forwarded = row.status is not None or row.error is not None
         retry = forwarded and would_retry(row.status, row.duration_ms, row.error)
         retry = retry or row.state == "interrupted"
-        return cls(retry, row.duplicate, max(0, row.attempts - 1))
+        held = row.note.startswith("held ")
+        return cls(retry, row.duplicate, max(0, row.attempts - 1), held)
 
 
 def rules(delivery: Delivery | Summary, forward: Attempt | None, duplicate: bool) -> list[str]:

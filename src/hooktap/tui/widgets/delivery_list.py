@@ -292,6 +292,8 @@ class DeliveryList(ScrollView, can_focus=True):
                 add("retry ", "fail")
             if marks.duplicate:
                 add("dup ", "flag")
+            if marks.held:
+                add("held ", "flag")
             if marks.replays:
                 add(f"+{marks.replays} re-sent", "replay")
         return Strip(segments).crop_extend(0, width, base)
