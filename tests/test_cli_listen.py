@@ -146,6 +146,28 @@ def test_bad_secret_and_bad_target_exit_2_with_a_reason(hooktap_home):
     assert result.returncode == 2 and "secret" in result.stderr.lower()
 
 
+def test_numbers_that_are_not_finite_and_malformed_relay_urls_exit_2(hooktap_home):
+    """nan passed click's own range check and then failed every delivery; a relay URL with a
+    broken host gave a traceback-shaped message and exit 1."""
+    cases = [
+        (["--timeout", "nan"], "'nan' is not a finite number"),
+        (["--timeout", "inf"], "'inf' is not a finite number"),
+        (["--timeout", "-1"], "--timeout"),
+        (["--retention-days", "nan"], "'nan' is not a finite number"),
+        (["--relay", "http://[bad"], "--relay 'http://[bad' is not a valid URL"),
+        (["--relay", "http://host:99999"], "not a valid URL"),
+        (["--relay", "http://"], "has no host"),
+        (["--relay", "ws://relay.example"], "must be an http(s) URL"),
+    ]
+    for args, words in cases:
+        result = _hooktap("listen", "--forward", "8000", "--no-tui", *args, home=hooktap_home)
+        assert result.returncode == 2, (args, result.stderr)
+        assert words in result.stderr and "Traceback" not in result.stderr, result.stderr
+    for command in (["replay", "d1", "--timeout", "nan"], ["relay", "--heartbeat", "inf"]):
+        result = _hooktap(*command, home=hooktap_home)
+        assert result.returncode == 2 and "not a finite number" in result.stderr
+
+
 def test_every_option_with_a_variable_shows_it_in_help(hooktap_home):
     result = _hooktap("listen", "--help", home=hooktap_home)
     assert "PIVOTAL_WEBHOOK_SECRET" in result.stdout and "HOOKTAP_RELAY" in result.stdout

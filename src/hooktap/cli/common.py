@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -22,6 +24,17 @@ class BadInput(click.ClickException):
     """A user error: one clear line on stderr and exit code 2, never a traceback."""
 
     exit_code = 2
+
+
+class Finite(click.FloatRange):
+    """A number within a range. click's FloatRange lets nan through (every comparison with
+    nan is false) and takes inf for a number: a timeout of either fails every delivery."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 def secret_option(help: str) -> Callable[[F], F]:
@@ -48,7 +61,7 @@ def timeout_option(help: str) -> Callable[[F], F]:
         "--timeout",
         default=10.0,
         show_default=True,
-        type=click.FloatRange(0.1, 600),
+        type=Finite(0.1, 600),
         help=help,
     )
 
@@ -75,3 +88,20 @@ def valid_target(text: str) -> Target:
         return parse_target(text)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+
+
+def valid_relay_url(url: str, option: str = "--relay") -> str:
+    """An http(s) URL with a host, or exit 2 saying what is wrong with it."""
+    example = "e.g. https://hooks.example.com"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise BadInput(f"{option} {url!r} is not a valid URL ({exc}); {example}") from None
+    if parts.scheme not in ("http", "https"):
+        raise BadInput(f"{option} must be an http(s) URL, got {url!r}; {example}")
+    if not parts.hostname:
+        raise BadInput(f"{option} {url!r} has no host; {example}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise BadInput(f"{option} {url!r} must be a plain URL: no query, fragment or login")
+    return url.rstrip("/")

@@ -12,9 +12,11 @@ import click
 from hooktap import aio
 from hooktap.cli.common import (
     BadInput,
+    Finite,
     forward_option,
     secret_option,
     timeout_option,
+    valid_relay_url,
     valid_secret,
     valid_target,
 )
@@ -68,7 +70,7 @@ from hooktap.store import Store
     "--retention-days",
     default=90.0,
     show_default=True,
-    type=click.FloatRange(0, None, min_open=True),
+    type=Finite(0, None, min_open=True),
     help="Keep stored deliveries this long (Pivotal's own Deliveries tab keeps 90 days).",
 )
 def listen_cmd(
@@ -91,8 +93,8 @@ def listen_cmd(
     """
     target = valid_target(forward)
     secret = valid_secret(secret)
-    if relay is not None and not relay.startswith(("http://", "https://")):
-        raise BadInput(f"--relay must be an http(s) URL, got {relay!r}")
+    if relay is not None:
+        relay = valid_relay_url(relay)
     config = ListenerConfig(
         target=target,
         relay_url=relay,

@@ -14,6 +14,7 @@ import click
 
 from hooktap.cli.common import (
     BadInput,
+    Finite,
     forward_option,
     required_secret,
     secret_option,
@@ -205,7 +206,7 @@ async def _send_all(
 )
 @click.option(
     "--rate",
-    type=click.FloatRange(0, None, min_open=True),
+    type=Finite(0, None, min_open=True),
     metavar="R",
     help="Deliveries per second (default: as fast as the receiver answers).",
 )

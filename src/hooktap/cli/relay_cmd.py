@@ -12,7 +12,7 @@ import click
 from aiohttp import web
 
 from hooktap import aio
-from hooktap.cli.common import BadInput
+from hooktap.cli.common import BadInput, Finite, valid_relay_url
 from hooktap.home import relay_data_dir
 from hooktap.relay.app import RelayConfig, make_app
 from hooktap.relay.config import Network
@@ -60,7 +60,7 @@ def _trusted_proxies(
     "--heartbeat",
     default=5.0,
     show_default=True,
-    type=click.FloatRange(0.05, 300),
+    type=Finite(0.05, 300),
     help="Seconds between heartbeats; a listener silent for three is dropped.",
 )
 @click.option(
@@ -114,8 +114,8 @@ def relay_cmd(
       hooktap relay --host 0.0.0.0 --port 8787 --public-url https://hooks.example.com
       HOOKTAP_RELAY=https://hooks.example.com hooktap listen --forward 8000
     """
-    if public_url is not None and not public_url.startswith(("http://", "https://")):
-        raise BadInput(f"--public-url must be an http(s) URL, got {public_url!r}")
+    if public_url is not None:
+        public_url = valid_relay_url(public_url, "--public-url")
     if data_dir is not None:
         try:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

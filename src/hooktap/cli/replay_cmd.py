@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 import click
 
-from hooktap.cli.common import BadInput, secret_option
+from hooktap.cli.common import BadInput, Finite, secret_option
 from hooktap.cli.history_cmd import filter_options, lookup, make_filter, open_store
 from hooktap.cli.history_view import clean
 from hooktap.listen.forward import parse_target
@@ -56,7 +56,7 @@ from hooktap.store import Store
     "--timeout",
     default=10.0,
     show_default=True,
-    type=click.FloatRange(0.1, 600),
+    type=Finite(0.1, 600),
     help="Seconds to wait for the handler.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per replay, nothing else.")
