@@ -1,7 +1,7 @@
 """The history database's schema, and the SQL that a Filter and an id prefix become.
 
-Kept apart from store.py, which holds the reading and writing: these are fixed text and pure
-functions, testable and reviewable without a database.
+Kept apart from reads.py and writes.py, which run it: these are fixed text and pure functions,
+testable and reviewable without a database.
 """
 
 from __future__ import annotations

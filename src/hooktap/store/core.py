@@ -1,0 +1,259 @@
+"""The history file itself: opening it (schema, pragmas, history id), the one lock and the
+transaction helpers every read and write goes through, closing, and moving it elsewhere.
+
+Opened by several processes at once (`listen` writing, `hooktap deliveries` and the TUI
+reading), hence WAL: readers never block the writer and the writer never blocks readers.
+synchronous=NORMAL keeps a commit free of fsync (WAL makes that safe against corruption; a
+power cut may lose the last commits, not the file). Every write is one short BEGIN IMMEDIATE
+transaction: taking the write lock up front lets the busy timeout do its job (a deferred
+transaction that upgrades late fails at once instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from hooktap.bodies import BodyFiles
+from hooktap.home import copy_open_database, put_in_place
+from hooktap.store.checkpoint import REWIND_FRAMES, Checkpointer
+from hooktap.store.errors import StoreError
+from hooktap.store.sql import META_SCHEMA, SCHEMA
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5000
+
+# Every open Store of this process: a history moved to a new file (Store.move_to) takes the
+# others open on the same file along (the inspector reads through a Store of its own).
+_OPEN: weakref.WeakSet[StoreCore] = weakref.WeakSet()
+
+
+class StoreCore:
+    """The connection and its lock; Store adds the reads and writes (reads.py, writes.py)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._bodies = BodyFiles(self.path)
+        self.commits = 0  # write transactions committed through this Store
+        self._checkpointer: Checkpointer | None = None
+        self._tx_bodies: list[int] = []  # body files written by the open write transaction
+        # A random id for this history, made on its first open and kept in the file: it tells
+        # one history from another (a fresh HOOKTAP_HOME, say) where a path cannot.
+        self.history_id = ""
+        self._refusing: str | None = None  # why writes are refused now (refuse_writes)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Create the file ourselves, owner-only, before SQLite does with the umask's mode;
+        # SQLite gives the -wal and -shm files the database file's permissions. The chmod
+        # covers a umask that strips bits we asked for and a file left too open by anyone.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+        try:
+            self._db = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open {self.path}: {err}") from err
+        # Which file this is (device, inode), to tell later that the path now names another
+        # file or none: see listen/home_guard.py.
+        self.file_id = _file_id(self.path)
+        try:
+            self._setup()
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise StoreError(f"cannot use {self.path}: {err}") from err
+        except StoreError:
+            self._db.close()
+            raise
+        _OPEN.add(self)
+
+    def _setup(self) -> None:
+        self._pragmas()
+        if self._version() != SCHEMA_VERSION:
+            self._create_schema()
+        self.history_id = self._load_history_id()
+
+    def _load_history_id(self) -> str:
+        found = self._history_id_row()
+        if found is None:
+            with self._write() as db:
+                db.execute(META_SCHEMA)
+                # OR IGNORE: another process opening the same new file may have written it first.
+                db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('history_id', ?)",
+                    (secrets.token_hex(16),),
+                )
+            found = self._history_id_row()
+            assert found is not None
+        return found
+
+    def _history_id_row(self) -> str | None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'history_id'").fetchone()
+        except sqlite3.OperationalError:  # no meta table: a history made before history ids
+            return None
+        return None if row is None else str(row[0])
+
+    def _create_schema(self) -> None:
+        db = self._db
+        with self._write():
+            version = self._version()  # again, under the write lock: another process may have won
+            if version == 0:
+                # Statement by statement: executescript() would COMMIT our transaction first.
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} was written by a newer hooktap (schema {version}, this one "
+                    f"knows {SCHEMA_VERSION}); upgrade hooktap or point HOOKTAP_HOME elsewhere"
+                )
+
+    def _pragmas(self) -> None:
+        db = self._db
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # The default 4 KiB pages on purpose: 16 KiB pages wrote a 1 MB body 2.3 ms faster but
+        # made every 1 KB delivery ~125 µs slower (each commit rewrites ~9 whole pages), and
+        # webhooks are mostly small.
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+
+    def _version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._refusing is not None:
+                raise StoreError(self._refusing)
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+                self.commits += 1
+            except BaseException:
+                # The body files of rows that will not exist go first, while our write lock
+                # still keeps any other writer from being handed the same seqs.
+                self._bodies.remove(self._tx_bodies)
+                if self._db.in_transaction:  # some errors (disk full) have rolled back already
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._tx_bodies.clear()
+
+    def _read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def background_checkpoints(self, on: bool) -> None:
+        """Checkpoint the WAL from a thread instead of inside our commits (see checkpoint.py):
+        for the listener, whose event loop must not stall on an fsync."""
+        if on and self._checkpointer is None:
+            with self._lock:
+                # Not off: this is what rewinds the WAL under load (see checkpoint.py).
+                self._db.execute(f"PRAGMA wal_autocheckpoint = {REWIND_FRAMES}")
+            self._checkpointer = Checkpointer(self.path, lambda: self.commits)
+            self._checkpointer.start()
+        elif not on and self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+            with self._lock:
+                self._db.execute("PRAGMA wal_autocheckpoint = 1000")  # SQLite's default
+
+    def close(self) -> None:
+        _OPEN.discard(self)
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+        with self._lock:
+            self._db.close()
+
+    # -- the file lost under a running process (listen/home_guard.py) -----------------------
+
+    def refuse_writes(self, reason: str | None) -> None:
+        """Fail every write with StoreError(reason) from now on; None accepts them again.
+
+        For a history whose file is gone: SQLite goes on committing into the unlinked file,
+        and a delivery confirmed on that strength would be lost when the process ends."""
+        with self._lock:
+            self._refusing = reason
+
+    def move_to(self, path: Path | None = None) -> None:
+        """Copy this history to `path` (by default its own path, after its file there was
+        deleted or replaced) and carry on there: the Store stays, its connection changes.
+
+        Every Store of this process open on the same file moves along, and all their
+        connections to the old file close before anything is created under the new names
+        (home.copy_open_database says why). StoreError if the copy cannot be made; then every
+        Store goes on as before.
+        """
+        target = Path(path) if path is not None else self.path
+        group = [self, *(s for s in list(_OPEN) if s is not self and s.file_id == self.file_id)]
+        checkpointing = [s for s in group if s._checkpointer is not None]
+        for store in checkpointing:  # their threads hold connections to the old file too
+            store.background_checkpoints(False)
+        try:
+            with contextlib.ExitStack() as held:
+                for store in group:
+                    held.enter_context(store._lock)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    copy = copy_open_database(self._db, target)
+                except (OSError, sqlite3.Error) as err:
+                    why = getattr(err, "strerror", None) or err
+                    raise StoreError(f"cannot copy the history to {target}: {why}") from err
+                for store in group:
+                    store._db.close()
+                where = put_in_place(copy, target)
+                for store in group:
+                    store._reopen(where)
+        finally:
+            for store in checkpointing:
+                store.background_checkpoints(True)
+        if where != target:
+            raise StoreError(f"cannot move the history to {target}; it is at {where}")
+
+    def _reopen(self, path: Path) -> None:
+        try:
+            self._db = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            self._pragmas()
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open {path}: {err}") from err
+        self.path = path
+        self.file_id = _file_id(path)
+        self._bodies = BodyFiles(path)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
