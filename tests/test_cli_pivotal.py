@@ -53,7 +53,7 @@ def test_events_shows_one_sample() -> None:
     assert result.exit_code == 0
     first, rest = result.output.split("\n", 1)
     assert first.startswith("customer.churned (customer): ")
-    assert json.loads(rest)["data"]["lifecycle_stage"] == "churned"
+    assert json.loads(rest)["data"]["object"]["lifecycle_stage"] == "churned"
 
 
 def test_events_json_lines() -> None:
@@ -81,7 +81,7 @@ async def test_trigger_sends_a_signed_sample(secret: str) -> None:
         url = handler.url + "/webhooks/pivotal"
         result = await invoke_async(
             trigger_cmd,
-            ["customer.at_risk", "--url", url, "--set", "data.health_score=12"],
+            ["customer.at_risk", "--url", url, "--set", "data.object.health_score=12"],
             env={"PIVOTAL_WEBHOOK_SECRET": secret},
         )
         seen = await handler.wait_for(1)
@@ -95,8 +95,8 @@ async def test_trigger_sends_a_signed_sample(secret: str) -> None:
     assert verify(secret, req.raw_headers, req.body).status == "valid"
     doc = json.loads(req.body)
     assert doc["type"] == "customer.at_risk"
-    assert doc["data"]["health_score"] == 12
-    assert doc["data"]["health_status"] == "at_risk"
+    assert doc["data"]["object"]["health_score"] == 12
+    assert doc["data"]["object"]["health_status"] == "at_risk"
 
 
 async def test_trigger_count_rate_and_json(secret: str) -> None:
@@ -123,7 +123,8 @@ async def test_trigger_data_file_then_sets(secret: str, tmp_path: Path) -> None:
     record = {"id": "cus_custom", "object": "customer", "name": "From File", "tags": ["a", "b"]}
     path = tmp_path / "customer.json"
     path.write_text(json.dumps(record))
-    sets = ["--data-file", str(path), "--set", "data.tags.0=x", "--set", "data.tags.1=1"]
+    sets = ["--data-file", str(path)]
+    sets += ["--set", "data.object.tags.0=x", "--set", "data.object.tags.1=1"]
     async with running_handler() as handler:
         result = await invoke_async(
             trigger_cmd,
@@ -131,7 +132,7 @@ async def test_trigger_data_file_then_sets(secret: str, tmp_path: Path) -> None:
         )
         assert result.exit_code == 0, result.output
         (req,) = await handler.wait_for(1)
-    assert json.loads(req.body)["data"] == {**record, "tags": ["x", 1]}
+    assert json.loads(req.body)["data"] == {"object": {**record, "tags": ["x", 1]}}
 
 
 async def test_trigger_defaults_to_the_running_listener(secret: str) -> None:
@@ -165,7 +166,50 @@ async def test_trigger_exits_1_when_the_receiver_refuses(secret: str) -> None:
         (["task.created"], "a signing secret is needed"),
         (["task.created", "--secret", "whsec_!!!"], "got 'whsec_!!!': not valid base64"),
         (["task.created", "--secret", "{secret}", "--set", "data"], "expected KEY=VALUE"),
-        (["task.created", "--secret", "{secret}", "--set", "data.title.x=1"], "not an object"),
+        (
+            ["task.created", "--secret", "{secret}", "--set", "data.object.title.x=1"],
+            "data.object.title is 'Import historical shipment data', not an object",
+        ),
+        (
+            ["customer.updated", "--secret", "{secret}", "--set", "date.health_score=12"],
+            "--set date.health_score: customer.updated events have no field 'date' (did you "
+            "mean data.object.health_score?); --allow-new-fields adds it anyway",
+        ),
+        (
+            ["customer.updated", "--secret", "{secret}", "--set", "data.object.healthscore=1"],
+            "no field 'data.object.healthscore' (did you mean data.object.health_score?)",
+        ),
+        (
+            ["customer.updated", "--secret", "{secret}", "--set", "data.health_score=12"],
+            "(did you mean data.object.health_score?)",
+        ),
+        (
+            ["customer.updated", "--secret", "{secret}", "--set", "data.object.health_score=1e999"],
+            "1e999 is too large for a JSON number: parsers read it as Infinity",
+        ),
+        (
+            ["task.created", "--secret", "{secret}", "--set", 'data.object.title="\\ud800"'],
+            "value holds a lone surrogate ('\\ud800')",
+        ),
+        (
+            ["task.created", "--secret", "{secret}", "--set", "data.object.title=\udcff"],
+            "value holds a lone surrogate ('\\udcff')",
+        ),
+        (
+            ["task.created", "--secret", "{secret}", "--set", ".".join(["data"] * 2000) + "=1"],
+            "has 2,000 segments; at most 32",
+        ),
+        (
+            [
+                "task.created",
+                "--allow-new-fields",
+                "--secret",
+                "{secret}",
+                "--set",
+                ".".join(["data"] * 2000) + "=1",
+            ],
+            "has 2,000 segments; at most 32",
+        ),
         (
             ["task.created", "--secret", "{secret}", "--data-file", "/nonexistent/x.json"],
             "cannot read",
@@ -179,6 +223,39 @@ def test_trigger_user_errors_exit_2(args: list[str], message: str, secret: str) 
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"name": "\\ud800"}', "holds a lone surrogate"),
+        ("[" * 2000 + "]" * 2000, "nested too deep"),
+        ('{"health_score": 1e999}', "too large for a JSON number"),
+        ('{"health_score": NaN}', "is not JSON"),
+    ],
+)
+def test_trigger_data_file_that_cannot_be_sent(
+    content: str, message: str, secret: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "record.json"
+    path.write_text(content)
+    result = invoke(trigger_cmd, ["task.created", "--secret", secret, "--data-file", str(path)])
+    assert result.exit_code == 2
+    assert f"--data-file {path}" in result.output and message in result.output
+    assert "Traceback" not in result.output
+
+
+async def test_trigger_adds_a_new_field_only_when_allowed(secret: str) -> None:
+    async with running_handler() as handler:
+        args = ["customer.updated", "--url", handler.url, "--secret", secret]
+        args += ["--set", "data.object.healthscore=5"]
+        refused = await invoke_async(trigger_cmd, args)
+        result = await invoke_async(trigger_cmd, [*args, "--allow-new-fields"])
+        (req,) = await handler.wait_for(1)
+    assert refused.exit_code == 2
+    assert result.exit_code == 0, result.output
+    record = json.loads(req.body)["data"]["object"]
+    assert record["healthscore"] == 5 and record["health_score"] == 82
 
 
 def test_trigger_data_file_not_json(secret: str, tmp_path: Path) -> None:

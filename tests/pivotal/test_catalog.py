@@ -9,13 +9,18 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hooktap.pivotal.catalog import (
     BadOverride,
     UnknownEventType,
+    UnknownField,
     encode,
+    event_schema,
     event_types,
     events,
+    override,
     parse_override,
     sample,
     schemas,
@@ -90,7 +95,7 @@ def problems(value: Any, schema: dict[str, Any], where: str = "data") -> list[st
 
 def test_the_validator_can_fail() -> None:
     customer = schemas()["customer"]
-    good = sample("customer.updated")["data"]
+    good = sample("customer.updated")["data"]["object"]
     assert problems(good, customer) == []
     assert problems({**good, "health_score": "82"}, customer)
     assert problems({**good, "lifecycle_stage": "zombie"}, customer)
@@ -126,16 +131,22 @@ def test_every_sample_is_a_valid_envelope_with_a_full_record(event_type: str) ->
         assert doc["type"] == event_type
         assert doc["id"].startswith("evt_")
         datetime.fromisoformat(doc["created_at"])
-        assert problems(doc["data"], schemas()[entry["object"]]) == []
-        assert doc["data"]["object"] == entry["object"]
+        # The record in data.object, as Pivotal's handler types it: { data: { object } }.
+        assert set(doc["data"]) == {"object"}
+        assert problems(doc["data"]["object"], schemas()[entry["object"]]) == []
+        assert doc["data"]["object"]["object"] == entry["object"]
+        assert problems(doc, event_schema(event_type)) == []
 
 
 def test_state_flip_samples_show_the_state() -> None:
-    assert sample("customer.at_risk")["data"]["health_status"] == "at_risk"
-    assert sample("customer.churned")["data"]["churned_at"] is not None
-    assert sample("onboarding.delayed")["data"]["status"] == "delayed"
-    assert sample("onboarding.completed")["data"]["completed_at"] is not None
-    assert sample("task.completed")["data"]["status"] == "completed"
+    def record(event_type: str) -> dict[str, Any]:
+        return sample(event_type)["data"]["object"]
+
+    assert record("customer.at_risk")["health_status"] == "at_risk"
+    assert record("customer.churned")["churned_at"] is not None
+    assert record("onboarding.delayed")["status"] == "delayed"
+    assert record("onboarding.completed")["completed_at"] is not None
+    assert record("task.completed")["status"] == "completed"
 
 
 def test_samples_are_fresh_each_call() -> None:
@@ -143,50 +154,51 @@ def test_samples_are_fresh_each_call() -> None:
     assert first["id"] != second["id"]
     created = datetime.fromisoformat(first["created_at"]).timestamp()
     assert abs(created - time.time()) < 5
-    assert first["data"]["updated_at"] == first["created_at"]
-    first["data"]["title"] = "mutated"
-    assert sample("task.updated")["data"]["title"] != "mutated"
+    assert first["data"]["object"]["updated_at"] == first["created_at"]
+    first["data"]["object"]["title"] = "mutated"
+    assert sample("task.updated")["data"]["object"]["title"] != "mutated"
 
 
 def test_overrides_parse_json_and_fall_back_to_strings() -> None:
     doc = sample(
         "customer.updated",
         {
-            "data.health_score": "12",
-            "data.name": "Acme Corp",
-            "data.tags": '["vip"]',
-            "data.owner_id": "null",
-            "data.custom_fields.tier": "gold",
-            "data.new.nested": "true",
+            "data.object.health_score": "12",
+            "data.object.name": "Acme Corp",
+            "data.object.tags": '["vip"]',
+            "data.object.owner_id": "null",
+            "data.object.custom_fields.tier": "gold",
+            "data.object.domain": '"12"',
             "id": "evt_fixed",
         },
     )
-    data = doc["data"]
+    data = doc["data"]["object"]
     assert data["health_score"] == 12
     assert data["name"] == "Acme Corp"
     assert data["tags"] == ["vip"]
     assert data["owner_id"] is None
-    assert data["custom_fields"]["tier"] == "gold"
-    assert data["new"] == {"nested": True}
+    assert data["custom_fields"]["tier"] == "gold"  # a free-form object takes any name
+    assert data["domain"] == "12"  # quoted: text
     assert doc["id"] == "evt_fixed"
 
 
 def test_override_into_a_list_and_bad_paths() -> None:
-    assert sample("customer.updated", {"data.tags.0": "vip"})["data"]["tags"][0] == "vip"
+    doc = sample("customer.updated", {"data.object.tags.0": "vip"})
+    assert doc["data"]["object"]["tags"][0] == "vip"
     with pytest.raises(BadOverride, match="not an index"):
-        sample("customer.updated", {"data.tags.9": "x"})
-    with pytest.raises(BadOverride, match=r"data\.name is 'Northwind"):
-        sample("customer.updated", {"data.name.first": "x"})
+        sample("customer.updated", {"data.object.tags.9": "x"})
+    with pytest.raises(BadOverride, match=r"data\.object\.name is 'Northwind"):
+        sample("customer.updated", {"data.object.name.first": "x"})
     with pytest.raises(BadOverride, match="empty segment"):
         sample("customer.updated", {"data..x": "1"})
 
 
 def test_parse_override() -> None:
-    assert parse_override("data.health_score=12") == ("data.health_score", 12)
-    assert parse_override("data.name=a=b") == ("data.name", "a=b")
-    assert parse_override("data.note=") == ("data.note", "")
-    with pytest.raises(BadOverride, match="expected KEY=VALUE"):
-        parse_override("data.health_score")
+    assert parse_override("data.object.health_score=12") == ("data.object.health_score", 12)
+    assert parse_override("data.object.name=a=b") == ("data.object.name", "a=b")
+    assert parse_override("data.object.note=") == ("data.object.note", "")
+    with pytest.raises(BadOverride, match=r"expected KEY=VALUE \(e\.g\. data\.object\."):
+        parse_override("data.object.health_score")
     with pytest.raises(BadOverride):
         parse_override("=12")
 
@@ -202,10 +214,125 @@ def test_unknown_event_type_lists_known_ones() -> None:
 
 
 def test_encode_does_not_survive_a_reserialization() -> None:
-    doc = sample("customer.updated", {"data.name": "Zürich Freight <EU> & Co"})
+    doc = sample("customer.updated", {"data.object.name": "Zürich Freight <EU> & Co"})
     wire = encode(doc)
     assert json.loads(wire) == doc
     assert b"Z\xc3\xbcrich Freight \\u003cEU\\u003e \\u0026 Co" in wire
     assert b", " not in wire and b'": ' not in wire
     assert json.dumps(json.loads(wire)).encode() != wire  # Python's default
     assert json.dumps(json.loads(wire), separators=(",", ":"), ensure_ascii=False).encode() != wire
+
+
+# --- overrides held to the event's schema ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event_type", "path", "where", "nearest"),
+    [
+        ("customer.updated", "date.health_score", "date", "data.object.health_score"),
+        (
+            "customer.updated",
+            "data.object.healthscore",
+            "data.object.healthscore",
+            "data.object.health_score",
+        ),
+        # The shape samples had before the record moved into data.object.
+        ("customer.updated", "data.health_score", "data.health_score", "data.object.health_score"),
+        ("customer.updated", "data.healthscore", "data.healthscore", "data.object.health_score"),
+        (
+            "onboarding.updated",
+            "data.object.phase.nme",
+            "data.object.phase.nme",
+            "data.object.phase.name",
+        ),
+        # A null field whose schema is not an object has no fields to create.
+        ("customer.updated", "data.object.churned_at.x", "data.object.churned_at.x", None),
+        ("customer.updated", "data.object.zzzzzz", "data.object.zzzzzz", None),
+    ],
+)
+def test_a_path_the_event_does_not_have_is_refused_with_the_nearest(
+    event_type: str, path: str, where: str, nearest: str | None
+) -> None:
+    with pytest.raises(UnknownField) as err:
+        sample(event_type, {path: "12"})
+    assert err.value.path == path
+    assert err.value.suggestion == nearest
+    message = str(err.value)
+    assert f"{event_type} events have no field {where!r}" in message
+    assert (f"did you mean {nearest}?" in message) if nearest else ("did you mean" not in message)
+
+
+def test_new_fields_only_when_allowed() -> None:
+    doc = sample("customer.updated", {"data.object.healthscore": "5"}, allow_new_fields=True)
+    assert doc["data"]["object"]["healthscore"] == 5
+    assert doc["data"]["object"]["health_score"] == 82  # untouched: that is why it is refused
+    # A field the document has is known even when the schema lacks it (a --data-file record).
+    doc = sample("customer.updated")
+    doc["data"]["object"] = {"id": "cus_1", "extra": {"a": 1}}
+    override(doc, "customer.updated", [("data.object.extra.a", 2)])
+    assert doc["data"]["object"]["extra"] == {"a": 2}
+    with pytest.raises(UnknownField):
+        override(doc, "customer.updated", [("data.object.extr", 2)])
+
+
+@pytest.mark.parametrize("raw", ["1e999", "-1e999", "1E400", "[1, 2e308]", '{"a": 9e999}'])
+def test_numbers_past_a_double_are_refused_not_sent_as_infinity(raw: str) -> None:
+    with pytest.raises(BadOverride, match=r"too large for a JSON number.*quote it"):
+        parse_override(f"data.object.health_score={raw}")
+    quoted = parse_override(f'data.object.name="{raw}"') if '"' not in raw else None
+    assert quoted is None or quoted[1] == raw
+
+
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", "-Infinity", "1e9x"])
+def test_what_json_does_not_have_is_text(raw: str) -> None:
+    assert parse_override(f"data.object.name={raw}") == ("data.object.name", raw)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('data.object.name="\\ud800"', r"lone surrogate \('\\ud800'\)"),
+        ("data.object.name=caf\udce9", r"lone surrogate \('\\udce9'\)"),  # undecodable argv
+        ("data.object.name=" + "[" * 2000 + "]" * 2000, "nested too deep"),
+        ("data.object.health_score=" + "9" * 5000, "cannot be read"),
+    ],
+)
+def test_values_that_cannot_be_sent_are_refused(text: str, message: str) -> None:
+    with pytest.raises(BadOverride, match=message):
+        parse_override(text)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (".".join(["data"] * 2000), "has 2,000 segments; at most 32"),
+        ("data.object.\udcff", "lone surrogate"),
+    ],
+)
+def test_paths_that_cannot_be_sent_are_refused(path: str, message: str) -> None:
+    for allow in (False, True):
+        with pytest.raises(BadOverride, match=message):
+            sample("customer.updated", {path: "1"}, allow_new_fields=allow)
+
+
+def _strict(wire: bytes) -> Any:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} on the wire is not JSON")
+
+    return json.loads(wire.decode("utf-8"), parse_constant=refuse)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(),
+        st.from_regex(r"-?[0-9]{1,3}(\.[0-9]{1,3})?[eE][+-]?[0-9]{1,4}", fullmatch=True),
+        st.from_regex(r'"(\\u[dD][89a-fA-F][0-9a-fA-F]{2}|[a-z]){0,3}"', fullmatch=True),
+    )
+)
+def test_any_value_goes_out_as_strict_json_or_is_refused(raw: str) -> None:
+    try:
+        doc = sample("customer.updated", {"data.object.name": raw})
+    except BadOverride:
+        return
+    assert _strict(encode(doc))["data"]["object"]["name"] == doc["data"]["object"]["name"]

@@ -102,19 +102,18 @@ def _read_data_file(path: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"cannot read --data-file {path}: {exc}") from None
     try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise BadInput(f"--data-file {path} is not JSON: {exc}") from None
+        return catalog.parse_json(text, f"--data-file {path}")
+    except catalog.BadOverride as exc:
+        raise BadInput(str(exc)) from None
 
 
 def _build(
-    event_type: str, data: Any, overrides: list[tuple[str, Any]]
+    event_type: str, record: Any, overrides: list[tuple[str, Any]], allow_new_fields: bool
 ) -> tuple[dict[str, Any], bytes]:
     doc = catalog.sample(event_type)
-    if data is not None:
-        doc["data"] = data
-    for path, value in overrides:
-        catalog.apply_override(doc, path, value)
+    if record is not None:
+        doc["data"]["object"] = record
+    catalog.override(doc, event_type, overrides, allow_new_fields=allow_new_fields)
     return doc, catalog.encode(doc)
 
 
@@ -194,12 +193,23 @@ async def _send_all(
     "sets",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a field by dotted path, e.g. data.health_score=12 (VALUE is JSON if it parses).",
+    help="Override a field by dotted path; the record is in data.object, e.g. "
+    "data.object.health_score=12. VALUE is JSON when it parses (12, true, null, "
+    "'\"12\"' for text), else taken as text. A path the event does not have is refused, "
+    "with the nearest one it has. A number too large for JSON parsers (1e999, which they "
+    "read as Infinity, not JSON) is refused rather than silently sent as text; quote it "
+    "to send text.",
+)
+@click.option(
+    "--allow-new-fields",
+    is_flag=True,
+    help="Let --set add fields the event's schema does not have (to test how your handler "
+    "copes with a field Pivotal may add later).",
 )
 @click.option(
     "--data-file",
     metavar="FILE",
-    help="A JSON file whose content replaces the sample's data (the record).",
+    help="A JSON file whose content replaces the sample's record (data.object).",
 )
 @click.option(
     "--count", default=1, show_default=True, type=click.IntRange(1), help="How many to send."
@@ -216,6 +226,7 @@ def trigger_cmd(
     url: str | None,
     secret: str | None,
     sets: tuple[str, ...],
+    allow_new_fields: bool,
     data_file: str | None,
     count: int,
     rate: float | None,
@@ -229,7 +240,8 @@ def trigger_cmd(
     \b
     Examples:
       hooktap trigger customer.at_risk
-      hooktap trigger customer.updated --set data.health_score=12 --set data.name=Acme
+      hooktap trigger customer.updated --set data.object.health_score=12 \\
+        --set data.object.name=Acme
       hooktap trigger task.completed --url http://localhost:8000/hook --count 50 --rate 10
     """
     if event_type not in catalog.event_types():
@@ -240,8 +252,10 @@ def trigger_cmd(
     except catalog.BadOverride as exc:
         raise BadInput(f"--set: {exc}") from None
     data = _read_data_file(data_file) if data_file is not None else None
-    try:
-        _build(event_type, data, overrides)  # fail on a bad path before sending anything
+    try:  # fail on a bad path before sending anything
+        _build(event_type, data, overrides, allow_new_fields)
+    except catalog.UnknownField as exc:
+        raise BadInput(f"--set {exc.path}: {exc}; --allow-new-fields adds it anyway") from None
     except catalog.BadOverride as exc:
         raise BadInput(f"--set: {exc}") from None
     if url is None:
@@ -259,7 +273,14 @@ def trigger_cmd(
         say(f"→ {record['type']} {record['id']} {answer} in {record['duration_ms']:.0f} ms")
 
     failures = asyncio.run(
-        _send_all(url, key, lambda: _build(event_type, data, overrides), count, rate, report)
+        _send_all(
+            url,
+            key,
+            lambda: _build(event_type, data, overrides, allow_new_fields),
+            count,
+            rate,
+            report,
+        )
     )
     if failures:
         say(f"{failures} of {count} deliveries did not get a 2xx from {url}")

@@ -66,7 +66,7 @@ class _Run:
         self.timeout = timeout
 
     def event(self, **overrides: str) -> tuple[dict[str, Any], bytes]:
-        doc = catalog.sample(EVENT, {"data.name": json.dumps(NAME), **overrides})
+        doc = catalog.sample(EVENT, {"data.object.name": json.dumps(NAME), **overrides})
         return doc, catalog.encode(doc)
 
     async def send(self, headers: Headers, body: bytes) -> _Reply:
@@ -127,7 +127,7 @@ async def _signed(run: _Run) -> CheckResult:
 async def _tampered(run: _Run) -> CheckResult:
     doc, body = run.event()
     headers = signed_headers(run.secret, body)
-    doc["data"]["health_score"] = doc["data"]["health_score"] + 1
+    doc["data"]["object"]["health_score"] += 1
     forged = catalog.encode(doc)
     reply = await run.send(headers, forged)
     return _result(
@@ -214,8 +214,8 @@ async def _out_of_order(run: _Run) -> CheckResult:
     older_doc, older = run.event()
     newer_doc, _ = run.event()
     newer_doc["created_at"] = _later(older_doc["created_at"])
-    newer_doc["data"]["updated_at"] = newer_doc["created_at"]
-    newer_doc["data"]["health_score"] = 40
+    newer_doc["data"]["object"]["updated_at"] = newer_doc["created_at"]
+    newer_doc["data"]["object"]["health_score"] = 40
     newer = catalog.encode(newer_doc)
     first = await run.send(signed_headers(run.secret, newer), newer)
     second = await run.send(signed_headers(run.secret, older), older)
@@ -226,7 +226,7 @@ async def _out_of_order(run: _Run) -> CheckResult:
         problem = f"older event (sent second): {problem}"
     return _result(
         "out-of-order events",
-        f"{ACCEPT} for both (order is best-effort; read state from data, do not refuse)",
+        f"{ACCEPT} for both (order is best-effort; read state from data.object, do not refuse)",
         f"{first.describe()}, then {second.describe()}",
         problem,
     )

@@ -1,4 +1,4 @@
-"""The JSON envelope Pivotal wraps every event in: { id, type, created_at, data }.
+"""The JSON envelope Pivotal wraps every event in: { id, type, created_at, data: { object } }.
 
 Parsing is best-effort and total: the listener labels deliveries with it, and a body that is
 not an envelope (a stray health check, a binary upload, a truncated request) must still be
@@ -25,7 +25,8 @@ _SPACE = re.compile(r"[ \t\n\r]*")
 
 @dataclass(frozen=True)
 class Envelope:
-    """The labels of one event; `data` stays in the raw body, which is the thing we keep."""
+    """The labels of one event; `data` (the record, in data.object) stays in the raw body,
+    which is the thing we keep."""
 
     id: str | None
     type: str
