@@ -233,3 +233,90 @@ def test_liveness_declares_a_silent_peer_dead_after_three_heartbeats() -> None:
     assert clock.ping_due(200.0)
     clock.pinged(200.0)
     assert not clock.ping_due(204.0)
+
+
+def _nested_batch(depth: int) -> bytes:
+    """A Batch whose first frame is a Batch, `depth` levels down, built in one join: each level
+    is its prefix and metadata, then the level below, then a Result."""
+    innermost = encode_batch([_RESULT] * 2)
+    heads: list[bytes] = []
+    size = len(innermost)
+    for _ in range(depth):
+        meta = json.dumps({"sizes": [size, len(_RESULT)]}).encode()
+        heads.append(struct.pack(">BI", 9, len(meta)) + meta)
+        size += len(heads[-1]) + len(_RESULT)
+    return b"".join([*reversed(heads), innermost, _RESULT * depth])
+
+
+@pytest.mark.parametrize("depth", [600, 5000])
+def test_a_deeply_nested_batch_is_refused_without_recursing(depth: int) -> None:
+    """It used to be decoded level by level until a RecursionError killed the listener, and
+    the relay logged a 200 KB traceback; the first inner frame's kind byte now refuses it."""
+    data = _nested_batch(depth)
+    assert len(data) > depth * 20  # really that deep: each level is a prefix and its sizes
+    relay = RelaySession()
+    relay.receive(ListenerSession().hello("t", 10.0))
+    listener = ListenerSession()
+    listener.receive(relay.welcome("c", "u", 5.0, 0))
+    for receive in (decode, relay.receive, listener.receive):
+        with pytest.raises(ProtocolError, match="not Batch"):
+            receive(data)
+
+
+def _meta(kind: int, meta: dict[str, object]) -> bytes:
+    return _frame(kind, json.dumps(meta).encode())
+
+
+_WELCOME = {"version": 2, "channel": "c", "webhook_url": "u", "heartbeat": 5}
+_DELIVERY = {"id": "d", "received_at": 0, "method": "POST", "path": "", "query": "", "headers": []}
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (_meta(1, {"versions": [[1], [2]]}), "Hello.versions must be a list of 1 to 16 integers"),
+        (_meta(1, {"versions": [{"a": 1}]}), "Hello.versions must be"),
+        (_meta(1, {"versions": [True]}), "Hello.versions must be"),
+        (_meta(1, {"versions": [1.0, 2]}), "Hello.versions must be"),
+        (_meta(1, {"versions": []}), "Hello.versions must be"),
+        (_meta(1, {"versions": list(range(17))}), "Hello.versions must be"),
+        (_meta(1, {"versions": [2], "timeout": 0}), "Hello.timeout must be a number of seconds"),
+        (_meta(1, {"versions": [2], "timeout": -1.5}), "Hello.timeout must be"),
+        (_meta(1, {"versions": [2], "timeout": 1e308}), "Hello.timeout must be"),
+        (_meta(2, {**_WELCOME, "heartbeat": 0}), "Welcome.heartbeat must be"),
+        (_meta(2, {**_WELCOME, "heartbeat": 3601}), "Welcome.heartbeat must be"),
+        (_meta(2, {**_WELCOME, "version": 2.0}), "Welcome.version has the wrong type"),
+        (_meta(2, {**_WELCOME, "version": True}), "Welcome.version has the wrong type"),
+        # Past 64 bits orjson parses an integer as a float: a wrong type, not an overflow.
+        (_meta(2, {**_WELCOME, "version": 2**64}), "Welcome.version has the wrong type"),
+        (_meta(4, {"id": "r", "status": 99}), "Result.status must be null or 100 to 599"),
+        (_meta(4, {"id": "r", "status": 600}), "Result.status must be"),
+        (_meta(4, {"id": "r", "status": 10**19}), "Result.status"),
+        (
+            _frame(3, json.dumps(_DELIVERY).encode().replace(b": 0,", b": 1e400,")),
+            "number is infinity",
+        ),
+        (_meta(3, {**_DELIVERY, "received_at": 1e308}), "Delivery.received_at must be a unix"),
+        (_meta(3, {**_DELIVERY, "received_at": -1}), "Delivery.received_at must be a unix"),
+        (_frame(5, b'{"sent_at": 1' + b"0" * 400 + b"}"), "not JSON"),
+    ],
+)
+def test_values_a_peer_could_not_use_are_protocol_errors(data: bytes, words: str) -> None:
+    """All but the two orjson refuses itself used to decode, and then broke the peer that used
+    them: a TypeError on `set(versions)`, a heartbeat of 0 pinging in a busy loop, a 1e308 s
+    timeout that is inf as soon as it is scaled to milliseconds, a received_at of 1e308 an
+    OverflowError in the listener's log line, a status no HTTP response can have."""
+    with pytest.raises(ProtocolError) as exc:
+        decode(data)
+    assert words in exc.value.reason
+    assert len(exc.value.reason) < 200
+
+
+def test_a_typed_or_two_dimensional_memoryview_is_read_as_its_bytes() -> None:
+    data = encode(Delivery("d", 1.0, "POST", "/", "", [("A", "b")], b"body"))
+    data += b"\0" * (-len(data) % 4)  # a body may end in anything; pad to whole 4-byte words
+    frame = decode(data)
+    assert decode(memoryview(data).cast("I")) == frame
+    assert decode(memoryview(data).cast("B", shape=[2, len(data) // 2])) == frame
+    strided = bytes(byte for pair in zip(data, b"x" * len(data), strict=True) for byte in pair)
+    assert decode(memoryview(strided)[::2]) == frame

@@ -6,7 +6,11 @@ into bytes; the relay (aiohttp) and the listener (websockets) only move the byte
 
 from hooktap.protocol.frames import (
     MAX_BATCH,
+    MAX_HEARTBEAT,
+    MAX_TIMEOUT,
+    MAX_UNIX_TIME,
     PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
     Batch,
     Delivery,
     Error,
@@ -26,7 +30,11 @@ from hooktap.protocol.session import ListenerSession, Liveness, RelaySession
 
 __all__ = [
     "MAX_BATCH",
+    "MAX_HEARTBEAT",
+    "MAX_TIMEOUT",
+    "MAX_UNIX_TIME",
     "PROTOCOL_VERSION",
+    "SUPPORTED_VERSIONS",
     "Batch",
     "Delivery",
     "Error",

@@ -9,6 +9,7 @@ payload is its frames back to back, their lengths listed in its metadata.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +17,22 @@ import orjson
 
 # 2 added Result.refused and Batch. A version-1 relay would ignore `refused` and take a
 # refusal for an answer, forgetting a delivery nobody has, and knows no Batch: so both are
-# sent only when the handshake agreed on 2.
+# sent only when the handshake agreed on 2. Later optional fields (Hello.instance, .history,
+# .takeover, Welcome.timeout, Delivery.handed_before) need no new version: a peer that does
+# not know a field ignores it, and a missing one takes its default.
 PROTOCOL_VERSION = 2
 SUPPORTED_VERSIONS = (1, 2)
 _PREFIX = struct.Struct(">BI")
 MAX_META = 1 << 20  # metadata beyond 1 MiB is not a header block, it is an attack
 MAX_BATCH = 256  # frames in one Batch
+MAX_VERSIONS = 16  # a Hello offering more versions than exist is not negotiating
+# Bounds that keep a peer's numbers safe to add, multiply and sleep on (1e308 s overflows to
+# inf the moment it is scaled); the relay applies its own, tighter, handler timeout policy.
+MAX_TIMEOUT = 86_400.0
+MAX_HEARTBEAT = 3_600.0
+# The last day datetime and time.gmtime can show in any time zone (9999-12-31 UTC): a
+# received_at past it would crash the listener's log line, history view and TUI.
+MAX_UNIX_TIME = 253_402_214_400.0
 
 
 class ProtocolError(Exception):
@@ -38,28 +49,51 @@ Headers = list[tuple[str, str]]
 
 @dataclass
 class Hello:
-    """Listener → relay, first frame: what it speaks and how long it lets a handler take."""
+    """Listener → relay, first frame: what it speaks and how long it lets a handler take.
+
+    `instance` is a random id of this listener process run: a reconnect from the same run
+    carries the same one, so the relay can tell it from a second listener on the channel.
+    `history` is the persistent id of the listener's history store: a delivery handed to an
+    earlier connection with the same history is in it (or will be confirmed), one handed to a
+    different history may be nowhere the developer can see. `takeover` asks the relay to give
+    the channel to this listener even though another one is live on it. All three default to
+    what an older listener, which sends none of them, means.
+    """
 
     versions: list[int] = field(default_factory=lambda: list(SUPPORTED_VERSIONS))
     client: str = ""
     timeout: float = 10.0
     paused: bool = False
+    instance: str = ""
+    history: str = ""
+    takeover: bool = False
 
 
 @dataclass
 class Welcome:
-    """Relay → listener: the agreed version, the public URL and the heartbeat cadence."""
+    """Relay → listener: the agreed version, the public URL and the heartbeat cadence.
+
+    `timeout` is the handler timeout the relay actually applies, which caps what the Hello
+    asked for: the listener needs it to know how long a sender is really held. None means an
+    older relay that does not say (it applies the Hello's timeout).
+    """
 
     version: int
     channel: str
     webhook_url: str
     heartbeat: float
     queued: int = 0
+    timeout: float | None = None
 
 
 @dataclass
 class Delivery:
-    """Relay → listener: one request exactly as received."""
+    """Relay → listener: one request exactly as received.
+
+    `handed_before` says the relay already handed this delivery to a listener with a different
+    history, which never confirmed it: it may or may not have reached that listener's handler,
+    so the receiving listener must not forward it blindly as if it were new.
+    """
 
     id: str
     received_at: float
@@ -72,6 +106,7 @@ class Delivery:
     remote: str = ""
     scheme: str = "http"
     host: str = ""
+    handed_before: bool = False
 
 
 @dataclass
@@ -169,6 +204,8 @@ def decode(data: bytes | bytearray | memoryview) -> Frame:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ProtocolError("text messages are not part of the protocol; frames are binary")
     view = memoryview(data)
+    if view.format != "B" or view.ndim != 1 or not view.c_contiguous:
+        view = memoryview(view.tobytes())  # a caller's typed or strided view: its bytes
     if len(view) < _PREFIX.size:
         raise ProtocolError(f"frame of {len(view)} bytes is shorter than its 5-byte prefix")
     kind, meta_len = _PREFIX.unpack_from(view)
@@ -194,10 +231,10 @@ def decode(data: bytes | bytearray | memoryview) -> Frame:
 
 def _batch(meta: dict[str, Any], payload: memoryview) -> Batch:
     sizes = meta.get("sizes")
+    if type(sizes) is list and not 2 <= len(sizes) <= MAX_BATCH:
+        raise ProtocolError(f"a Batch holds 2 to {MAX_BATCH} frames, not {len(sizes)}")
     if type(sizes) is not list or not all(type(n) is int and n >= _PREFIX.size for n in sizes):
         raise ProtocolError("Batch.sizes must be a list of frame lengths (at least 5 bytes each)")
-    if not 2 <= len(sizes) <= MAX_BATCH:
-        raise ProtocolError(f"a Batch holds 2 to {MAX_BATCH} frames, not {len(sizes)}")
     if sum(sizes) != len(payload):
         raise ProtocolError(
             f"Batch.sizes add up to {sum(sizes)} bytes but the batch carries {len(payload)}"
@@ -205,24 +242,37 @@ def _batch(meta: dict[str, Any], payload: memoryview) -> Batch:
     frames: list[Delivery | Result] = []
     start = 0
     for size in sizes:
-        inner = decode(payload[start : start + size])
-        if not isinstance(inner, (Delivery, Result)):
-            raise ProtocolError(
-                f"a Batch carries Deliveries or Results, not {type(inner).__name__}"
-            )
+        part = payload[start : start + size]
+        # The kind byte is checked before anything is decoded: a Batch inside a Batch is
+        # refused here, so decoding never recurses and no nesting depth can exhaust the stack.
+        inner_cls = _BY_KIND.get(part[0])
+        if inner_cls is not Delivery and inner_cls is not Result:
+            what = inner_cls.__name__ if inner_cls else f"frame kind {part[0]}"
+            raise ProtocolError(f"a Batch carries Deliveries or Results, not {what}")
+        inner = decode(part)
+        assert isinstance(inner, (Delivery, Result))  # its kind byte said so
         frames.append(inner)
         start += size
     return Batch(frames)
 
 
 _FIELDS: dict[type, dict[str, tuple[type, ...]]] = {
-    Hello: {"versions": (list,), "client": (str,), "timeout": (int, float), "paused": (bool,)},
+    Hello: {
+        "versions": (list,),
+        "client": (str,),
+        "timeout": (int, float),
+        "paused": (bool,),
+        "instance": (str,),
+        "history": (str,),
+        "takeover": (bool,),
+    },
     Welcome: {
         "version": (int,),
         "channel": (str,),
         "webhook_url": (str,),
         "heartbeat": (int, float),
         "queued": (int,),
+        "timeout": (int, float, type(None)),
     },
     Delivery: {
         "id": (str,),
@@ -234,6 +284,7 @@ _FIELDS: dict[type, dict[str, tuple[type, ...]]] = {
         "remote": (str,),
         "scheme": (str,),
         "host": (str,),
+        "handed_before": (bool,),
     },
     Result: {
         "id": (str,),
@@ -262,6 +313,39 @@ _REQUIRED: dict[type, set[str]] = {
 _HAS_BODY = (Delivery, Result)
 
 
+def _versions(value: list[Any]) -> bool:
+    return 0 < len(value) <= MAX_VERSIONS and all(type(v) is int for v in value)
+
+
+def _seconds(limit: float, *, optional: bool = False) -> tuple[Callable[[Any], bool], str]:
+    demand = f"must be a number of seconds above 0 and at most {limit:g}"
+    if optional:
+        return (lambda v: v is None or 0 < v <= limit), demand + " (or null)"
+    return (lambda v: 0 < v <= limit), demand
+
+
+# Values the type alone does not make safe for the peer to use: each rule is a test and what
+# it demands. NaN, Infinity and numbers beyond a double never get this far (orjson refuses
+# them), and integers past 64 bits arrive as floats, so a wrong type.
+_RULES: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
+    Hello: {
+        "versions": (_versions, f"must be a list of 1 to {MAX_VERSIONS} integers"),
+        "timeout": _seconds(MAX_TIMEOUT),
+    },
+    Welcome: {
+        "heartbeat": _seconds(MAX_HEARTBEAT),
+        "timeout": _seconds(MAX_TIMEOUT, optional=True),
+    },
+    Delivery: {
+        "received_at": (
+            lambda v: 0 <= v <= MAX_UNIX_TIME,
+            "must be a unix time between 1970 and 9999",
+        ),
+    },
+    Result: {"status": (lambda v: v is None or 100 <= v <= 599, "must be null or 100 to 599")},
+}
+
+
 def _build(cls: type, meta: dict[str, Any], body: bytes) -> Frame:
     name = cls.__name__
     missing = _REQUIRED[cls] - meta.keys()
@@ -278,6 +362,9 @@ def _build(cls: type, meta: dict[str, Any], body: bytes) -> Frame:
         ):
             raise ProtocolError(f"{name}.{key} has the wrong type ({type(value).__name__})")
         kwargs[key] = value
+    for key, (ok, demand) in _RULES.get(cls, {}).items():
+        if key in kwargs and not ok(kwargs[key]):
+            raise ProtocolError(f"{name}.{key} {demand}, not {_short(kwargs[key])}")
     if "headers" in kwargs:
         kwargs["headers"] = _headers(name, kwargs["headers"])
     if body and cls not in _HAS_BODY:
@@ -285,6 +372,27 @@ def _build(cls: type, meta: dict[str, Any], body: bytes) -> Frame:
     if cls in _HAS_BODY:
         kwargs["body"] = body
     return cls(**kwargs)
+
+
+_JSON_NAMES: dict[type, str] = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
+def _short(value: Any) -> str:
+    """A refused value for a reason line: enough to recognise, never a megabyte of it (and
+    never a walk through a 1,000-level nesting, which repr and orjson.dumps would choke on)."""
+    if isinstance(value, list):
+        kinds = sorted({_JSON_NAMES[type(item)] for item in value})
+        return f"an array of {len(value)} ({', '.join(kinds)})" if value else "an empty array"
+    text = repr(value)  # the rules only ever test lists and plain numbers
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _headers(name: str, raw: list[Any]) -> Headers:

@@ -93,10 +93,20 @@ class RelaySession:
         """Whether the listener agreed on a protocol with Batch (and Result.refused)."""
         return _has_batches(self.version)
 
-    def welcome(self, channel: str, webhook_url: str, heartbeat: float, queued: int) -> bytes:
+    def welcome(
+        self,
+        channel: str,
+        webhook_url: str,
+        heartbeat: float,
+        queued: int = 0,
+        *,
+        timeout: float | None = None,
+    ) -> bytes:
+        """The Welcome for this connection; `timeout` is the handler timeout the relay applies
+        (the Hello's, capped by the relay's own limit)."""
         if self.version is None:
             raise RuntimeError("welcome() before the listener's Hello")
-        return encode(Welcome(self.version, channel, webhook_url, heartbeat, queued))
+        return encode(Welcome(self.version, channel, webhook_url, heartbeat, queued, timeout))
 
 
 class ListenerSession:
@@ -107,9 +117,27 @@ class ListenerSession:
     def __init__(self) -> None:
         self.welcome: Welcome | None = None
 
-    def hello(self, client: str, timeout: float, paused: bool = False) -> bytes:
+    def hello(
+        self,
+        client: str,
+        timeout: float,
+        paused: bool = False,
+        *,
+        instance: str = "",
+        history: str = "",
+        takeover: bool = False,
+    ) -> bytes:
+        """The first frame; `instance`, `history` and `takeover` are explained on Hello."""
         return encode(
-            Hello(versions=list(SUPPORTED_VERSIONS), client=client, timeout=timeout, paused=paused)
+            Hello(
+                versions=list(SUPPORTED_VERSIONS),
+                client=client,
+                timeout=timeout,
+                paused=paused,
+                instance=instance,
+                history=history,
+                takeover=takeover,
+            )
         )
 
     def receive(self, data: bytes) -> Frame:
