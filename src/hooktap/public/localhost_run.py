@@ -100,8 +100,7 @@ def parse_line(line: str) -> ForwardEvent | None:
         return ForwardEvent(None, message or f"status {status!r}")
     address = event.get("address")
     if isinstance(address, str) and re.fullmatch(r"[A-Za-z0-9.-]+", address):
-        scheme = "http" if event.get("tls_termination") is False else "https"
-        return ForwardEvent(f"{scheme}://{address.lower()}", None)
+        return ForwardEvent(f"https://{address.lower()}", None)
     found = _TEXT_URL.search(message)
     return ForwardEvent(found.group(1), None) if found else None
 

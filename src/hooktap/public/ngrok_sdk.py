@@ -103,11 +103,12 @@ class Ngrok:
                 listener = await listener
             url = str(listener.url())
         except Exception as exc:  # the SDK raises ValueError carrying ngrok's error text
-            raise _verdict(str(exc)) from None
+            raise verdict(str(exc)) from None
         return NgrokSession(sdk, listener, url)
 
 
-def _verdict(said: str) -> PublicUnavailable:
+def verdict(said: str) -> PublicUnavailable:
+    """The sentence for an error the SDK raised (its text carries ngrok's ERR_NGROK_ code)."""
     verdict = judge(said, _VERDICTS)
     if verdict is None:
         return PublicUnavailable(f"ngrok could not open a tunnel: {said.strip()}")
