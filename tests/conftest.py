@@ -2,11 +2,21 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Property tests keep no example database and no caches in the repository: a failure is
+# reproduced from the example it prints, and the shared machine's timing is no deadline.
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "hooktap-hypothesis")
+settings.register_profile("hooktap", database=None, deadline=None)
+settings.load_profile("hooktap")
 
 
 @pytest.fixture(autouse=True)
