@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -13,62 +15,93 @@ from click.testing import CliRunner
 from hooktap.cli.pivotal_cmd import trigger_cmd
 from hooktap.listen.events import DeliveryForwarded
 from hooktap.pivotal.catalog import encode, event_types, sample
+from hooktap.pivotal.rules import broken_rules
 from hooktap.pivotal.signing import signed_headers
 from support.fastapi_app import SECRET, Handled, correct_handler, docs_handler, serve
-from support.servers import running_handler, running_listener, running_relay
+from support.servers import RunningListener, running_handler, running_listener, running_relay
+
+
+class Tunnel:
+    def __init__(self, listener: RunningListener, http: aiohttp.ClientSession) -> None:
+        self.listener = listener
+        self.http = http
+
+    async def post(self, body: bytes, signed_body: bytes | None = None) -> tuple[int, str]:
+        """POST `body` signed as `signed_body` (default: itself); the status and text."""
+        headers = signed_headers(SECRET, body if signed_body is None else signed_body)
+        async with self.http.post(self.listener.webhook_url, data=body, headers=headers) as resp:
+            return resp.status, await resp.text()
+
+    def forwarded(self) -> list[DeliveryForwarded]:
+        return [e for e in self.listener.events if isinstance(e, DeliveryForwarded)]
+
+
+@asynccontextmanager
+async def tunnel(target: str, tmp_path: Path) -> AsyncIterator[Tunnel]:
+    """Relay and listener forwarding to `target`, and a way to post signed bodies to them."""
+    async with (
+        running_relay(tmp_path / "relay") as relay,
+        running_listener(relay, target, tmp_path / "h.db", secret=SECRET) as listener,
+        aiohttp.ClientSession(skip_auto_headers=["Content-Type"]) as http,
+    ):
+        yield Tunnel(listener, http)
 
 
 async def test_docs_handler_accepts_tunnelled_deliveries_and_rejects_tampering(
     tmp_path: Path,
 ) -> None:
-    async with (
-        serve(correct_handler(SECRET)) as handler_url,
-        running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, handler_url, tmp_path / "h.db", secret=SECRET) as listener,
-        aiohttp.ClientSession(skip_auto_headers=["Content-Type"]) as http,
-    ):
+    async with serve(correct_handler(SECRET)) as handler_url, tunnel(handler_url, tmp_path) as t:
         body = encode(sample("customer.at_risk"))
-        async with http.post(
-            listener.webhook_url, data=body, headers=signed_headers(SECRET, body)
-        ) as resp:
-            assert resp.status == 200 and await resp.text() == "ok"
+        assert await t.post(body) == (200, "ok")
         tampered = body.replace(b"customer", b"kustomer", 1)
-        async with http.post(
-            listener.webhook_url, data=tampered, headers=signed_headers(SECRET, body)
-        ) as resp:
-            assert resp.status == 401
-        verdicts = [
-            e.delivery.signature for e in listener.events if isinstance(e, DeliveryForwarded)
-        ]
-        assert verdicts == ["valid", "invalid"]
+        assert (await t.post(tampered, signed_body=body))[0] == 401
+        assert [e.delivery.signature for e in t.forwarded()] == ["valid", "invalid"]
 
 
 async def test_docs_handler_reads_every_types_record_from_data_object(tmp_path: Path) -> None:
     """Pivotal's own handler types the event as { id, type, data: { object } } and reads the
     record there: every sample, tunnelled, must be processed, not crash it."""
     handled = Handled()
+    sent = []
     async with (
         serve(docs_handler(SECRET, handled)) as handler_url,
-        running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, handler_url, tmp_path / "h.db", secret=SECRET) as listener,
-        aiohttp.ClientSession(skip_auto_headers=["Content-Type"]) as http,
+        tunnel(handler_url, tmp_path) as t,
     ):
-        sent = []
         for event_type in event_types():
             doc = sample(event_type)
-            body = encode(doc)
-            async with http.post(
-                listener.webhook_url, data=body, headers=signed_headers(SECRET, body)
-            ) as resp:
-                assert resp.status == 200, (event_type, await resp.text())
+            assert await t.post(encode(doc)) == (200, '"ok"'), event_type
             sent.append((doc["id"], doc["data"]["object"]))
     assert handled.events == sent
-    assert {record["object"] for _, record in handled.events} >= {
-        "customer",
-        "contact",
-        "onboarding",
-        "task",
-    }
+    objects = {record["object"] for _, record in handled.events}
+    assert objects >= {"customer", "contact", "onboarding", "task"}
+
+
+async def test_a_wrong_forward_path_gets_a_rule_naming_the_path_and_the_fix(
+    tmp_path: Path,
+) -> None:
+    """`listen --forward 127.0.0.1:PORT` in front of Pivotal's handler: every delivery gets
+    404 for /, and the rule line says so, with the --forward that reaches the handler."""
+    async with serve(correct_handler(SECRET)) as handler_url:
+        root = handler_url.removesuffix("/webhooks/pivotal")
+        async with tunnel(root, tmp_path) as t:
+            assert (await t.post(encode(sample("customer.at_risk"))))[0] == 404
+            (event,) = t.forwarded()
+    d, a = event.delivery, event.attempt
+    rules = broken_rules(
+        status=a.status,
+        duration_ms=a.duration_ms,
+        error=a.error,
+        signature=d.signature,
+        signature_reason=d.signature_reason,
+        duplicate=event.duplicate,
+        target_url=a.target_url,
+    )
+    netloc = root.removeprefix("http://")
+    assert rules == [
+        "Pivotal would retry: next attempt in ~5 s (404 is not 2xx; a 4xx is retried too)",
+        "your handler answered 404 for /: is the path right? Pivotal's handlers live at "
+        f"/webhooks/pivotal; restart with --forward {netloc}/webhooks/pivotal",
+    ]
 
 
 async def test_trigger_every_catalog_type_through_the_tunnel_is_valid(

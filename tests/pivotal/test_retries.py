@@ -58,6 +58,10 @@ def test_describe_retry() -> None:
     )
     assert "~2 h" in describe_retry(None, None, "connection refused", attempt_number=4)
     assert "took 12.0 s, limit 10 s" in describe_retry(200, 12_000.0, None)
+    # One reading of Pivotal's two pages (retries.py): a 4xx does not stop retries.
+    assert describe_retry(401, 3.0, None) == (
+        "Pivotal would retry: next attempt in ~5 s (401 is not 2xx; a 4xx is retried too)"
+    )
     assert describe_retry(200, 40.0, None) == "Pivotal would not retry: delivered"
     assert describe_retry(503, 1.0, None, attempt_number=8).startswith(
         "Pivotal would give up: attempt 8 was the last"

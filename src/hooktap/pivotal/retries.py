@@ -3,6 +3,21 @@
 A local handler never sees Pivotal's retries; telling the developer "this 500 would have been
 retried in 5 s, and again in 5 min" is how they learn that a bug in their handler means
 duplicate deliveries, not lost ones.
+
+Which answers are retried is decided here, once, and every output (`check`'s advice, the rule
+lines in listen's log and JSON, the inspector's marks) asks `would_retry` or `failure`.
+Pivotal's two pages word it differently:
+
+- the end-user page: "Retries are automatic for the first 24 hours after a delivery fails
+  (5xx or timeout) with exponential backoff";
+- the developer page's RULES: "Return a 2xx within 10 seconds. Anything else triggers a retry."
+
+hooktap reads it the second way: any answer that is not a 2xx within 10 s (a 4xx included, a
+redirect included, no answer at all) is a failed attempt that Pivotal sends again. The RULES
+are the contract handlers are written against; they are also what Svix, which sends Pivotal's
+webhooks, does (it retries every non-2xx and does not follow redirects); and the end-user
+page's "5xx or timeout" reads as examples of failure, not a promise that a 4xx stops retries.
+So a handler cannot stop retries by answering 4xx: a refused delivery comes back.
 """
 
 from __future__ import annotations
@@ -19,6 +34,8 @@ def failure(status: int | None, duration_ms: float | None, error: str | None) ->
         return f"no response ({error})"
     if status is None:
         return "no response"
+    if 400 <= status <= 499:
+        return f"{status} is not 2xx; a 4xx is retried too"
     if not 200 <= status <= 299:
         return f"{status} is not 2xx"
     if duration_ms is not None and duration_ms > TIMEOUT_MS:
@@ -27,11 +44,8 @@ def failure(status: int | None, duration_ms: float | None, error: str | None) ->
 
 
 def would_retry(status: int | None, duration_ms: float | None, error: str | None) -> bool:
-    """True when Pivotal would send this delivery again: non-2xx, no response, or too slow.
-
-    Svix retries every non-2xx (4xx included, and redirects are not followed), even though
-    Pivotal's end-user page only mentions 5xx and timeouts.
-    """
+    """True when Pivotal would send this delivery again: non-2xx (4xx included), no
+    response, or slower than 10 s. The reading, and why, is in this module's docstring."""
     return failure(status, duration_ms, error) is not None
 
 

@@ -6,7 +6,12 @@ reads the same diagnosis wherever they look.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from hooktap.pivotal.retries import describe_retry, would_retry
+
+# Where both of Pivotal's handler examples (Express and FastAPI) mount their route.
+PIVOTAL_PATH = "/webhooks/pivotal"
 
 
 def broken_rules(
@@ -17,8 +22,13 @@ def broken_rules(
     signature: str,
     signature_reason: str,
     duplicate: bool,
+    target_url: str = "",
 ) -> list[str]:
-    """Empty when the delivery went as Pivotal expects; otherwise one sentence per rule."""
+    """Empty when the delivery went as Pivotal expects; otherwise one sentence per rule.
+
+    `target_url` is the URL the handler was called at (the attempt's); with it, a 404 or 405
+    is explained as a wrong path, with the --forward that would fix it.
+    """
     rules: list[str] = []
     if would_retry(status, duration_ms, error):
         # A repeated svix-id means Pivotal is already retrying: this is at least attempt 2.
@@ -33,7 +43,34 @@ def broken_rules(
     if signature in ("invalid", "expired"):
         rules.append(f"signature {signature}: {signature_reason}")
     rules.extend(_handler_vs_verdict(status, signature))
+    if target_url and (advice := path_advice(status, target_url, "restart with")):
+        path = urlsplit(target_url).path or "/"
+        rules.append(f"your handler answered {status} for {path}: {advice}")
     return rules
+
+
+def path_advice(status: int | None, url: str, action: str) -> str | None:
+    """For a 404 or 405 answered at `url`, what to check and the --forward to `action` (e.g.
+    "try"); None for any other answer. Shared by the rule lines and `hooktap check`."""
+    if status not in (404, 405):
+        return None
+    parts = urlsplit(url)
+    if (parts.path or "/").rstrip("/") == PIVOTAL_PATH:
+        if status == 405:
+            return (
+                f"the route at {PIVOTAL_PATH} does not take POST, and Pivotal only POSTs; "
+                "make it a POST route"
+            )
+        return (
+            f"is the port right? Nothing on {parts.netloc} serves {PIVOTAL_PATH}: check which "
+            "server listens there and where your handler mounts its route"
+        )
+    where = parts.netloc if parts.scheme == "http" else f"{parts.scheme}://{parts.netloc}"
+    method = "no POST route there; " if status == 405 else ""
+    return (
+        f"{method}is the path right? Pivotal's handlers live at {PIVOTAL_PATH}; "
+        f"{action} --forward {where}{PIVOTAL_PATH}"
+    )
 
 
 def _handler_vs_verdict(status: int | None, signature: str) -> list[str]:
