@@ -3,16 +3,21 @@ the real relay app, a real Listener and history, a recording handler."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from hooktap.listen.events import Ready
+from hooktap.listen.listener import Listener, ListenerConfig
+from hooktap.listen.target import parse_target
 from hooktap.public import PROBE_HEADER, PublicIngress, PublicUnavailable, probe
+from hooktap.store import Store
 from support.procs import free_port
 from support.public import staged
-from support.servers import serve
+from support.servers import running_handler, serve
 
 
 async def test_only_this_channels_ingress_is_served(tmp_path: Path) -> None:
@@ -105,6 +110,34 @@ async def test_probe_failures_say_what_came_back(tmp_path: Path) -> None:
         with pytest.raises(PublicUnavailable, match="did not come back"):
             await probe(f"http://127.0.0.1:{free_port()}/c/x", door, timeout=0.6)
         assert stage.handler.seen == []
+
+
+async def test_the_embedded_relays_app_serves_the_door_too(tmp_path: Path) -> None:
+    """What `hooktap listen --public` has: the relay it embeds, linked in process."""
+    async with running_handler() as handler:
+        store = Store(tmp_path / "history.db")
+        listener = Listener(ListenerConfig(target=parse_target(handler.url), port=0), store)
+        ready = asyncio.Event()
+        listener.subscribe(lambda event: ready.set() if isinstance(event, Ready) else None)
+        creds = await listener.prepare()
+        task = asyncio.create_task(listener.run())
+        try:
+            await asyncio.wait_for(ready.wait(), 10)
+            assert listener.embedded is not None and listener.embedded.owned
+            async with (
+                PublicIngress(listener.embedded.app, creds.channel) as door,
+                aiohttp.ClientSession() as http,
+            ):
+                mine = f"{door.url}/c/{creds.channel}"
+                await probe(mine, door, timeout=5)
+                async with http.post(mine, data=b"in process") as resp:
+                    assert resp.status == 200 and await resp.read() == b"ok"
+            assert [s.body for s in handler.seen] == [b"in process"]
+            assert len(store.query(None, limit=10)) == 1
+        finally:
+            await listener.stop()
+            await asyncio.wait_for(task, 10)
+            store.close()
 
 
 def test_a_channel_id_is_checked() -> None:

@@ -150,6 +150,23 @@ async def test_ssh_refusals_are_clear(tmp_path: Path) -> None:
             await nobody.open(door.url)
 
 
+async def test_the_services_own_refusal_is_shown(tmp_path: Path) -> None:
+    async with staged(tmp_path) as stage, PublicIngress(stage.relay_app, stage.channel) as door:
+        force = ["--address", "x.lhr.life", "--refuse", "no tunnels for you today"]
+        with running_sshd(tmp_path / "sshd", force) as sshd:
+            provider = LocalhostRun(
+                host="127.0.0.1",
+                user=sshd.user,
+                port=sshd.port,
+                remote_port=sshd.forward_port,
+                ssh_options=sshd.client_options(),
+            )
+            with pytest.raises(PublicUnavailable) as failed:
+                await provider.open(door.url)
+    assert str(failed.value) == "127.0.0.1 refused the tunnel: no tunnels for you today"
+    assert failed.value.kind == "refused"
+
+
 def test_missing_ssh_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     assert shutil.which("ssh") is None

@@ -6,7 +6,8 @@ does, else its plain-text announcement:
 
     fake_lhr.py --address NAME.lhr.life [--rotate-file PATH --next OTHER.lhr.life]
 
-With --rotate-file, once PATH exists it announces --next, as a free name that rotates. It
+With --rotate-file, once PATH exists it announces --next, as a free name that rotates; with
+--refuse MESSAGE it announces a failed forward instead of the address. It
 stays until the session that started it is gone (its parent sshd exits).
 """
 
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--address", required=True)
     parser.add_argument("--rotate-file")
     parser.add_argument("--next")
+    parser.add_argument("--refuse", help="announce this failure instead of the address")
     args = parser.parse_args()
     as_json = "--output json" in os.environ.get("SSH_ORIGINAL_COMMAND", "")
     connection = secrets.token_hex(8)
@@ -52,7 +54,11 @@ def main() -> None:
         print(json.dumps(authn), flush=True)
     else:
         print("\n===============================================================\n", flush=True)
-    announce(args.address, as_json, connection)
+    if args.refuse:
+        failure = {"connection_id": connection, "event": "tcpip-forward", "status": "failure"}
+        print(json.dumps({**failure, "message": args.refuse}), flush=True)
+    else:
+        announce(args.address, as_json, connection)
     parent = os.getppid()
     rotated = False
     while os.getppid() == parent:

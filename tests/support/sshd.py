@@ -5,6 +5,7 @@ localhost.run prints (fake_lhr.py). Skips when sshd, ssh or ssh-keygen is not in
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shlex
@@ -13,7 +14,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +49,7 @@ def _find_sshd() -> str | None:
     )
 
 
-@contextmanager
+@contextlib.contextmanager
 def running_sshd(folder: Path, force_command: list[str]) -> Iterator[Sshd]:
     sshd = _find_sshd()
     if sshd is None or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
@@ -86,7 +86,8 @@ LogLevel VERBOSE
     )
     # sshd refuses to start without its privilege-separation folder, which only its init
     # script makes; it is not ours to remove afterwards.
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # not root: sshd runs without privsep
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     proc = subprocess.Popen(
         [sshd, "-D", "-e", "-f", str(config)],
         stdin=subprocess.DEVNULL,

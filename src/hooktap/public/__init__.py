@@ -80,9 +80,10 @@ class Public:
     stability_note: str | None
 
     @property
-    def webhook_url(self) -> str:
-        assert self.tunnel.url is not None, "the tunnel is down; see on_change"
-        return webhook_url(self.tunnel.url, self.channel)
+    def webhook_url(self) -> str | None:
+        """None while the provider is down and restarting (on_change tells when)."""
+        base = self.tunnel.url
+        return webhook_url(base, self.channel) if base is not None else None
 
 
 def webhook_url(base: str, channel: str) -> str:
@@ -105,7 +106,6 @@ async def open_public(
     for the user) when it cannot. `on_change` hears each later change: `url` is the new
     base URL (`webhook_url(change.url, channel)` for the webhook URL), or None while the
     provider is down and restarting. `connect_to` is for tests (see probe.py)."""
-    provider.check()
     async with PublicIngress(relay_app, channel) as ingress:
 
         async def verify(base: str) -> None:

@@ -40,16 +40,15 @@ INSTALL = (
 _TEXT_URL = re.compile(r"tunneled with tls termination, (https://[^\s,]+)")
 _STDERR_VERDICTS: list[Verdict] = [
     (
-        re.compile(r"too many|rate.?limit", re.IGNORECASE),
+        re.compile(r"Permission denied|Too many authentication failures", re.IGNORECASE),
+        "refused",
+        "{host} refused the ssh login as {user!r} ({words})",
+    ),
+    (
+        re.compile(r"too many (?!authentication)|rate.?limit", re.IGNORECASE),
         "rate-limited",
         "{host} is limiting new tunnels from this address; wait a few minutes, or use "
         "`--public cloudflared` or `--public ngrok`",
-    ),
-    (
-        re.compile(r"Permission denied|Too many authentication failures", re.IGNORECASE),
-        "refused",
-        "{host} refused the ssh login ({words}); with --public ssh hooktap logs in as "
-        "'nokey', which needs no key",
     ),
     (
         re.compile(r"remote port forwarding failed", re.IGNORECASE),
@@ -212,7 +211,10 @@ class LocalhostRunSession:
     def _failure(self) -> PublicUnavailable:
         host, words = self._provider.host, self._process.last_words()
         said = "\n".join(self._process.tail)
-        verdict = judge(said, _STDERR_VERDICTS, host=host, port=self._provider.port, words=words)
+        provider = self._provider
+        verdict = judge(
+            said, _STDERR_VERDICTS, host=host, port=provider.port, user=provider.user, words=words
+        )
         return verdict or PublicUnavailable(
             f"{self._process.how_it_ended()} before {host} gave a URL; it said: {words}"
         )

@@ -114,6 +114,13 @@ class Tunnel(AsyncScoped):
             log.exception("tunnel change subscriber failed on %r", change)
 
     async def _keep_up(self, session: Session) -> None:
+        try:
+            await self._restarting(session)
+        except Exception:  # a bug here must at least be seen, not end supervision silently
+            log.exception("tunnel supervision failed")
+            self._tell(TunnelChange(None, "hooktap stopped watching the tunnel (a bug: see log)"))
+
+    async def _restarting(self, session: Session) -> None:
         failures = 0
         name = self.provider.name
         while True:
