@@ -21,6 +21,8 @@ from hooktap.cli.pivotal_cmd import _check_url, check_cmd, events_cmd, trigger_c
 from hooktap.listen import state
 from hooktap.pivotal.catalog import event_types
 from hooktap.pivotal.signing import verify
+from support.fastapi_app import SECRET, Handled, correct_handler, docs_handler
+from support.fastapi_app import serve as serve_fastapi
 from support.servers import running_handler, serve
 
 RATE_ARGS = ["--count", "4", "--rate", "20", "--json"]
@@ -292,8 +294,49 @@ async def test_check_passes_a_correct_handler(secret: str) -> None:
         target = base.removeprefix("http://") + "/webhooks/pivotal"  # 127.0.0.1:PORT/path
         result = await invoke_async(check_cmd, ["--forward", target, "--secret", secret])
     assert result.exit_code == 0, result.output
-    assert "10 of 10 checks passed." in result.output
+    assert "10 of 11 checks passed; 1 could not be judged (UNKNOWN: each says why)." in (
+        result.output
+    )
     assert "FAIL" not in result.output
+    assert "UNKNOWN  retry processed once\n" in result.output
+    assert "The target looks wrong" not in result.output
+
+
+def pass_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.lstrip().startswith("PASS")]
+
+
+async def test_check_against_pivotals_handler_never_passes_idempotency() -> None:
+    """Pivotal's published handler processes a retry twice: the report says what it saw
+    (2xx both times) and that whether the work was repeated is unknown."""
+    handled = Handled()
+    async with serve_fastapi(docs_handler(SECRET, handled)) as url:
+        as_json = await invoke_async(check_cmd, ["-f", url, "--secret", SECRET, "--json"])
+        human = await invoke_async(check_cmd, ["-f", url, "--secret", SECRET])
+    lines = [json.loads(line) for line in as_json.output.splitlines()]
+    once = next(x for x in lines if x.get("name") == "retry processed once")
+    assert once["verdict"] == "unknown" and once["passed"] is None
+    assert "got 2xx both times" in once["got"] and "cannot be seen from here" in once["got"]
+    event_id = once["got"].split("event ", 1)[1].split()[0]
+    assert handled.times(event_id) == 2  # what check cannot see, and does not claim
+    assert "PASS     retry answered 2xx: 200 in " in human.output
+    assert "UNKNOWN  retry processed once\n" in human.output
+    assert not any("processed" in line for line in pass_lines(human.output))
+
+
+async def test_check_at_a_wrong_path_says_so_and_counts_no_404_as_a_refusal() -> None:
+    async with serve_fastapi(correct_handler()) as url:
+        root = url.removesuffix("/webhooks/pivotal")  # what `--forward 127.0.0.1:PORT` means
+        result = await invoke_async(check_cmd, ["-f", root, "--secret", SECRET])
+    assert result.exit_code == 1
+    assert pass_lines(result.output) == []
+    assert "0 of 11 checks passed; 8 could not be judged" in result.output
+    assert "UNKNOWN  tampered body\n" in result.output
+    netloc = root.removeprefix("http://")
+    assert result.output.rstrip().endswith(
+        "The target looks wrong: every request got 404: is the path right? Pivotal's handlers "
+        f"live at /webhooks/pivotal; try --forward {netloc}/webhooks/pivotal"
+    )
 
 
 async def test_check_json_and_failures_exit_1(secret: str) -> None:
@@ -306,23 +349,33 @@ async def test_check_json_and_failures_exit_1(secret: str) -> None:
     assert result.exit_code == 1
     lines = [json.loads(line) for line in result.output.splitlines()]
     checks, summary = lines[:-1], lines[-1]
-    assert summary == {"event": "summary", "url": handler.url + "/hook", "passed": 3, "failed": 7}
+    assert summary == {
+        "event": "summary",
+        "url": handler.url + "/hook",
+        "passed": 3,
+        "failed": 7,
+        "unknown": 1,
+        "diagnosis": None,
+    }
     assert {c["name"] for c in checks if c["passed"]} == {
         "signed delivery",
-        "same svix-id twice",
+        "retry answered 2xx",
         "out-of-order events",
     }
+    assert {c["name"]: c["verdict"] for c in checks if c["passed"] is None} == {
+        "retry processed once": "unknown"
+    }
     tampered = next(c for c in checks if c["name"] == "tampered body")
-    assert tampered["got"].startswith("200 in ")
+    assert tampered["got"].startswith("200 in ") and tampered["verdict"] == "fail"
 
 
 async def test_check_human_report_names_failures(secret: str) -> None:
     async with running_handler() as handler:
         result = await invoke_async(check_cmd, ["-f", handler.url, "--secret", secret])
     assert result.exit_code == 1
-    assert "FAIL  missing svix-signature" in result.output
+    assert "FAIL     missing svix-signature\n" in result.output
     assert "expected: 4xx" in result.output
-    assert "3 of 10 checks passed." in result.output
+    assert "3 of 11 checks passed; 1 could not be judged" in result.output
 
 
 def test_check_user_errors(secret: str) -> None:

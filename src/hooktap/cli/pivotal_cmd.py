@@ -22,7 +22,7 @@ from hooktap.cli.common import (
     valid_target,
 )
 from hooktap.pivotal import catalog
-from hooktap.pivotal.checks import CheckResult, run_checks
+from hooktap.pivotal.checks import FAIL, PASS, UNKNOWN, CheckResult, Report, run_checks
 from hooktap.pivotal.signing import signed_headers
 
 SECRET_HELP = "Your endpoint's signing secret (whsec_...), used to sign what is sent."
@@ -304,8 +304,10 @@ def _check_url(forward: str) -> str:
 def check_cmd(forward: str, secret: str | None, timeout: float, as_json: bool) -> None:
     """Test your local handler against Pivotal's rules and print a report.
 
-    Sends genuine, forged, stale, duplicate and out-of-order deliveries, signed with your
-    secret, and checks each answer. Exits 0 when every check passes, 1 otherwise.
+    Sends genuine, forged, stale, retried and out-of-order deliveries, signed with your
+    secret, and checks each answer. A refusal counts only if the same URL accepted the
+    genuine delivery. What hooktap cannot see (whether a retry's work was done twice) is
+    reported as UNKNOWN, never as passed. Exits 1 when a check fails, else 0.
 
     \b
     Example:
@@ -313,37 +315,54 @@ def check_cmd(forward: str, secret: str | None, timeout: float, as_json: bool) -
     """
     key = required_secret(secret)
     url = _check_url(forward)
-    results = asyncio.run(run_checks(url, key, timeout=timeout))
-    passed = sum(r.passed for r in results)
+    report = asyncio.run(run_checks(url, key, timeout=timeout))
     if as_json:
-        for r in results:
+        for r in report.results:
             _emit({"event": "check", **_as_dict(r)})
-        _emit({"event": "summary", "url": url, "passed": passed, "failed": len(results) - passed})
+        _emit(
+            {
+                "event": "summary",
+                "url": url,
+                "passed": report.count(PASS),
+                "failed": report.count(FAIL),
+                "unknown": report.count(UNKNOWN),
+                "diagnosis": report.diagnosis,
+            }
+        )
     else:
-        _print_report(url, results)
-    if passed != len(results):
+        _print_report(report)
+    if report.count(FAIL):
         raise SystemExit(1)
 
 
 def _as_dict(result: CheckResult) -> dict[str, Any]:
     return {
         "name": result.name,
-        "passed": result.passed,
+        "verdict": result.verdict,
+        "passed": None if result.verdict == UNKNOWN else result.passed,
         "expected": result.expected,
         "got": result.got,
     }
 
 
-def _print_report(url: str, results: list[CheckResult]) -> None:
-    click.echo(f"Checking {url} against Pivotal's rules\n")
-    for r in results:
+_LABELS = {PASS: ("PASS", "green"), FAIL: ("FAIL", "red"), UNKNOWN: ("UNKNOWN", "yellow")}
+
+
+def _print_report(report: Report) -> None:
+    click.echo(f"Checking {report.url} against Pivotal's rules\n")
+    for r in report.results:
+        word, colour = _LABELS[r.verdict]
+        label = click.style(word, fg=colour) + " " * (7 - len(word))
         if r.passed:
-            click.echo(f"  {click.style('PASS', fg='green')}  {r.name}: {r.got}")
+            click.echo(f"  {label}  {r.name}: {r.got}")
         else:
-            click.echo(f"  {click.style('FAIL', fg='red')}  {r.name}")
-            click.echo(f"        expected: {r.expected}")
-            click.echo(f"        got:      {r.got}")
-    passed = sum(r.passed for r in results)
-    click.echo(f"\n{passed} of {len(results)} checks passed.")
-    if all("no response (" in r.got for r in results):
-        click.echo(f"Nothing answered at {url}: is your handler running?")
+            click.echo(f"  {label}  {r.name}")
+            click.echo(f"           {'expected:':<10}{r.expected}")
+            click.echo(f"           {'got:' if r.verdict == FAIL else 'seen:':<10}{r.got}")
+    total, unknown = len(report.results), report.count(UNKNOWN)
+    line = f"\n{report.count(PASS)} of {total} checks passed"
+    if unknown:
+        line += f"; {unknown} could not be judged (UNKNOWN: each says why)"
+    click.echo(line + ".")
+    if report.diagnosis:
+        click.echo(click.style("The target looks wrong: ", fg="red") + report.diagnosis)
