@@ -95,13 +95,7 @@ async def test_ssh_tunnel_carries_probe_and_webhook_and_reports_a_rotated_name(
                         f"{base}/c/{stage.channel}", door, timeout=10, connect_to=names
                     )
 
-                provider = LocalhostRun(
-                    host="127.0.0.1",
-                    user=sshd.user,
-                    port=sshd.port,
-                    remote_port=sshd.forward_port,
-                    ssh_options=sshd.client_options(),
-                )
+                provider = sshd.provider()
                 async with Tunnel(provider, door.url, on_change=heard, verify=verify) as tunnel:
                     assert tunnel.url == f"https://{first}"
                     assert stage.handler.seen == [] and stage.history() == 0
@@ -125,24 +119,12 @@ async def test_ssh_tunnel_carries_probe_and_webhook_and_reports_a_rotated_name(
 async def test_ssh_refusals_are_clear(tmp_path: Path) -> None:
     async with staged(tmp_path) as stage, PublicIngress(stage.relay_app, stage.channel) as door:
         with running_sshd(tmp_path / "sshd", ["--address", "x.lhr.life"]) as sshd:
-            stranger = LocalhostRun(
-                host="127.0.0.1",
-                user=sshd.user,
-                port=sshd.port,
-                remote_port=sshd.forward_port,
-                ssh_options=sshd.client_options("stranger_key"),
-            )
+            stranger = sshd.provider("stranger_key")
             with pytest.raises(PublicUnavailable, match="refused the ssh login") as failed:
                 await stranger.open(door.url)
             assert failed.value.kind == "refused"
             # A port the server does not allow: ssh gives up on the forward (ExitOnForwardFailure).
-            greedy = LocalhostRun(
-                host="127.0.0.1",
-                user=sshd.user,
-                port=sshd.port,
-                remote_port=free_port(),
-                ssh_options=sshd.client_options(),
-            )
+            greedy = sshd.provider(remote_port=free_port())
             with pytest.raises(PublicUnavailable, match="refused to forward a port"):
                 await greedy.open(door.url)
         nobody = LocalhostRun(host="127.0.0.1", port=free_port(), ssh_options=("-F", "/dev/null"))
@@ -154,13 +136,7 @@ async def test_the_services_own_refusal_is_shown(tmp_path: Path) -> None:
     async with staged(tmp_path) as stage, PublicIngress(stage.relay_app, stage.channel) as door:
         force = ["--address", "x.lhr.life", "--refuse", "no tunnels for you today"]
         with running_sshd(tmp_path / "sshd", force) as sshd:
-            provider = LocalhostRun(
-                host="127.0.0.1",
-                user=sshd.user,
-                port=sshd.port,
-                remote_port=sshd.forward_port,
-                ssh_options=sshd.client_options(),
-            )
+            provider = sshd.provider()
             with pytest.raises(PublicUnavailable) as failed:
                 await provider.open(door.url)
     assert str(failed.value) == "127.0.0.1 refused the tunnel: no tunnels for you today"

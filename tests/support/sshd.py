@@ -6,6 +6,7 @@ localhost.run prints (fake_lhr.py). Skips when sshd, ssh or ssh-keygen is not in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import os
 import shlex
@@ -16,9 +17,11 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from hooktap.public import LocalhostRun
 from support.procs import free_port
 
 FAKE_LHR = Path(__file__).with_name("fake_lhr.py")
@@ -31,6 +34,17 @@ class Sshd:
     user: str
     forward_port: int  # the port `ssh -R` may ask this server to listen on
     log: list[str]
+
+    def provider(self, key: str = "client_key", **changes: Any) -> LocalhostRun:
+        """`--public ssh`'s provider pointed at this server instead of localhost.run."""
+        here = LocalhostRun(
+            host="127.0.0.1",
+            user=self.user,
+            port=self.port,
+            remote_port=self.forward_port,
+            ssh_options=self.client_options(key),
+        )
+        return dataclasses.replace(here, **changes)
 
     def client_options(self, key: str = "client_key") -> tuple[str, ...]:
         """What the ssh client needs to log in with `key` (authorized: client_key)."""
