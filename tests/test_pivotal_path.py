@@ -70,10 +70,8 @@ async def test_docs_handler_reads_every_types_record_from_data_object(tmp_path: 
         for event_type in event_types():
             doc = sample(event_type)
             assert await t.post(encode(doc)) == (200, '"ok"'), event_type
-            sent.append((doc["id"], doc["data"]["object"]))
+            sent.append((doc["id"], doc["data"]["object"]["id"]))
     assert handled.events == sent
-    objects = {record["object"] for _, record in handled.events}
-    assert objects >= {"customer", "contact", "onboarding", "task"}
 
 
 async def test_a_wrong_forward_path_gets_a_rule_naming_the_path_and_the_fix(

@@ -21,7 +21,6 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request, Response
@@ -56,9 +55,9 @@ async def serve(app: FastAPI) -> AsyncIterator[str]:
 
 @dataclass
 class Handled:
-    """What a handler did with each delivery it processed: (event id, record) in order."""
+    """What a handler did with each delivery it processed: (event id, record id) in order."""
 
-    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[str, str]] = field(default_factory=list)
 
     def times(self, event_id: str) -> int:
         return sum(1 for seen, _ in self.events if seen == event_id)
@@ -69,7 +68,7 @@ def _handle(body: bytes, handled: Handled) -> None:
     (svix's verify returns None, so the event is parsed from the verified raw body.)"""
     evt = json.loads(body)
     record = evt["data"]["object"]
-    handled.events.append((evt["id"], record))
+    handled.events.append((evt["id"], record["id"]))  # on another shape: a crash, a 500
 
 
 def docs_handler(secret: str = SECRET, handled: Handled | None = None) -> FastAPI:
