@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from history import fixed_history
 from tui_helpers import Session
 
 from hooktap.listen.listener import Listener, ListenerConfig
@@ -34,3 +35,11 @@ async def session(tmp_path: Path, secret: str) -> AsyncIterator[Session]:
         finally:
             await listener.stop()
             store.close()
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Iterator[Store]:
+    """The fixed history of tests/tui/history.py, in a fresh file."""
+    store = fixed_history(tmp_path / "history.db")
+    yield store
+    store.close()

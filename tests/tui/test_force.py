@@ -16,7 +16,6 @@ from textual.pilot import Pilot
 from textual.widgets import Label, TextArea
 from tui_helpers import Session, live_app, rows, screen_text, settle, wait_until
 
-from hooktap.pivotal import catalog
 from hooktap.pivotal.signing import signed_headers
 from hooktap.replay import FORCED
 from hooktap.tui.app import HooktapApp
@@ -24,7 +23,11 @@ from hooktap.tui.screens.confirm import ForceScreen
 from hooktap.tui.screens.editor import EditorScreen
 
 SMALL = (80, 24)
-GENUINE = catalog.encode(catalog.sample("customer.at_risk", {"data.health_score": 12}))
+# A literal body: the test is about signatures, not about the catalog's sample data.
+GENUINE = (
+    b'{"id":"evt_force01","type":"customer.at_risk","created_at":"2025-06-15T15:00:00Z",'
+    b'"data":{"object":{"id":"cus_2gT8kP4mQx7N","object":"customer","health_score":12}}}'
+)
 FORGED = GENUINE.replace(b'"health_score":12', b'"health_score":99')
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tui_helpers import Session, live_app, rows, screen_text, settle, wait_until
 
 from hooktap.tui.app import HooktapApp
-from hooktap.tui.widgets.delivery_list import NewBanner
+from hooktap.tui.widgets.list_panel import NewBanner
 
 
 def app_of(pilot) -> HooktapApp:  # type: ignore[no-untyped-def]
@@ -27,7 +27,10 @@ async def test_header_tells_the_truth_about_the_connection(session: Session) -> 
         await rows(pilot, 3)
         await settle(pilot)
         text = screen_text(app)
-        assert "this session: received 3 · forwarded 2 · failed 1 · invalid signatures 1" in text
+        assert (
+            "this session: received 3 · forwarded 2 · failed 1 · sig:invalid 1 · sig:expired 0"
+            in text
+        )
 
 
 async def test_header_shows_disconnected_then_connected_again(session: Session) -> None:

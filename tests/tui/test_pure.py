@@ -246,6 +246,6 @@ def test_feed_counts_like_store_stats_and_batches() -> None:
     assert batch.received == 2 and len(batch.forwarded) == 2
     assert batch.connection is not None and batch.connection.state == "connected"
     assert batch.paused is True
-    assert dataclasses.astuple(feed.counts) == (2, 1, 1, 1)
+    assert dataclasses.astuple(feed.counts) == (2, 1, 1, 0, 1)  # one expired, none invalid
     assert feed.drain().empty
     assert json.dumps(dataclasses.asdict(feed.counts))

@@ -29,13 +29,14 @@ from hooktap.listen.listener import Listener
 from hooktap.store import BodyMissing, Store
 from hooktap.tui.feed import Counts, Feed
 from hooktap.tui.loader import Loader
-from hooktap.tui.screens.editor import EditorScreen, EditResult
+from hooktap.tui.screens.editor import EditorScreen
 from hooktap.tui.screens.filter import FilterScreen
-from hooktap.tui.screens.help import HelpScreen
+from hooktap.tui.screens.help import HelpScreen, palette_commands
 from hooktap.tui.sending import Sender
-from hooktap.tui.widgets.delivery_list import DeliveryList, ListPanel, NewBanner
+from hooktap.tui.widgets.delivery_list import DeliveryList
 from hooktap.tui.widgets.detail import DetailData, DetailPane
-from hooktap.tui.widgets.header import StatusHeader, UrlLabel
+from hooktap.tui.widgets.header import NARROW, StatusHeader, UrlLabel
+from hooktap.tui.widgets.list_panel import ListPanel, NewBanner
 from hooktap.tui.window import PAGE
 
 FLUSH = 0.1  # seconds between applying listener events to the screen
@@ -45,46 +46,43 @@ FLUSH = 0.1  # seconds between applying listener events to the screen
 DETAIL_QUIET = 0.12
 DETAIL_FOLLOWING = 1.0
 
-_MAIN_ONLY = {
-    "replay",
-    "edit",
-    "filter",
-    "clear_filter",
-    "copy_curl",
-    "copy_body",
-    "copy_url",
-    "pause",
-    "follow",
-    "tab",
-    "help",
-    "focus_detail",
-}
-
 
 class HooktapApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "hooktap"
+    # Classes the screen gets by its size: app.tcss lays out 80x24 as tightly as it must.
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (NARROW, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
+    # The footer shows these in order as far as the width goes: `?` comes early, so an
+    # 80-column footer still says where the rest is.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Keys"),
         Binding("r", "replay", "Re-send"),
         Binding("e", "edit", "Edit+send"),
         Binding("ctrl+e", "edit(True)", "Edit in $EDITOR, then send", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter / back to list", show=False),
+        Binding("z", "full_detail", "Full detail"),
+        Binding("tab,shift+tab", "focus_detail", "Switch list/detail", show=False),
         Binding("c", "copy_curl", "Copy curl"),
         Binding("y", "copy_body", "Copy body"),
-        Binding("u", "copy_url", "Copy URL"),
-        Binding("p", "pause", "Pause"),
+        Binding("u", "copy_url", "Copy URL", show=False),  # a click on the URL copies it too
+        Binding("p", "pause", "Pause forwarding"),
         Binding("f", "follow", "Follow"),
         Binding("1", "tab('request')", "Request tab", show=False),
         Binding("2", "tab('response')", "Response tab", show=False),
         Binding("3", "tab('attempts')", "Attempts tab", show=False),
         Binding("4", "tab('signature')", "Signature tab", show=False),
-        Binding("tab", "focus_detail", "Switch list/detail", show=False),
         Binding("t", "change_theme", "Theme", show=False),
-        Binding("question_mark", "help", "Keys"),
     ]
+
+    # The keys of the main screen: on the editor, help or filter screens they mean nothing.
+    _main_only = frozenset(b.action.split("(")[0] for b in BINDINGS if isinstance(b, Binding)) - {
+        "quit",
+        "change_theme",
+    }
 
     def __init__(
         self,
@@ -168,12 +166,20 @@ class HooktapApp(App[None]):
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(sig, lambda: self.call_later(self.action_quit))
+        self._fit_footer()
         self.set_interval(FLUSH, self._flush)
         self.set_interval(1.0, self._refresh_counts)
         self.deliveries.focus()
 
+    def on_resize(self) -> None:
+        self._fit_footer()
+
+    def _fit_footer(self) -> None:
+        # Compact spacing fits every key at 160 columns, and two more at 80.
+        self.query_one(Footer).compact = self.size.width < 160
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _MAIN_ONLY and len(self.screen_stack) > 1:
+        if action in self._main_only and len(self.screen_stack) > 1:
             return False
         if action == "quit" and isinstance(self.screen, EditorScreen):
             return False  # ctrl+c copies in the editor; esc leaves it first
@@ -182,17 +188,8 @@ class HooktapApp(App[None]):
         return True
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """Every key's action in the palette too, for those who would rather search."""
-        yield from super().get_system_commands(screen)
-        for binding in self.BINDINGS:
-            assert isinstance(binding, Binding)
-            if binding.action in ("quit", "change_theme"):
-                continue
-            yield SystemCommand(
-                binding.description,
-                f"key: {binding.key.replace('question_mark', '?').replace('slash', '/')}",
-                lambda action=binding.action: self.run_action(action),
-            )
+        """Every key's action in the palette, once, under the name the footer and `?` use."""
+        return palette_commands(self, self.BINDINGS)  # type: ignore[arg-type]
 
     # --- the listener ----------------------------------------------------------------------
 
@@ -319,8 +316,7 @@ class HooktapApp(App[None]):
             history = await self.loader.count(Filter()) if not self.filter.empty else total
             if history != self._history_count:
                 self._history_count = history
-                stats = await self.loader.stats()
-                self.header.show_counts(Counts.from_stats(stats), "stored")
+                self.header.show_counts(await self.loader.counts(), "stored")
                 if changed and self.deliveries.following:
                     self._reload_head()
 
@@ -364,7 +360,7 @@ class HooktapApp(App[None]):
     def on_delivery_list_chosen(self, message: DeliveryList.Chosen) -> None:
         if message.tab:
             self.detail.show_tab(message.tab)
-        self.detail.query_one("#tabs").focus()
+        self.detail.focus_content()
 
     def _want_detail(self, delivery_id: str | None, force: bool = False) -> None:
         if delivery_id is None:
@@ -443,24 +439,8 @@ class HooktapApp(App[None]):
 
     async def action_edit(self, external: bool = False) -> None:
         data = await self.selected_detail()
-        if data is None:
-            return
-        delivery = data.delivery
-        try:
-            delivery.body.decode("utf-8")
-        except UnicodeDecodeError:
-            self.notify("This body is binary; it cannot be edited as text.", severity="warning")
-            return
-
-        def open_editor(force: bool) -> None:
-            def send(result: EditResult | None) -> None:
-                if result is not None:
-                    self.sender.resend(delivery.id, result, force=force)
-
-            note = self.sender.edit_note(forced=force)
-            self.push_screen(EditorScreen(delivery, note, external=external), send)
-
-        self.sender.confirm_then(delivery, open_editor)  # asks first if it did not match
+        if data is not None:
+            self.sender.edit_then_send(data.delivery, external=external)
 
     def action_filter(self) -> None:
         def apply(chosen: Filter | None) -> None:
@@ -476,16 +456,29 @@ class HooktapApp(App[None]):
         self._refresh_counts()
 
     def action_clear_filter(self) -> None:
-        if self.focused is not None and self.detail in self.focused.ancestors_with_self:
+        """esc steps back: out of the full-screen detail, to the list, then clears the filter."""
+        if self.screen.has_class("-full-detail"):
+            self.action_full_detail()
+        elif self.detail.has_focus_within:
             self.deliveries.focus()
         elif not self.filter.empty:
             self._apply_filter(Filter())
 
     def action_focus_detail(self) -> None:
-        if self.focused is not None and self.detail in self.focused.ancestors_with_self:
+        if self.detail.has_focus_within and not self.screen.has_class("-full-detail"):
             self.deliveries.focus()
         else:
-            self.detail.query_one("#tabs").focus()
+            self.detail.focus_content()
+
+    def action_full_detail(self) -> None:
+        """z: the detail takes the list's place too (an 80x24 body needs it); z again, or
+        esc, brings the list back."""
+        full = not self.screen.has_class("-full-detail")
+        self.screen.set_class(full, "-full-detail")
+        if full:
+            self.detail.focus_content()
+        else:
+            self.deliveries.focus()
 
     async def action_copy_curl(self) -> None:
         data = await self.selected_detail()
@@ -523,13 +516,4 @@ class HooktapApp(App[None]):
         self.detail.show_tab(tab)
 
     def action_help(self) -> None:
-        self.push_screen(
-            HelpScreen(
-                [
-                    ("Inspector", self.BINDINGS),  # type: ignore[list-item]
-                    ("Delivery list", DeliveryList.BINDINGS),  # type: ignore[list-item]
-                    ("Editor (e)", EditorScreen.BINDINGS),  # type: ignore[list-item]
-                    ("Anywhere", [Binding("ctrl+p", "palette", "Command palette: every action")]),
-                ]
-            )
-        )
+        self.push_screen(HelpScreen.of(self.BINDINGS))  # type: ignore[arg-type]

@@ -30,13 +30,16 @@ class Counts:
     received: int = 0
     forwarded: int = 0  # the handler answered 2xx
     failed: int = 0  # non-2xx, or no response
-    invalid: int = 0  # invalid or expired signatures
+    # By verdict, as `sig:invalid` and `sig:expired` filter: the header's numbers are the
+    # lengths of those lists.
+    invalid: int = 0
+    expired: int = 0
 
     @classmethod
-    def from_stats(cls, stats: dict[str, int]) -> Counts:
-        return cls(
-            stats["received"], stats["forwarded_ok"], stats["failed"], stats["invalid_signatures"]
-        )
+    def from_stats(cls, stats: dict[str, int], expired: int) -> Counts:
+        """From store.stats(), whose invalid_signatures counts invalid and expired together."""
+        invalid = stats["invalid_signatures"] - expired
+        return cls(stats["received"], stats["forwarded_ok"], stats["failed"], invalid, expired)
 
 
 @dataclass
@@ -76,8 +79,10 @@ class Feed:
         if isinstance(event, DeliveryReceived):
             batch.received += 1
             self.counts.received += 1
-            if event.delivery.signature in ("invalid", "expired"):
+            if event.delivery.signature == "invalid":
                 self.counts.invalid += 1
+            elif event.delivery.signature == "expired":
+                self.counts.expired += 1
         elif isinstance(event, DeliveryForwarded):
             batch.forwarded.append(event.attempt)
             status = event.attempt.status

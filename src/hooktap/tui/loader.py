@@ -20,6 +20,7 @@ from hooktap.filters import Filter
 from hooktap.records import Attempt
 from hooktap.replay import describe_replay
 from hooktap.store import Store, Summary
+from hooktap.tui.feed import Counts
 from hooktap.tui.widgets.detail import DetailData
 from hooktap.tui.window import PAGE
 
@@ -81,8 +82,13 @@ class Loader:
     async def count(self, f: Filter) -> int:
         return await self._run(self.store.count, f)
 
-    async def stats(self) -> dict[str, int]:
-        return await self._run(self.store.stats)
+    def _counts(self) -> Counts:
+        expired = self.store.count(Filter(signatures=("expired",)))
+        return Counts.from_stats(self.store.stats(), expired)
+
+    async def counts(self) -> Counts:
+        """The header's counts over the whole history, by the filter's definitions."""
+        return await self._run(self._counts)
 
     async def attempts(self, delivery_id: str) -> list[Attempt]:
         return await self._run(self.store.attempts, delivery_id)

@@ -31,10 +31,11 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SIGNATURE_HEADERS = ("svix-id", "svix-timestamp", "svix-signature")
 
 
-def clock_text(ts: float, utc: bool) -> str:
-    """Month-day and time: a 90-day history needs the date, a live feed needs the seconds."""
+def clock_text(ts: float, utc: bool, *, date: bool = True) -> str:
+    """Month-day and time: a 90-day history needs the date, a live feed needs the seconds
+    (and a narrow list only those)."""
     moment = time.gmtime(ts) if utc else time.localtime(ts)
-    return time.strftime("%m-%d %H:%M:%S", moment)
+    return time.strftime("%m-%d %H:%M:%S" if date else "%H:%M:%S", moment)
 
 
 def full_time(ts: float, utc: bool) -> str:

@@ -19,7 +19,7 @@ from hooktap.replay import NotGenuine, replay, resign_refusal
 from hooktap.store import Store
 from hooktap.tui import present
 from hooktap.tui.screens.confirm import ForceScreen
-from hooktap.tui.screens.editor import EditResult
+from hooktap.tui.screens.editor import EditorScreen, EditResult
 
 if TYPE_CHECKING:
     from hooktap.tui.app import HooktapApp
@@ -58,6 +58,24 @@ class Sender:
             go(False)
         else:
             self._ask(reason, lambda: go(True))
+
+    def edit_then_send(self, delivery: Delivery, *, external: bool = False) -> None:
+        """`e`: the editor (or $EDITOR straight away), then a re-send of what it saved."""
+        try:
+            delivery.body.decode("utf-8")
+        except UnicodeDecodeError:
+            self.app.notify("This body is binary; it cannot be edited as text.", severity="warning")
+            return
+
+        def open_editor(force: bool) -> None:
+            def send(result: EditResult | None) -> None:
+                if result is not None:
+                    self.resend(delivery.id, result, force=force)
+
+            note = self.edit_note(forced=force)
+            self.app.push_screen(EditorScreen(delivery, note, external=external), send)
+
+        self.confirm_then(delivery, open_editor)  # asks first if it did not match
 
     def resend_confirmed(self, delivery: Delivery) -> None:
         """`r`: re-send at once, or after a `y` when its original signature did not match."""

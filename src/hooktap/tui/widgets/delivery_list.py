@@ -16,32 +16,19 @@ from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
-from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
-from textual.containers import Vertical
 from textual.events import Click
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import Label
 
 from hooktap.records import Attempt
 from hooktap.store import Summary
 from hooktap.tui import present
-from hooktap.tui.widgets.header import set_text
+from hooktap.tui.columns import GAP, SHORT_TIME, Column, Layout, layout
 from hooktap.tui.window import RowWindow
-
-# (title, width); the last column takes what is left.
-COLUMNS = (("time", 14), ("event type", 24), ("svix-id", 16), ("signature", 9), ("st", 4))
-DURATION_WIDTH = 8
-
-
-def column_header(utc: bool) -> str:
-    cells = [f"{title + (' UTC' if title == 'time' and utc else ''):<{w}}" for title, w in COLUMNS]
-    cells[-1] = f"{COLUMNS[-1][0]:>4}"
-    return " ".join(cells) + f" {'took':>{DURATION_WIDTH}}  flags"
 
 
 @dataclass(frozen=True)
@@ -59,6 +46,10 @@ class ReplayLine:
         return cls(
             attempt.started_at, attempt.status, attempt.duration_ms, attempt.error, attempt.note
         )
+
+
+# In a re-send line, "└ re-sent" runs on over these (the row's own values, not the re-send's).
+_SPANNED = frozenset({"svix", "path", "sig"})
 
 
 class DeliveryList(ScrollView, can_focus=True):
@@ -109,6 +100,13 @@ class DeliveryList(ScrollView, can_focus=True):
             super().__init__()
             self.following = following
 
+    class ColumnsChanged(Message):
+        """The width changed and so did the columns (the panel redraws their titles)."""
+
+        def __init__(self, columns: Layout) -> None:
+            super().__init__()
+            self.columns = columns
+
     class Chosen(Message):
         """Enter or a double click: look closer (optionally at one tab)."""
 
@@ -128,6 +126,7 @@ class DeliveryList(ScrollView, can_focus=True):
         self._row_line: list[int] = []
         self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(2048)
         self._last_highlight: str | None = None
+        self._columns: tuple[int, Layout] | None = None  # (width, its layout)
 
     # --- what the app reads ----------------------------------------------------------------
 
@@ -243,60 +242,117 @@ class DeliveryList(ScrollView, can_focus=True):
         super().notify_style_update()
         self._cache.clear()
 
+    def _layout(self) -> Layout:
+        """The columns for the width the list has now; the panel's titles follow them."""
+        width = self.scrollable_content_region.width
+        if self._columns is None or self._columns[0] != width:
+            self._columns = (width, layout(width))
+            self._cache.clear()
+            self.post_message(self.ColumnsChanged(self._columns[1]))
+        return self._columns[1]
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         index = y + self.scroll_offset.y
         if index >= len(self._lines):
             return Strip.blank(width, self.rich_style)
+        columns = self._layout()
         row_index, replay_index = self._lines[index]
         row = self.window.rows[row_index]
         key = (row, replay_index, row_index == self.cursor, width, self.utc)
         strip = self._cache.get(key)
         if strip is None:
-            strip = self._render_row(row, replay_index, row_index == self.cursor, width)
+            cursor = row_index == self.cursor
+            base = self.rich_style + (self._style("cursor") if cursor else Style())
+            cells = self._replay_cells(row, replay_index) if replay_index >= 0 else self._cells(row)
+            segments = self._segments(columns, cells, base, spans=replay_index >= 0)
+            strip = Strip(segments).crop_extend(0, width, base)
             self._cache[key] = strip
         return strip
 
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"delivery-list--{name}", partial=True)
 
-    def _render_row(self, row: Summary, replay_index: int, cursor: bool, width: int) -> Strip:
-        """Segments straight from the columns: Text.render() costs ~10x more per row, and
-        at 500 deliveries a second every visible row is new on every flush."""
-        base = self.rich_style + (self._style("cursor") if cursor else Style())
+    def _time(self, ts: float) -> str:
+        return present.clock_text(ts, self.utc, date=self._layout().width_of("time") >= SHORT_TIME)
+
+    def _cells(self, row: Summary) -> dict[str, list[tuple[str, str | None]]]:
+        """Each column's text as (text, component class) pieces; flags has several."""
+        marks = present.Marks.of(row)
+        flags: list[tuple[str, str | None]] = []
+        if marks.retry:
+            flags.append(("retry ", "fail"))
+        if marks.duplicate:
+            flags.append(("dup ", "flag"))
+        if marks.held:
+            flags.append(("held ", "flag"))
+        if marks.replays:
+            flags.append((f"+{marks.replays} re-sent", "replay"))
+        status = present.status_text(row.status, row.error, row.state)
+        query = f"?{row.query}" if row.query else ""
+        return {
+            "time": [(self._time(row.received_at), "time")],
+            "type": [(row.event_type or "-", None)],
+            "svix": [(row.svix_id or "-", "time")],
+            "path": [(f"{row.method} {row.path or '/'}{query}", "time")],
+            "sig": [(row.signature, present.signature_kind(row.signature))],
+            "status": [(status, present.status_kind(row.status, row.error, row.state))],
+            "took": [(present.duration_text(row.duration_ms), None)],
+            "flags": flags,
+        }
+
+    def _replay_cells(self, row: Summary, index: int) -> dict[str, list[tuple[str, str | None]]]:
+        """A re-send under its delivery, in the same columns: when, status, took, then how."""
+        line = self.replays[row.id][1][index]
+        kind = present.status_kind(line.status, line.error, "done")
+        return {
+            "time": [(self._time(line.started_at), "time")],
+            "type": [("└ re-sent", "replay")],
+            "status": [(present.status_text(line.status, line.error, "done"), kind)],
+            "took": [(present.duration_text(line.duration_ms), None)],
+            "flags": [(line.note or line.error or "", "replay")],
+        }
+
+    def _segments(
+        self,
+        columns: Layout,
+        cells: dict[str, list[tuple[str, str | None]]],
+        base: Style,
+        *,
+        spans: bool,
+    ) -> list[Segment]:
+        """Segments straight from the cells: Text.render() costs ~10x more per row, and at
+        500 deliveries a second every visible row is new on every flush.
+
+        With `spans`, a cell runs on over the empty columns after it up to the status (the
+        "└ re-sent" of a re-send line)."""
         segments: list[Segment] = []
-
-        def add(text: str, name: str | None = None) -> None:
-            segments.append(Segment(text, base + self._style(name) if name else base))
-
-        (_, w_time), (_, w_type), (_, w_svix), (_, w_sig), _ = COLUMNS
-        if replay_index >= 0:
-            # Under its delivery, in the same columns: when, status, duration, then how.
-            line = self.replays[row.id][1][replay_index]
-            add(f"{present.clock_text(line.started_at, self.utc):<{w_time}} ", "time")
-            add(f"{'└ re-sent':<{w_type + w_svix + w_sig + 2}} ", "replay")
-            status = present.status_text(line.status, line.error, "done")
-            add(f"{status:>4}", present.status_kind(line.status, line.error, "done"))
-            add(f" {present.duration_text(line.duration_ms):>{DURATION_WIDTH}}  ")
-            add(line.note or line.error or "", "replay")
-        else:
-            add(f"{present.clock_text(row.received_at, self.utc):<{w_time}} ", "time")
-            add(f"{present.short_id(row.event_type or '-', w_type):<{w_type}} ")
-            add(f"{present.short_id(row.svix_id, w_svix):<{w_svix}} ", "time")
-            add(f"{row.signature:<{w_sig}} ", present.signature_kind(row.signature))
-            status = present.status_text(row.status, row.error, row.state)
-            add(f"{status:>4}", present.status_kind(row.status, row.error, row.state))
-            add(f" {present.duration_text(row.duration_ms):>{DURATION_WIDTH}}  ")
-            marks = present.Marks.of(row)
-            if marks.retry:
-                add("retry ", "fail")
-            if marks.duplicate:
-                add("dup ", "flag")
-            if marks.held:
-                add("held ", "flag")
-            if marks.replays:
-                add(f"+{marks.replays} re-sent", "replay")
-        return Strip(segments).crop_extend(0, width, base)
+        pending_gap = ""
+        shown = columns.columns
+        i = 0
+        while i < len(shown):
+            column = shown[i]
+            width = column.width
+            while spans and i + 1 < len(shown) and shown[i + 1].name in _SPANNED:
+                i += 1
+                width += GAP + shown[i].width
+            i += 1
+            if pending_gap:
+                segments.append(Segment(pending_gap, base))
+            pending_gap = " " * (GAP + (i < len(shown) and shown[i].name == "flags"))
+            pieces = cells.get(column.name, [])
+            if len(pieces) == 1:
+                text, name = pieces[0]
+                cell = Column(column.name, width, column.right).cell(text)
+                segments.append(Segment(cell, base + self._style(name) if name else base))
+                continue
+            room = width
+            for text, name in pieces:
+                text = text[:room]
+                room -= len(text)
+                segments.append(Segment(text, base + self._style(name) if name else base))
+            segments.append(Segment(" " * room, base))
+        return segments
 
     # --- moving ----------------------------------------------------------------------------
 
@@ -399,47 +455,3 @@ class DeliveryList(ScrollView, can_focus=True):
             self.post_message(
                 self.Chosen(self.selected_id, "attempts" if replay_index >= 0 else None)
             )
-
-
-class NewBanner(Label):
-    """The "▲ N new" line: a click follows again, like `f`."""
-
-    class Clicked(Message):
-        pass
-
-    def on_click(self, event: Click) -> None:
-        event.stop()
-        self.post_message(self.Clicked())
-
-
-class ListPanel(Vertical):
-    """The list with its column titles above and one status line below."""
-
-    def __init__(self, *, utc: bool = False, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.utc = utc
-
-    def compose(self) -> ComposeResult:
-        yield Label(column_header(self.utc), id="columns")
-        yield DeliveryList(utc=self.utc, id="deliveries")
-        with Vertical(id="list-footer"):
-            yield NewBanner("", id="new-banner")
-            yield Label("", id="list-status")
-
-    def show_status(
-        self, *, new: int, total: int | None, filter_text: str, following: bool
-    ) -> None:
-        banner = self.query_one(NewBanner)
-        shown = new > 0 and not following
-        if banner.display != shown:
-            banner.display = shown
-        more = "+" if new >= 1000 else ""
-        set_text(banner, f"▲ {min(new, 1000):,}{more} new — press f to follow")
-        parts = []
-        if total is not None:
-            noun = "delivery" if total == 1 else "deliveries"
-            parts.append(f"{total:,} {noun}" + (" match" if filter_text else " stored"))
-        if filter_text:
-            parts.append(f"filter: {filter_text}  (/ to change, esc to clear)")
-        parts.append("following newest" if following else "paused on this row · f follows")
-        set_text(self.query_one("#list-status", Label), "  ·  ".join(parts))

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Vertical
 from textual.content import Content
 from textual.highlight import highlight
-from textual.widgets import Label, Static, TabbedContent, TabPane
+from textual.widgets import Label, Static, TabbedContent, TabPane, Tabs
 
 from hooktap.records import Attempt, Delivery
 from hooktap.tui import present
+from hooktap.tui.widgets.scroll import DetailScroll
 
 TABS = ("request", "response", "attempts", "signature")
 EMPTY = (
@@ -88,12 +89,27 @@ class DetailPane(Vertical):
         yield Static("", id="rules")
         with TabbedContent(initial="request", id="tabs"):
             for tab in TABS:
-                with TabPane(tab.capitalize(), id=tab), VerticalScroll(id=f"{tab}-scroll"):
+                with TabPane(tab.capitalize(), id=tab), DetailScroll(id=f"{tab}-scroll"):
                     yield Static("", id=f"{tab}-body")
 
+    def on_mount(self) -> None:
+        # Focus goes to the open tab's text, never to the tab strip: there the keys a reader
+        # presses (down, page down, space) would do nothing. 1-4 and left/right switch tabs.
+        self.query_one(Tabs).can_focus = False
+
+    def focus_content(self) -> None:
+        self.query_one(f"#{self.active_tab}-scroll", DetailScroll).focus()
+
     def show_tab(self, tab: str) -> None:
+        reading = self.has_focus_within
         self.query_one(TabbedContent).active = tab
         self._render_tab(tab)
+        if reading:
+            self.focus_content()  # the text that was being read is hidden now: read this one
+
+    def on_detail_scroll_step_tab(self, message: DetailScroll.StepTab) -> None:
+        at = TABS.index(self.active_tab)
+        self.show_tab(TABS[(at + message.step) % len(TABS)])
 
     @property
     def active_tab(self) -> str:
