@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import stat
 import sys
 import threading
@@ -263,6 +264,29 @@ def test_replay_to_another_target_new_id(secret: str, handler: VerifyingHandler)
     assert data["status"] == 200 and data["note"] == "re-signed, new svix-id"
     assert handler.seen[0].path_qs == "/other/tail?x=1"
     assert handler.header(0, "svix-id") != "msg_original"
+
+
+def test_replay_json_attempt_is_the_number_deliveries_show_lists(
+    secret: str, handler: VerifyingHandler
+) -> None:
+    """The attempt a user sees as #3 in `deliveries show` is "attempt": 3, not the database's
+    id, which counts every delivery's attempts (here 6 of them)."""
+    seed(secret, handler.url)
+    for _ in range(2):  # attempts of another delivery take database ids in between
+        assert run(replay_cmd, "dlv_b", "--secret", secret).exit_code == 0
+    numbers = []
+    for _ in range(2):
+        result = run(replay_cmd, "dlv_a", "--new-id", "--secret", secret, "--json")
+        assert result.exit_code == 0, result.output
+        numbers.append(json.loads(result.stdout))
+    assert [(r["attempt"], r["status"]) for r in numbers] == [(2, 200), (3, 200)]
+    assert numbers[1]["attempt_id"] > numbers[0]["attempt_id"] > 3  # the database's own
+    shown = run(deliveries_cmd, "show", "dlv_a").stdout
+    assert re.search(r"^  #3 replay ", shown, re.M) and "#4" not in shown
+    listed = json.loads(run(deliveries_cmd, "show", "dlv_a", "--json").stdout)["attempts"]
+    assert listed[2]["id"] == numbers[1]["attempt_id"]
+    as_is = run(replay_cmd, "bin_1", "--as-is", "--json")  # unsigned: 401, still attempt #2
+    assert json.loads(as_is.stdout)["attempt"] == 2
 
 
 def test_replay_body_file_and_stdin(tmp_path: Path, secret: str, handler: VerifyingHandler) -> None:

@@ -46,7 +46,7 @@ async def test_json_mode_ready_line_deliveries_and_clean_ctrl_c(procs, hooktap_h
         ready = proc.json_line()
         assert ready["event"] == "ready"
         assert ready["forward_to"] == handler.url + "/hooks"
-        assert ready["verifying_signatures"] is True
+        assert ready["verifying_signatures"] is True and ready["secret_source"] == "--secret"
         url = str(ready["webhook_url"])
         assert url.startswith("http://127.0.0.1:") and "/c/" in url
         async with aiohttp.ClientSession() as http:
@@ -78,18 +78,21 @@ async def test_json_mode_ready_line_deliveries_and_clean_ctrl_c(procs, hooktap_h
 
 async def test_webhook_url_is_stable_across_restarts_and_token_kept_private(procs, hooktap_home):
     port = free_port()
-    urls = []
+    urls, secrets = [], []
     for _ in range(2):
         proc = procs.start(
             ["listen", "--forward", "8000", "--port", str(port), "--json"], hooktap_home
         )
         ready = proc.json_line()
-        assert ready["verifying_signatures"] is False  # no secret given
+        # No secret given: the local test secret verifies, the same one on every start.
+        assert ready["verifying_signatures"] is True and ready["secret_source"] == "local-test"
         urls.append(ready["webhook_url"])
+        secrets.append((hooktap_home / "local-test-secret").read_text())
         proc.signal(signal.SIGINT)
         assert proc.wait() == 0
     assert urls[0] == urls[1] == urls[0].split("/c/")[0] + "/c/" + urls[0].split("/c/")[1]
     assert urls[0].startswith(f"http://127.0.0.1:{port}/c/")
+    assert secrets[0] == secrets[1] and secrets[0].startswith("whsec_")
     creds = json.loads((hooktap_home / "channels.json").read_text())
     token = next(iter(creds.values()))["token"]
     assert (hooktap_home / "channels.json").stat().st_mode & 0o077 == 0

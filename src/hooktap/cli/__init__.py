@@ -16,7 +16,9 @@ def main() -> None:
     """A local webhook tunnel and inspector for Pivotal's webhooks.
 
     \b
-    Start here:
+    Start here (your handler's path; a local test secret until you pass Pivotal's):
+      hooktap listen --forward localhost:8000/webhooks/pivotal
+      hooktap trigger customer.at_risk        # in another terminal: a signed sample
       hooktap listen --forward localhost:8000/webhooks/pivotal --secret whsec_...
     """
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
+from click.core import ParameterSource
 
+from hooktap import local_secret
 from hooktap.listen.target import Target, parse_target
 from hooktap.pivotal.signing import InvalidSecret, parse_secret
 
@@ -16,8 +19,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 NO_SECRET = (
     "a signing secret is needed: pass --secret whsec_... or set PIVOTAL_WEBHOOK_SECRET "
-    "(the endpoint's signing secret in Pivotal)"
+    "(the endpoint's signing secret in Pivotal), or run `hooktap listen` once: it makes a "
+    "local test secret, which this command then uses"
 )
+LOCAL_TEST = "local-test"  # the secret_source of hooktap's own secret (local_secret.py)
 
 
 class BadInput(click.ClickException):
@@ -76,11 +81,61 @@ def valid_secret(secret: str | None) -> str | None:
         raise BadInput(str(exc)) from None
 
 
+@dataclass(frozen=True)
+class Secret:
+    """The secret a command works with, and where it came from, for telling the user."""
+
+    value: str | None
+    source: str  # "--secret", "PIVOTAL_WEBHOOK_SECRET", LOCAL_TEST, or "none"
+    made_now: bool = False  # the local test secret was created by this command
+
+    @property
+    def local(self) -> bool:
+        return self.source == LOCAL_TEST
+
+
+def _given_as() -> str:
+    ctx = click.get_current_context(silent=True)
+    from_env = ctx is not None and ctx.get_parameter_source("secret") is ParameterSource.ENVIRONMENT
+    return "PIVOTAL_WEBHOOK_SECRET" if from_env else "--secret"
+
+
+def resolve_secret(secret: str | None, *, make: bool = False) -> Secret:
+    """--secret or PIVOTAL_WEBHOOK_SECRET always win; without either, the local test secret
+    (made now when `make`: only `hooktap listen` makes it). A given secret equal to the local
+    one (exported from `hooktap listen --print-secret`) is still reported as the local one:
+    it is not Pivotal's, and the user must not be told it is."""
+    given = valid_secret(secret)
+    if given is not None:
+        try:
+            local = local_secret.load()
+        except local_secret.LocalSecretError:
+            local = None  # a broken file must not stand in the way of a secret given outright
+        return Secret(given, LOCAL_TEST if given == local else _given_as())
+    try:
+        if make:
+            value, made_now = local_secret.load_or_create()
+        else:
+            value, made_now = local_secret.load(), False
+    except local_secret.LocalSecretError as exc:
+        raise BadInput(str(exc)) from None
+    return Secret(value, LOCAL_TEST if value else "none", made_now)
+
+
 def required_secret(secret: str | None) -> str:
-    checked = valid_secret(secret)
-    if not checked:
+    """The secret to sign with (trigger, check): the given one, else the local test secret,
+    named on stderr so nobody mistakes it for Pivotal's."""
+    resolved = resolve_secret(secret)
+    if resolved.value is None:
         raise BadInput(NO_SECRET)
-    return checked
+    if secret is None:  # taken by default, not given
+        click.echo(
+            f"Signing with hooktap's local test secret ({local_secret.path()}), not Pivotal's; "
+            "`hooktap listen --print-secret` prints it for your handler. To sign with "
+            "Pivotal's, pass --secret or set PIVOTAL_WEBHOOK_SECRET.",
+            err=True,
+        )
+    return resolved.value
 
 
 def valid_target(text: str) -> Target:

@@ -141,7 +141,7 @@ def deliveries_cmd(
     Examples:
       hooktap deliveries --since 1h --status 5xx
       hooktap deliveries --type 'customer.*' --signature invalid --json
-      hooktap deliveries show dlv_01HV
+      hooktap deliveries show d01a23190b25bde56ad63
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -169,8 +169,8 @@ def show_cmd(delivery_id: str, as_json: bool) -> None:
 
     \b
     Examples:
-      hooktap deliveries show dlv_01HV
-      hooktap deliveries show dlv_01HV --json | jq -r .body
+      hooktap deliveries show d01a23190b25bde56ad63
+      hooktap deliveries show d01a23190b25bde56ad63 --json | jq -r .body
     """
     with open_store() as store:
         delivery = lookup(store, delivery_id)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from hooktap.cli.common import BadInput, secret_option, valid_secret, valid_target
+from hooktap.cli.common import BadInput, resolve_secret, secret_option, valid_target
 from hooktap.filters import parse_filter
 from hooktap.home import history_db
 from hooktap.store import Store, StoreError
@@ -15,7 +15,8 @@ from hooktap.store import Store, StoreError
 @click.command("inspect")
 @secret_option(
     "Your endpoint's signing secret, so re-sends (r, e) and copied curl commands are "
-    "re-signed with a fresh timestamp."
+    "re-signed with a fresh timestamp. Default: the local test secret `hooktap listen` made, "
+    "if any."
 )
 @click.option(
     "--forward",
@@ -40,8 +41,9 @@ def inspect_cmd(secret: str | None, forward: str | None, filter_text: str, utc: 
     deliveries stored by a listener running elsewhere show up as they arrive.
 
     \b
-    Example:
+    Examples:
       hooktap inspect --filter 'status:5xx since:1h' --forward localhost:8000/webhooks/pivotal
+      hooktap inspect --secret whsec_... --forward localhost:8000/webhooks/pivotal
     """
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise BadInput(
@@ -51,7 +53,7 @@ def inspect_cmd(secret: str | None, forward: str | None, filter_text: str, utc: 
         initial = parse_filter(filter_text)
     except ValueError as exc:
         raise BadInput(f"--filter: {exc}") from None
-    secret = valid_secret(secret)
+    secret = resolve_secret(secret).value
     if forward is not None:
         valid_target(forward)
     try:

@@ -6,30 +6,48 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 
 import click
 
-from hooktap import aio
+from hooktap import aio, local_secret
 from hooktap.cli.common import (
     BadInput,
     Finite,
+    Secret,
     forward_option,
+    resolve_secret,
     secret_option,
     timeout_option,
     valid_relay_url,
-    valid_secret,
     valid_target,
 )
 from hooktap.home import history_db
-from hooktap.listen import output
+from hooktap.listen import output, state
 from hooktap.listen.channel import RelayRefused
+from hooktap.listen.events import ListenerEvent, Ready
 from hooktap.listen.listener import Listener, ListenerConfig
 from hooktap.store import Store
 
+FORWARD_EXAMPLE = "localhost:8000/webhooks/pivotal"
+
 
 @click.command("listen")
-@forward_option("Where to send deliveries: 8000, localhost:8000/webhooks/pivotal, or a full URL.")
-@secret_option("Your endpoint's signing secret (whsec_...). Verified locally; never sent anywhere.")
+@forward_option(
+    "Where to send deliveries: your handler's path, as in localhost:8000/webhooks/pivotal "
+    "(8000 alone or a full URL also work; 8000 alone posts to /).",
+    required=False,
+)
+@secret_option(
+    "Your endpoint's signing secret (whsec_...). Verified locally; never sent anywhere. "
+    "Default: hooktap's local test secret, made on first use in HOOKTAP_HOME."
+)
+@click.option(
+    "--print-secret",
+    is_flag=True,
+    help="Print the secret deliveries are verified with (the local test secret unless "
+    "--secret or PIVOTAL_WEBHOOK_SECRET is given) and exit, for your handler's environment.",
+)
 @click.option(
     "--relay",
     envvar="HOOKTAP_RELAY",
@@ -74,8 +92,9 @@ from hooktap.store import Store
     help="Keep stored deliveries this long (Pivotal's own Deliveries tab keeps 90 days).",
 )
 def listen_cmd(
-    forward: str,
+    forward: str | None,
     secret: str | None,
+    print_secret: bool,
     relay: str | None,
     port: int,
     timeout: float,
@@ -87,12 +106,36 @@ def listen_cmd(
 ) -> None:
     """Forward webhooks from a stable URL to your local handler, and keep every delivery.
 
+    Without --secret or PIVOTAL_WEBHOOK_SECRET, signatures are checked with a local test
+    secret that hooktap makes once and keeps in HOOKTAP_HOME; `hooktap trigger` and `hooktap
+    check` sign with it too. It is not Pivotal's: Pivotal's own deliveries need Pivotal's
+    secret (the endpoint's signing secret), given with --secret or PIVOTAL_WEBHOOK_SECRET.
+
+    Without --relay, the relay runs inside this command on 127.0.0.1 (--port) and only while
+    it runs: when it stops (q, Ctrl+C), senders get "connection refused" and `hooktap trigger`
+    finds no listener. Deliveries still queued in it are kept in HOOKTAP_HOME and handed over
+    when `hooktap listen` starts again. A standalone `hooktap relay` (--relay or HOOKTAP_RELAY)
+    keeps taking deliveries while no listener runs.
+
     \b
-    Example:
+    Examples:
+      hooktap listen --forward localhost:8000/webhooks/pivotal
+      export PIVOTAL_WEBHOOK_SECRET=$(hooktap listen --print-secret)   # for your handler
       hooktap listen --forward localhost:8000/webhooks/pivotal --secret whsec_...
+      hooktap listen --forward localhost:8000/webhooks/pivotal --relay https://hooks.example.com
     """
+    chosen = resolve_secret(secret, make=True)
+    if print_secret:
+        click.echo(chosen.value)
+        return
+    if forward is None:
+        raise click.UsageError(
+            f"Missing option '--forward': your handler, e.g. --forward {FORWARD_EXAMPLE}"
+        )
     target = valid_target(forward)
-    secret = valid_secret(secret)
+    secret = chosen.value
+    if chosen.local and secret is not None:
+        state.verifies_with_local_secret(secret)
     if relay is not None:
         relay = valid_relay_url(relay)
     config = ListenerConfig(
@@ -120,7 +163,8 @@ def listen_cmd(
             except OSError as exc:  # ConnectionError included: the relay is unreachable
                 raise click.ClickException(str(exc)) from None
             return
-        listener.subscribe(output.JsonLines() if as_json else output.LogLines())
+        listener.subscribe(_JsonLines(chosen) if as_json else output.LogLines())
+        listener.subscribe(_secret_note(chosen))
         try:
             aio.run(_run(listener))
         except RelayRefused as exc:
@@ -135,3 +179,43 @@ async def _run(listener: Listener) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(listener.stop()))
     await listener.run()  # starts or joins the relay and takes a channel first
+
+
+class _JsonLines(output.JsonLines):
+    """The ready line also says which secret verifies deliveries: a script (or a person
+    reading it) must not take the local test secret for Pivotal's."""
+
+    def __init__(self, secret: Secret) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def _write(self, obj: dict[str, object]) -> None:
+        if obj.get("event") == "ready":
+            obj = {**obj, "secret_source": self.secret.source}
+            if self.secret.local:
+                obj["secret_file"] = str(local_secret.path())
+        super()._write(obj)
+
+
+def _secret_note(secret: Secret) -> Callable[[ListenerEvent], None]:
+    """Lines under the ready line, on stderr, when deliveries are verified with the local test
+    secret: what it is, how a handler gets it, and how to verify Pivotal's deliveries."""
+
+    def note(event: ListenerEvent) -> None:
+        if not isinstance(event, Ready) or not secret.local:
+            return
+        made = "made now, " if secret.made_now else ""
+        pad = "       "
+        click.echo(
+            f"{pad}Signatures are checked with hooktap's local test secret ({made}kept in "
+            f"{local_secret.path()}),\n"
+            f"{pad}not Pivotal's: `hooktap trigger` signs with it, Pivotal's own deliveries "
+            "will read sig=invalid.\n"
+            f"{pad}Your handler verifies with it after: "
+            "export PIVOTAL_WEBHOOK_SECRET=$(hooktap listen --print-secret)\n"
+            f"{pad}For Pivotal's deliveries: --secret whsec_... or PIVOTAL_WEBHOOK_SECRET "
+            "(the endpoint's signing secret in Pivotal).",
+            err=True,
+        )
+
+    return note

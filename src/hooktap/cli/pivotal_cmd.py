@@ -19,6 +19,7 @@ from hooktap.cli.common import (
     required_secret,
     secret_option,
     timeout_option,
+    valid_relay_url,
     valid_target,
 )
 from hooktap.pivotal import catalog
@@ -83,17 +84,15 @@ def events_cmd(event_type: str | None, as_json: bool) -> None:
 # --- trigger ---------------------------------------------------------------------------------
 
 
-def _default_url() -> str:
-    """The running listener's webhook URL; imported lazily, the listener may not be installed."""
+def _default_url(relay: str | None) -> str:
+    """The running listener's webhook URL, or the channel kept for a standalone relay."""
+    from hooktap.listen.channel import ChannelsFileError
+    from hooktap.listen.state import webhook_url_for
+
     try:
-        from hooktap.listen.state import current_webhook_url
-    except ImportError:
-        url = None
-    else:
-        url = current_webhook_url()
-    if not url:
-        raise BadInput("no running listener found; start `hooktap listen` or pass --url")
-    return url
+        return webhook_url_for(valid_relay_url(relay) if relay is not None else None)
+    except (LookupError, ChannelsFileError) as exc:
+        raise BadInput(str(exc)) from None
 
 
 def _read_data_file(path: str) -> Any:
@@ -185,7 +184,18 @@ async def _send_all(
 @click.command("trigger")
 @click.argument("event_type")
 @click.option(
-    "--url", metavar="URL", help="Where to send it. Default: the running listener's webhook URL."
+    "--url",
+    metavar="URL",
+    help="Where to send it. Default: the running listener's webhook URL, or your channel on "
+    "the relay named by --relay.",
+)
+@click.option(
+    "--relay",
+    envvar="HOOKTAP_RELAY",
+    show_envvar=True,
+    metavar="URL",
+    help="A standalone relay (hooktap relay): send to the channel HOOKTAP_HOME keeps there, "
+    "even while no listener runs (the relay holds deliveries for it).",
 )
 @secret_option(SECRET_HELP)
 @click.option(
@@ -224,6 +234,7 @@ async def _send_all(
 def trigger_cmd(
     event_type: str,
     url: str | None,
+    relay: str | None,
     secret: str | None,
     sets: tuple[str, ...],
     allow_new_fields: bool,
@@ -259,7 +270,7 @@ def trigger_cmd(
     except catalog.BadOverride as exc:
         raise BadInput(f"--set: {exc}") from None
     if url is None:
-        url = _default_url()
+        url = _default_url(relay)
     elif not url.startswith(("http://", "https://")):
         raise BadInput(f"--url must be an http(s) URL like http://localhost:8000/hook, got {url!r}")
 

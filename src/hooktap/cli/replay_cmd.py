@@ -8,13 +8,18 @@ from typing import BinaryIO
 
 import click
 
-from hooktap.cli.common import BadInput, Finite, secret_option
+from hooktap.cli.common import BadInput, Finite, resolve_secret, secret_option
 from hooktap.cli.history_cmd import filter_options, lookup, make_filter, open_store
 from hooktap.cli.history_view import clean
 from hooktap.listen.forward import parse_target
 from hooktap.records import Attempt, Delivery
 from hooktap.replay import NotGenuine, check_options, replay, resign_refusal
 from hooktap.store import Store
+
+LOCAL_HINT = (
+    " The secret was hooktap's local test secret, which signs only `hooktap trigger`'s "
+    "samples; for Pivotal's deliveries pass --secret or set PIVOTAL_WEBHOOK_SECRET."
+)
 
 # --- hooktap replay -------------------------------------------------------------------------
 
@@ -27,7 +32,10 @@ from hooktap.store import Store
     metavar="TARGET",
     help="Send here instead of the delivery's own target: 8000, localhost:8000/hooks, or a URL.",
 )
-@secret_option("Endpoint signing secret: replays are re-signed with a fresh timestamp.")
+@secret_option(
+    "Endpoint signing secret: replays are re-signed with a fresh timestamp. Default: the "
+    "local test secret `hooktap listen` made, if any."
+)
 @click.option(
     "--new-id",
     is_flag=True,
@@ -59,7 +67,13 @@ from hooktap.store import Store
     type=Finite(0.1, 600),
     help="Seconds to wait for the handler.",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per replay, nothing else.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per replay, nothing else; its attempt is the number `deliveries "
+    "show` lists it under (attempt_id: the database's).",
+)
 def replay_cmd(
     delivery_id: str | None,
     types: tuple[str, ...],
@@ -88,11 +102,13 @@ def replay_cmd(
 
     \b
     Examples:
-      hooktap replay dlv_01HV --secret whsec_...
+      hooktap replay d01a23190b25bde56ad63 --secret whsec_...
       hooktap replay --since 1h --status 5xx
-      hooktap replay dlv_01HV --body-file edited.json --forward 9000
-      hooktap replay dlv_01HV --as-is
-      hooktap replay dlv_01HV --force --secret whsec_...
+      hooktap replay d01a23190b25bde56ad63 --body-file edited.json
+      hooktap replay d01a23190b25bde56ad63 --forward localhost:9000/webhooks/pivotal
+      hooktap replay d01a23190b25bde56ad63 --as-is
+      hooktap replay d01a23190b25bde56ad63 --force --secret whsec_...
+      hooktap replay d01a23190b25bde56ad63 --new-id --json | jq .attempt
     """
     f = make_filter(expression, types, statuses, signatures, since)
     if delivery_id is None and f.empty:
@@ -103,8 +119,11 @@ def replay_cmd(
         raise BadInput("--body-file and --edit work on one delivery: give its ID")
     if body_file is not None and edit:
         raise BadInput("--body-file and --edit both replace the body; pick one")
+    chosen = resolve_secret(secret)
+    # Pivotal's deliveries never match the local test secret: say so where they are refused.
+    hint = LOCAL_HINT if chosen.local and secret is None else ""
     try:
-        key = check_options(secret=secret, as_is=as_is, new_id=new_id, force=force)
+        key = check_options(secret=chosen.value, as_is=as_is, new_id=new_id, force=force)
         if forward is not None:
             parse_target(forward)
     except ValueError as exc:
@@ -117,7 +136,7 @@ def replay_cmd(
                 # Before the editor opens: an edit cannot make a forged original genuine.
                 mismatch = resign_refusal(delivery, key)
                 if mismatch is not None:
-                    raise BadInput(_refused(NotGenuine(delivery.id, mismatch)))
+                    raise BadInput(_refused(NotGenuine(delivery.id, mismatch)) + hint)
             body = (
                 body_file.read() if body_file is not None else _edited(delivery) if edit else None
             )
@@ -144,7 +163,7 @@ def replay_cmd(
         if refused:
             summary += (
                 f" Skipped {refused} whose original signature did not match the secret "
-                "(--force re-signs them anyway)."
+                "(--force re-signs them anyway)." + hint
             )
         click.echo(summary, err=True)
     if failed or refused:
@@ -213,17 +232,25 @@ async def _replay_all(
             continue
         if attempt.status is None or not 200 <= attempt.status < 300:
             failed += 1
-        _report(attempt, as_json)
+        _report(attempt, _position(store, attempt) if as_json else None, as_json)
     return failed, refused
 
 
-def _report(a: Attempt, as_json: bool) -> None:
+def _position(store: Store, attempt: Attempt) -> int | None:
+    """The attempt's number as `deliveries show` lists it (#1 the forward, then each replay):
+    the database id is shared by every delivery's attempts, so it means nothing to a user."""
+    ids = [a.id for a in store.attempts(attempt.delivery_id)]
+    return ids.index(attempt.id) + 1 if attempt.id in ids else None
+
+
+def _report(a: Attempt, number: int | None, as_json: bool) -> None:
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "id": a.delivery_id,
-                    "attempt": a.id,
+                    "attempt": number,
+                    "attempt_id": a.id,
                     "target": a.target_url,
                     "status": a.status,
                     "duration_ms": round(a.duration_ms, 3),
@@ -248,6 +275,7 @@ def _report_skip(delivery_id: str, reason: str, as_json: bool) -> None:
                 {
                     "id": delivery_id,
                     "attempt": None,
+                    "attempt_id": None,
                     "status": None,
                     "error": reason,
                     "note": "not sent",

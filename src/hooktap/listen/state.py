@@ -1,17 +1,32 @@
-"""A small file saying which listener runs now, so `hooktap trigger` can find its URL."""
+"""A small file saying which listener runs now, so `hooktap trigger` can find its URL; and,
+with no listener running, the channel kept for a standalone relay, which takes deliveries
+while no listener runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from pathlib import Path
 
+from hooktap import local_secret
 from hooktap.home import home_dir
 
 
 def _path() -> Path:
     return home_dir() / "listener.json"
+
+
+# The local test secret this process verifies with, if that is the one in force. The home
+# guard calls write() again when it recreates a deleted HOOKTAP_HOME; the secret file is put
+# back with listener.json then, so `hooktap trigger` keeps signing with the secret in force.
+_local_secret: str | None = None
+
+
+def verifies_with_local_secret(secret: str) -> None:
+    global _local_secret
+    _local_secret = secret
 
 
 def write(webhook_url: str, forward_to: str, relay: str) -> None:
@@ -23,6 +38,9 @@ def write(webhook_url: str, forward_to: str, relay: str) -> None:
         "started_at": time.time(),
     }
     _path().write_text(json.dumps(info))
+    if _local_secret is not None:
+        with contextlib.suppress(local_secret.LocalSecretError):  # trigger then says why
+            local_secret.put_back(_local_secret)
 
 
 def clear() -> None:
@@ -48,3 +66,34 @@ def current_webhook_url() -> str | None:
     info = current()
     url = info.get("webhook_url") if info else None
     return url if isinstance(url, str) else None
+
+
+def webhook_url_for(relay: str | None) -> str:
+    """The webhook URL `hooktap trigger` sends to by default: the running listener's (on
+    `relay`, when one is named), else the channel kept in channels.json for `relay`.
+
+    LookupError says what was looked for when there is none; ChannelsFileError (from
+    channel.py) when channels.json cannot be read."""
+    from hooktap.listen import channel  # imported here: a listener state needs no aiohttp
+
+    info = current()
+    running_on = info.get("relay") if info else None
+    url = info.get("webhook_url") if info else None
+    if isinstance(url, str) and (relay is None or running_on == relay):
+        return url
+    if not isinstance(url, str):
+        looked = f"no running listener found ({_path()} names none that is alive)"
+    else:
+        looked = f"the running listener uses the relay {running_on}, not {relay}"
+    if relay is None:
+        raise LookupError(
+            f"{looked}; start `hooktap listen` (its embedded relay runs only while it runs), "
+            "pass --url, or name a standalone relay with --relay or HOOKTAP_RELAY"
+        )
+    creds = channel.stored(relay)
+    if creds is not None:
+        return creds.webhook_url
+    raise LookupError(
+        f"{looked}, and {channel._path()} has no channel for the relay {relay}; run "
+        f"`hooktap listen --relay {relay}` once to get one, or pass --url"
+    )
