@@ -39,6 +39,7 @@ def _rules(event: DeliveryForwarded) -> list[str]:
         signature=d.signature,
         signature_reason=d.signature_reason,
         duplicate=event.duplicate,
+        target_url=a.target_url,
     )
 
 
