@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from tui_helpers import Session, live_app, rows, screen_text, settle, wait_until
 
+from hooktap.replay import replay
+from hooktap.store import Store
 from hooktap.tui.app import HooktapApp
 from hooktap.tui.widgets.list_panel import NewBanner
 
@@ -127,3 +129,32 @@ async def test_ctrl_c_quits_too(session: Session) -> None:
         await pilot.press("ctrl+c")
         await wait_until(pilot, lambda: not app.is_running, what="the app to exit")
     assert session.listener._stopping.is_set()
+
+
+async def test_resends_from_another_terminal_show_up_as_history_has_them(session: Session) -> None:
+    """`hooktap replay` in another terminal writes the same history file: the live list
+    counts those attempts too, under the row and in the open Attempts tab."""
+    async with live_app(session) as pilot:
+        app = app_of(pilot)
+        await session.send("customer.churned")
+        await session.send("task.completed")
+        await rows(pilot, 2)
+        await settle(pilot)
+        await pilot.press("down", "3")  # the older row, its Attempts tab
+        lst = app.deliveries
+        chosen = lst.rows[1].id
+        await wait_until(pilot, lambda: lst.selected_id == chosen and app.detail_settled)
+        other = Store(session.store.path)  # another process's connection to the same file
+        try:
+            for _ in range(5):
+                attempt = await replay(other, chosen, secret=session.secret)
+                assert attempt.status == 200
+        finally:
+            other.close()
+        await session.handler.wait_for(7)
+        await wait_until(
+            pilot, lambda: "+5 re-sent" in screen_text(app), what="the re-sends from elsewhere"
+        )
+        assert lst.rows[1].attempts == 6 and lst.rows[0].attempts == 1
+        await wait_until(pilot, lambda: screen_text(app).count("└ re-sent") == 5)
+        await wait_until(pilot, lambda: "#6  replay" in screen_text(app))

@@ -231,6 +231,14 @@ def test_window_patch_fills_in_forward_results_only() -> None:
 # --- the feed -------------------------------------------------------------------------------
 
 
+def test_window_refresh_takes_what_history_says_now() -> None:
+    window = RowWindow()
+    window.reset([summary(3), summary(2), summary(1)], PAGE)
+    fresh = [summary(2, attempts=6), summary(1), summary(99)]  # 99: not in the window
+    assert window.refresh(fresh) == {"dlv_000002"}
+    assert [r.attempts for r in window.rows] == [1, 6, 1]
+
+
 def test_feed_counts_like_store_stats_and_batches() -> None:
     feed = Feed()
     ok = delivery(signature="valid")

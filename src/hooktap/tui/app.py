@@ -169,6 +169,7 @@ class HooktapApp(App[None]):
         self._fit_footer()
         self.set_interval(FLUSH, self._flush)
         self.set_interval(1.0, self._refresh_counts)
+        self.set_interval(1.0, self._reread_visible)
         self.deliveries.focus()
 
     def on_resize(self) -> None:
@@ -319,6 +320,19 @@ class HooktapApp(App[None]):
                 self.header.show_counts(await self.loader.counts(), "stored")
                 if changed and self.deliveries.following:
                     self._reload_head()
+
+    @work(exclusive=True, group="reread")
+    async def _reread_visible(self) -> None:
+        """When anyone else wrote history (another terminal's `hooktap replay`, say), read the
+        rows on screen again, so they count the attempts history counts."""
+        if not await self.loader.changed():
+            return
+        lst = self.deliveries
+        changed = lst.refresh_rows(await self.loader.again(self.filter, lst.visible_rows()))
+        if changed:
+            self._load_replays()
+            if lst.selected_id in changed:
+                self._want_detail(lst.selected_id, force=True)
 
     def _show_status(self) -> None:
         lst = self.deliveries

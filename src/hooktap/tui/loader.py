@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,11 +43,38 @@ class Loader:
         self.secret = secret
         self.clock = clock  # "signed 3 days ago" must not drift in a snapshot test
         self._closed = False
+        # A connection that only asks SQLite whether anyone else committed (a `hooktap replay`
+        # in another terminal, the listener): PRAGMA data_version changes when another
+        # connection commits, and costs microseconds when nothing did.
+        self._watch = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._watch_lock = threading.Lock()
+        self._version: int | None = None
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self.store.close()
+            with self._watch_lock:
+                self._watch.close()
+
+    def _changed(self) -> bool:
+        with self._watch_lock:
+            version = int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+        changed, self._version = version != self._version, version
+        return changed
+
+    async def changed(self) -> bool:
+        """Whether the history file was written since the last call (True the first time)."""
+        return await self._run(self._changed)
+
+    async def again(self, f: Filter, rows: list[Summary]) -> list[Summary]:
+        """`rows` (consecutive in the list, newest first) read afresh: attempts and status as
+        the history has them now. One keyset query, however many rows."""
+        if not rows:
+            return []
+        first = rows[0]
+        before = (first.received_at, first.seq + 1)  # keyset is exclusive: from `first` on
+        return await self._run(self.store.query, f, len(rows), before=before)
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """fn in a worker thread; once the app is closing, the read is simply cancelled."""

@@ -103,6 +103,20 @@ class RowWindow:
             changed.add(row.id)
         return changed
 
+    def refresh(self, fresh: Iterable[Summary]) -> set[str]:
+        """Take rows read again from the store in place of the held ones; the ids that changed.
+
+        Another process writes history too (a `hooktap replay` in another terminal adds an
+        attempt): the list shows what history says, not what this process last saw."""
+        by_id = {row.id: row for row in fresh}
+        changed: set[str] = set()
+        for i, row in enumerate(self.rows):
+            new = by_id.get(row.id)
+            if new is not None and new != row:
+                self.rows[i] = new
+                changed.add(row.id)
+        return changed
+
     def bump_attempts(self, delivery_id: str) -> bool:
         """One more attempt (a replay) on a row, without asking the store for the row again."""
         i = self.index_of(delivery_id)

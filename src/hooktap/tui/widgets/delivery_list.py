@@ -210,6 +210,19 @@ class DeliveryList(ScrollView, can_focus=True):
             if row.attempts > 1 and self.replays.get(row.id, (0, []))[0] != row.attempts
         ]
 
+    def visible_rows(self) -> list[Summary]:
+        """The rows on screen, newest first (re-send lines count as their delivery)."""
+        top = int(self.scroll_y)
+        seen = self._lines[top : top + self.scrollable_content_region.height]
+        return self.window.rows[seen[0][0] : seen[-1][0] + 1] if seen else []
+
+    def refresh_rows(self, fresh: list[Summary]) -> set[str]:
+        """Rows read again from the store; the ids whose row changed are redrawn."""
+        changed = self.window.refresh(fresh)
+        if changed:
+            self._rebuild()
+        return changed
+
     def bump_attempts(self, delivery_id: str) -> None:
         if self.window.bump_attempts(delivery_id):
             self.refresh()
