@@ -16,7 +16,7 @@ import pytest
 
 from hooktap.filters import parse_filter
 from hooktap.records import Attempt, Delivery
-from hooktap.store import SCHEMA_VERSION, AmbiguousId, Store, StoreError
+from hooktap.store import SCHEMA_VERSION, AmbiguousId, HistoryDamaged, Store, StoreError
 
 NOW = 1_750_000_000.0
 
@@ -224,8 +224,21 @@ def test_wal_and_schema_version(tmp_path: Path) -> None:
 def test_not_a_database(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     path.write_bytes(b"this is not sqlite at all, just some text" * 100)
-    with pytest.raises(StoreError, match="cannot use"):
+    with pytest.raises(HistoryDamaged, match=r"is damaged \(file is not a database\)") as info:
         Store(path)
+    assert f"mv {path} " in str(info.value)  # the way out, with nothing deleted
+    assert path.read_bytes().startswith(b"this is not sqlite")
+
+
+def test_a_closed_store_raises_what_the_inspector_tells_from_damage(tmp_path: Path) -> None:
+    """SQLite's errors become StoreError, but not "closed": tui/loader.py takes that one for
+    a read cut short by quitting, not for a broken history."""
+    store = Store(tmp_path / "history.db")
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        store.count()
+    with pytest.raises(sqlite3.ProgrammingError):
+        store.mark("d1", "done")
 
 
 def test_history_survives_restart(tmp_path: Path) -> None:

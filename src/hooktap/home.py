@@ -4,16 +4,41 @@ Also the two steps that put a SQLite database back at its path after the file wa
 replaced) under an open connection, for the listener's history and the embedded relay's queue
 (listen/home_guard.py). On Linux an unlinked file lives on while a connection holds it, so
 everything committed since is still readable through that connection, and nowhere else.
+
+And what is said when one of these files cannot be used (a folder where a file should be, a
+damaged database): which path, what is wrong, and the exact command that sets it aside. The
+command is for the user to run, never run for them: hooktap cannot tell whether another
+process (a `hooktap listen` in another terminal) has the file open, and moving it from under
+that process would split one history in two. A move deletes nothing, so the old file stays
+there for `sqlite3 ... .recover`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shlex
 import sqlite3
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import platformdirs
+
+# SQLite's primary result codes for a file that is not a database, or is one no longer.
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+class UnusableFile(OSError):
+    """A file or folder of hooktap's that cannot be used as it is: HOOKTAP_HOME that is a
+    file, a damaged database. The message names the path, says what is wrong and how to set
+    it aside. An OSError, so code that handles the file system's own complaints (the home
+    guard, a listener telling a missing home from a network failure) handles this one too."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def home_path() -> Path:
@@ -25,7 +50,8 @@ def home_path() -> Path:
 def home_dir() -> Path:
     """The data folder, created owner-only on first use: it holds channel tokens and history."""
     path = home_path()
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    what = "HOOKTAP_HOME" if os.environ.get("HOOKTAP_HOME") else "hooktap's data folder"
+    _make_folder(path, what, "point HOOKTAP_HOME at a folder, or ")
     return path
 
 
@@ -34,9 +60,110 @@ def history_db() -> Path:
 
 
 def relay_data_dir() -> Path:
+    """The embedded relay's folder; its relay.db is checked here, before the relay opens it
+    (the relay itself lets SQLite's own error through, with no path or way out)."""
     path = home_dir() / "relay"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_folder(path, "the relay's data folder", "")
+    check_database(path / "relay.db", "the relay's database", RELAY_AFTER)
     return path
+
+
+def _make_folder(path: Path, what: str, instead: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except (FileExistsError, NotADirectoryError) as exc:
+        # mkdir's own words ("File exists") do not say what is in the way.
+        blocker = next((p for p in path.parents if p.is_file()), path)
+        problem = "is not a folder" if blocker == path else f"cannot be made: {blocker} is a file"
+        raise UnusableFile(
+            exc.errno,
+            f"{what} {path} {problem}; {instead}set it aside with: {aside_command(blocker)}",
+        ) from None
+    except OSError as exc:
+        raise UnusableFile(
+            exc.errno or 0, f"{what} {path} cannot be created: {exc.strerror or exc}"
+        ) from None
+
+
+# -- files that cannot be used ---------------------------------------------------------------
+
+RELAY_AFTER = (
+    "channels come back from their tokens; deliveries it still queued stay in the moved file"
+)
+
+
+def sqlite_members(path: Path) -> list[Path]:
+    """A database's own files: SQLite would read a `-wal` or `-journal` left beside a new file
+    as part of it, so they go wherever the database goes."""
+    return [path.with_name(path.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+
+
+def aside_command(path: Path, also: Iterable[Path] = ()) -> str:
+    """A shell command that moves `path` and whichever of `also` exist into a new folder
+    beside it, named by the time: nothing deleted, and the moved files still belong together."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = path.with_name(f"{path.name.split('.')[0] or path.name}-aside-{stamp}")
+    members = [p for p in dict.fromkeys([path, *also]) if os.path.lexists(p)] or [path]
+    moved = " ".join(shlex.quote(str(p)) for p in members)
+    return f"mkdir {shlex.quote(str(folder))} && mv {moved} {shlex.quote(str(folder))}/"
+
+
+def damage_message(
+    path: Path, why: str, *, what: str, after: str, also: Iterable[Path] = ()
+) -> str:
+    """One line: the path, what is wrong with it, and the command that sets it aside."""
+    return (
+        f"{what} {path} {why}. Nothing was changed; to set it aside and start afresh ({after}), "
+        f"stop any hooktap command using it and run: "
+        f"{aside_command(path, [*sqlite_members(path), *also])}"
+    )
+
+
+def is_damage(err: BaseException) -> bool:
+    """Whether SQLite said the file is not a database, or no longer a sound one."""
+    code = getattr(err, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+
+
+def folder_in_the_way(path: Path) -> str | None:
+    """What is wrong when the database or one of its own files is a folder (SQLite says only
+    "unable to open database file", or reads on and fails the first write); else None."""
+    for member in sqlite_members(path):
+        if member.is_dir():
+            return f"cannot be used: {member} is a folder" if member != path else "is a folder"
+    return None
+
+
+def damaged_database(path: Path, err: sqlite3.Error, what: str, after: str) -> UnusableFile:
+    """For the code opening a database of hooktap's (the relay's): SQLite's complaint about
+    the file as one line naming it, with the command that sets it aside."""
+    return UnusableFile(
+        errno.EIO, damage_message(path, f"is damaged ({err})", what=what, after=after)
+    )
+
+
+def check_database(path: Path, what: str, after: str) -> None:
+    """UnusableFile unless `path` is absent or opens as a SQLite database.
+
+    Cheap on purpose: the first page and the schema (~1 ms), where `PRAGMA quick_check` reads
+    every page (230 ms for a 226 MB history here). SQLite's own open refuses a file that is not
+    a database and one cut short (its header counts more pages than the file holds); damage
+    deeper inside shows only when a query reaches it."""
+    in_the_way = folder_in_the_way(path)
+    if in_the_way is not None:
+        raise UnusableFile(errno.EISDIR, damage_message(path, in_the_way, what=what, after=after))
+    if not path.exists():
+        return
+    try:
+        db = sqlite3.connect(path, timeout=5)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        if is_damage(err):
+            raise damaged_database(path, err, what, after) from None
+        # Busy, locked or unreadable: for the database's own open to report.
 
 
 def copy_open_database(db: sqlite3.Connection, path: Path) -> Path:

@@ -8,9 +8,13 @@ from __future__ import annotations
 import click
 
 from hooktap import __version__
+from hooktap.cli.errors import FileErrorsGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=FileErrorsGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="hooktap")
 def main() -> None:
     """A local webhook tunnel and inspector for Pivotal's webhooks.

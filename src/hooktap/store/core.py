@@ -24,9 +24,9 @@ from types import TracebackType
 from typing import Any, Self
 
 from hooktap.bodies import BodyFiles
-from hooktap.home import copy_open_database, put_in_place
+from hooktap.home import copy_open_database, folder_in_the_way, put_in_place
 from hooktap.store.checkpoint import REWIND_FRAMES, Checkpointer
-from hooktap.store.errors import StoreError
+from hooktap.store.errors import StoreError, database_failure, history_damaged
 from hooktap.store.sql import META_SCHEMA, SCHEMA
 
 SCHEMA_VERSION = 1
@@ -51,16 +51,7 @@ class StoreCore:
         # one history from another (a fresh HOOKTAP_HOME, say) where a path cannot.
         self.history_id = ""
         self._refusing: str | None = None  # why writes are refused now (refuse_writes)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Create the file ourselves, owner-only, before SQLite does with the umask's mode;
-        # SQLite gives the -wal and -shm files the database file's permissions. The chmod
-        # covers a umask that strips bits we asked for and a file left too open by anyone.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_mode & 0o077:
-                os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
+        self._create_file()
         try:
             self._db = sqlite3.connect(
                 self.path,
@@ -69,7 +60,7 @@ class StoreCore:
                 check_same_thread=False,
             )
         except sqlite3.Error as err:
-            raise StoreError(f"cannot open {self.path}: {err}") from err
+            raise database_failure(self.path, "open", err) from err
         # Which file this is (device, inode), to tell later that the path now names another
         # file or none: see listen/home_guard.py.
         self.file_id = _file_id(self.path)
@@ -77,11 +68,29 @@ class StoreCore:
             self._setup()
         except sqlite3.DatabaseError as err:
             self._db.close()
-            raise StoreError(f"cannot use {self.path}: {err}") from err
+            raise database_failure(self.path, "use", err) from err
         except StoreError:
             self._db.close()
             raise
         _OPEN.add(self)
+
+    def _create_file(self) -> None:
+        """Create the file ourselves, owner-only, before SQLite does with the umask's mode;
+        SQLite gives the -wal and -shm files the database file's permissions. The chmod covers
+        a umask that strips bits we asked for and a file left too open by anyone."""
+        in_the_way = folder_in_the_way(self.path)
+        if in_the_way is not None:
+            raise history_damaged(self.path, in_the_way)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise StoreError(f"cannot open {self.path}: {err.strerror or err}") from None
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
 
     def _setup(self) -> None:
         self._pragmas()
@@ -138,29 +147,44 @@ class StoreCore:
     def _version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
+    # Every read and write goes through these two, so SQLite's errors leave the store as a
+    # StoreError naming the file (a damaged page found at any query included), never as a
+    # traceback. Except ProgrammingError: a connection closed under a running read, which the
+    # inspector's reader tells from a real failure (tui/loader.py).
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._refusing is not None:
                 raise StoreError(self._refusing)
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-                self._db.execute("COMMIT")
-                self.commits += 1
-            except BaseException:
-                # The body files of rows that will not exist go first, while our write lock
-                # still keeps any other writer from being handed the same seqs.
-                self._bodies.remove(self._tx_bodies)
-                if self._db.in_transaction:  # some errors (disk full) have rolled back already
-                    self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                    self.commits += 1
+                except BaseException:
+                    # The body files of rows that will not exist go first, while our write
+                    # lock still keeps any other writer from being handed the same seqs.
+                    self._bodies.remove(self._tx_bodies)
+                    if self._db.in_transaction:  # some errors (disk full) rolled back already
+                        self._db.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._tx_bodies.clear()
+            except sqlite3.ProgrammingError:
                 raise
-            finally:
-                self._tx_bodies.clear()
+            except sqlite3.DatabaseError as err:
+                raise database_failure(self.path, "write to", err) from err
 
     def _read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._db.execute(sql, params).fetchall()
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.ProgrammingError:
+                raise
+            except sqlite3.DatabaseError as err:
+                raise database_failure(self.path, "read", err) from err
 
     def background_checkpoints(self, on: bool) -> None:
         """Checkpoint the WAL from a thread instead of inside our commits (see checkpoint.py):
@@ -237,7 +261,7 @@ class StoreCore:
             )
             self._pragmas()
         except sqlite3.Error as err:
-            raise StoreError(f"cannot open {path}: {err}") from err
+            raise database_failure(path, "open", err) from err
         self.path = path
         self.file_id = _file_id(path)
         self._bodies = BodyFiles(path)
