@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -56,6 +57,22 @@ FORWARD_EXAMPLE = "localhost:8000/webhooks/pivotal"
     help="A standalone relay (hooktap relay) to use instead of the embedded one.",
 )
 @click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="PEM",
+    help="Trust only this CA (PEM) for an https --relay's certificate, e.g. the private CA "
+    "that signed it. Default: the system's trust store (SSL_CERT_FILE honoured).",
+)
+@click.option(
+    "--relay-key",
+    envvar="HOOKTAP_RELAY_KEY",
+    show_envvar=True,
+    metavar="KEY",
+    help="The key of a relay started with --require-key, needed to make a channel on it "
+    "(a listener whose channel exists reconnects without it). Prefer the variable: "
+    "arguments show in `ps`.",
+)
+@click.option(
     "--port",
     default=8787,
     show_default=True,
@@ -96,6 +113,8 @@ def listen_cmd(
     secret: str | None,
     print_secret: bool,
     relay: str | None,
+    ca_file: Path | None,
+    relay_key: str | None,
     port: int,
     timeout: float,
     as_json: bool,
@@ -146,6 +165,8 @@ def listen_cmd(
         timeout=timeout,
         concurrency=concurrency,
         takeover=takeover,
+        ca_file=ca_file,
+        relay_key=relay_key or None,
     )
     # The inspector by default when a person is watching (stdout is a terminal); --json and
     # --no-tui keep the plain modes, and --tui cannot override --json's stdout contract.

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import math
 import signal
+import ssl
 from pathlib import Path
 
 import click
 from aiohttp import web
 
-from hooktap import aio
+from hooktap import aio, tls
 from hooktap.cli.common import BadInput, Finite, valid_relay_url
 from hooktap.home import relay_data_dir
+from hooktap.relay import drain, logs
 from hooktap.relay.app import RelayConfig, make_app
-from hooktap.relay.config import Network
+from hooktap.relay.config import Network, key_digest
+from hooktap.relay.drain import DRAIN
+from hooktap.relay.logs import note
+
+# Long enough that guessing is hopeless (16 random characters of token_urlsafe: 96 bits).
+MIN_KEY_LENGTH = 16
+MAKE_KEY = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def _channel_ttl(ctx: click.Context, param: click.Parameter, value: str) -> float:
@@ -96,6 +105,47 @@ def _trusted_proxies(
     help="A proxy in front of this relay whose X-Forwarded-For/-Proto/-Host are believed; "
     "repeat for more, e.g. --trusted-proxy 10.0.0.0/8 --trusted-proxy ::1.",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="PEM",
+    help="Serve https/wss with this certificate (then any intermediates), with --tls-key.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="PEM",
+    help="The unencrypted private key of --tls-cert.",
+)
+@click.option(
+    "--require-key",
+    "require_key",
+    envvar="HOOKTAP_RELAY_KEY",
+    show_envvar=True,
+    metavar="KEY",
+    help="Make channels only for listeners that pass this key (hooktap listen --relay-key, "
+    "or the same variable). A listener whose channel exists here re-claims it by its token "
+    "alone, which already proves it is the owner, so rotating the key cuts off no webhook URL "
+    "in use. Prefer the variable: arguments show in `ps`.",
+)
+@click.option(
+    "--drain-timeout",
+    default=10.0,
+    show_default=True,
+    type=Finite(0, 3600),
+    metavar="SECONDS",
+    help="On SIGTERM or Ctrl+C: stop accepting connections, give senders waiting on a "
+    "listener this long for its answer, keep the rest (202) for the next start, tell "
+    "listeners to reconnect, exit 0. A second signal skips the wait.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr (one per request and per listener connecting or leaving) as "
+    "text or JSON objects. Neither holds headers, tokens, the key, query strings or bodies.",
+)
 def relay_cmd(
     host: str,
     port: int,
@@ -106,16 +156,32 @@ def relay_cmd(
     max_body_mb: int,
     channel_ttl: float,
     trusted_proxies: list[Network],
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    require_key: str | None,
+    drain_timeout: float,
+    log_format: logs.LogFormat,
 ) -> None:
     """Run a relay server that owns public webhook URLs and streams them to listeners.
 
     \b
-    Example:
+    Examples:
       hooktap relay --host 0.0.0.0 --port 8787 --public-url https://hooks.example.com
       HOOKTAP_RELAY=https://hooks.example.com hooktap listen --forward 8000
+
+    \b
+    On the internet, with its own certificate and a key for making channels:
+      export HOOKTAP_RELAY_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
+      hooktap relay --host 0.0.0.0 --port 443 --tls-cert fullchain.pem --tls-key key.pem
+      HOOKTAP_RELAY_KEY=... hooktap listen --relay https://hooks.example.com --forward 8000
+
+    GET /healthz says the process serves; GET /readyz (503 while draining or when the
+    database does not answer) whether it should get traffic.
     """
     if public_url is not None:
         public_url = valid_relay_url(public_url, "--public-url")
+    ssl_context = _server_tls(tls_cert, tls_key)
+    key = _valid_key(require_key)
     if data_dir is not None:
         try:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -129,10 +195,12 @@ def relay_cmd(
         max_body=max_body_mb * 1024 * 1024,
         channel_ttl=channel_ttl,
         trusted_proxies=trusted_proxies,
+        key_digest=None if key is None else key_digest(key),
+        drain_timeout=drain_timeout,
     )
-
+    logs.setup(log_format)
     try:
-        aio.run(_serve(config, host, port))
+        aio.run(_serve(config, host, port, ssl_context))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -141,24 +209,107 @@ def relay_cmd(
         ) from None
 
 
-async def _serve(config: RelayConfig, host: str, port: int) -> None:
+def _server_tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    if (cert is None) != (key is None):
+        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
+        raise BadInput(f"{given} needs {missing} too: the certificate and its private key")
+    if cert is None or key is None:
+        return None
+    try:
+        return tls.server_context(cert, key)
+    except tls.ServerCertError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _valid_key(key: str | None) -> str | None:
+    """The key, or None for none (an empty HOOKTAP_RELAY_KEY included). It travels in a
+    header, so only printable ASCII without spaces; short ones are refused as guessable."""
+    if not key:
+        return None
+    if not all("!" <= ch <= "~" for ch in key):
+        raise BadInput(
+            "--require-key/HOOKTAP_RELAY_KEY must be printable ASCII without spaces; make one "
+            f"with {MAKE_KEY}"
+        )
+    if len(key) < MIN_KEY_LENGTH:
+        raise BadInput(
+            f"--require-key/HOOKTAP_RELAY_KEY is {len(key)} characters; at least "
+            f"{MIN_KEY_LENGTH} are needed so it cannot be guessed; make one with {MAKE_KEY}"
+        )
+    return key
+
+
+async def _serve(
+    config: RelayConfig, host: str, port: int, ssl_context: ssl.SSLContext | None
+) -> None:
+    app = make_app(config)
     runner = web.AppRunner(
-        make_app(config), access_log=None, handle_signals=False, shutdown_timeout=2.0
+        app,
+        access_log=logging.getLogger("hooktap.relay.access"),
+        access_log_class=logs.AccessLogger,
+        handle_signals=False,
+        # After the drain (drain.stop), what handlers still run get this long.
+        shutdown_timeout=2.0,
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
-        bound = runner.addresses[0]
-        click.echo(
-            f"hooktap relay listening on http://{bound[0]}:{bound[1]} "
-            f"(data in {config.data_dir}); Ctrl+C to stop",
-            err=True,
-        )
+        _announce(config, runner.addresses, ssl_context is not None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal(sig: signal.Signals) -> None:
+            if stop.is_set():
+                app[DRAIN].hurry.set()  # a second signal: the operator will not wait
+                return
+            note(logging.INFO, "stopping", f"{sig.name}: stopping", signal=sig.name)
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         await stop.wait()
-    finally:
+    except BaseException:
         await runner.cleanup()
+        raise
+    await drain.stop(runner)
+
+
+def _announce(config: RelayConfig, addresses: list[object], secure: bool) -> None:
+    """The listening line, and what an operator must know about exposing it."""
+    bound = addresses[0]
+    assert isinstance(bound, tuple)
+    host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    url = f"{'https' if secure else 'http'}://{host}:{bound[1]}"
+    note(
+        logging.INFO,
+        "start",
+        f"hooktap relay listening on {url} (data in {config.data_dir}); Ctrl+C to stop",
+        url=url,
+        data_dir=str(config.data_dir),
+        tls=secure,
+        require_key=config.key_digest is not None,
+    )
+    exposed = not all(
+        ipaddress.ip_address(str(a[0]).split("%")[0]).is_loopback
+        for a in addresses
+        if isinstance(a, tuple)
+    )
+    if not exposed:
+        return
+    if config.key_digest is None:
+        note(
+            logging.WARNING,
+            "open-relay",
+            "this relay listens beyond this machine and anyone who can reach it can create "
+            "channels on it; set HOOKTAP_RELAY_KEY (or --require-key) so that only listeners "
+            "with the key can",
+        )
+    if not secure and not config.trusted_proxies:
+        note(
+            logging.WARNING,
+            "plain-http",
+            "this relay serves plain http beyond this machine: channel tokens and the relay "
+            "key cross the network readable; serve https with --tls-cert/--tls-key, or put a "
+            "TLS proxy in front and name it with --trusted-proxy",
+        )

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
+from hooktap import tls
 from hooktap.home import home_dir
 
 _CHANNEL_RE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
@@ -38,6 +40,25 @@ class ChannelCredentials:
 
 class RelayRefused(Exception):
     """The relay said no (bad token, unknown channel, not a hooktap relay): a user-facing reason."""
+
+
+@dataclass(frozen=True)
+class RelayAccess:
+    """What it takes to reach a relay: the CA its certificate must chain to (None: the
+    system's trust store) and its key for making channels (`hooktap relay --require-key`)."""
+
+    ca_file: Path | None = None
+    key: str | None = field(default=None, repr=False)
+
+    def ssl_for(self, url: str) -> ssl.SSLContext | None:
+        """The TLS context for an https/wss URL; None for plain http/ws. RelayRefused when
+        --ca-file cannot be used: that is the user's to fix, not worth a retry."""
+        if not url.startswith(("https://", "wss://")):
+            return None
+        try:
+            return tls.client_context(self.ca_file)
+        except tls.CAFileError as exc:
+            raise RelayRefused(str(exc)) from None
 
 
 class ChannelsFileError(RelayRefused):
@@ -98,18 +119,35 @@ def stored(relay: str) -> ChannelCredentials | None:
     return ChannelCredentials(relay.rstrip("/"), entry["channel"], entry["token"], entry["url"])
 
 
-async def _post(relay: str, payload: dict[str, str], what: str) -> ChannelCredentials:
-    """POST /api/channels and read a channel out of a 200 or 201."""
+async def _post(
+    relay: str, payload: dict[str, str], what: str, access: RelayAccess | None
+) -> ChannelCredentials:
+    """POST /api/channels and read a channel out of a 200 or 201.
+
+    The relay key goes with every call when there is one: a relay that requires it wants it
+    to make a channel, which a re-claim does too when the relay lost its data."""
+    access = access or RelayAccess()
+    headers = {"Authorization": f"Bearer {access.key}"} if access.key else {}
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
-            http.post(f"{relay}/api/channels", json=payload) as resp,
+            http.post(
+                f"{relay}/api/channels",
+                json=payload,
+                headers=headers,
+                ssl=access.ssl_for(relay) or True,
+            ) as resp,
         ):
             try:
                 body = await resp.json(content_type=None)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 body = None
             status = resp.status
+    except ssl.SSLCertVerificationError as exc:
+        # Not a network hiccup: retrying cannot help until the user says which CA to trust.
+        raise RelayRefused(tls.certificate_problem(relay, exc, access.ca_file)) from None
+    except aiohttp.ClientSSLError as exc:
+        raise RelayRefused(tls.handshake_problem(relay, exc)) from None
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise ConnectionError(f"cannot reach the relay at {relay}: {exc or 'timed out'}") from None
     if status not in (200, 201) or not isinstance(body, dict):
@@ -127,17 +165,21 @@ async def _post(relay: str, payload: dict[str, str], what: str) -> ChannelCreden
     return ChannelCredentials(relay, channel, token, url)
 
 
-async def create(relay: str) -> ChannelCredentials:
+async def create(relay: str, access: RelayAccess | None = None) -> ChannelCredentials:
     """A new channel and token from the relay, remembered for the next run."""
-    creds = await _post(relay.rstrip("/"), {}, "create a channel")
+    creds = await _post(relay.rstrip("/"), {}, "create a channel", access)
     _remember(creds)
     return creds
 
 
-async def reclaim(old: ChannelCredentials) -> tuple[ChannelCredentials, str | None]:
+async def reclaim(
+    old: ChannelCredentials, access: RelayAccess | None = None
+) -> tuple[ChannelCredentials, str | None]:
     """The channel this token owns on the relay (the relay makes it again if it lost it), and
     a sentence for the user when the webhook URL is no longer the one they pasted."""
-    new = await _post(old.relay, {"token": old.token}, "give this listener its channel back")
+    new = await _post(
+        old.relay, {"token": old.token}, "give this listener its channel back", access
+    )
     _remember(new)
     if new.webhook_url == old.webhook_url:
         return new, None
@@ -152,13 +194,13 @@ async def reclaim(old: ChannelCredentials) -> tuple[ChannelCredentials, str | No
 
 
 async def ensure(
-    relay: str, *, reclaim_stored: bool = False
+    relay: str, *, reclaim_stored: bool = False, access: RelayAccess | None = None
 ) -> tuple[ChannelCredentials, str | None]:
     """The channel kept for this relay, re-claimed first when asked (cheap on the embedded
     relay, and it makes the first printed URL the right one); else a new one."""
     creds = stored(relay)
     if creds is None:
-        return await create(relay), None
+        return await create(relay, access), None
     if reclaim_stored:
-        return await reclaim(creds)
+        return await reclaim(creds, access)
     return creds, None

@@ -12,14 +12,16 @@ import json
 import logging
 import random
 import secrets
+import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from hooktap import __version__
+from hooktap import __version__, tls
 from hooktap.listen import channel as channels
 from hooktap.listen import state
 from hooktap.listen.channel import ChannelCredentials, RelayRefused
@@ -68,6 +70,12 @@ class ListenerConfig:
     backoff_max: float = 30.0
     paused: bool = False
     takeover: bool = False  # take the channel from a live listener instead of being refused
+    ca_file: Path | None = None  # trust this CA for an https relay instead of the system's
+    relay_key: str | None = field(default=None, repr=False)  # hooktap relay --require-key
+
+    @property
+    def access(self) -> channels.RelayAccess:
+        return channels.RelayAccess(self.ca_file, self.relay_key)
 
 
 class Listener:
@@ -128,7 +136,9 @@ class Listener:
         if self.embedded is not None:
             await self.embedded.start()
         owned = self.embedded is not None and self.embedded.owned
-        self.creds, moved = await channels.ensure(self.relay_url, reclaim_stored=owned)
+        self.creds, moved = await channels.ensure(
+            self.relay_url, reclaim_stored=owned, access=self.config.access
+        )
         if moved:
             log.warning("hooktap: %s", moved)
 
@@ -291,6 +301,7 @@ class Listener:
         try:
             ws = await connect(
                 self.creds.websocket_url,
+                ssl=self.config.access.ssl_for(self.creds.websocket_url),
                 additional_headers={"Authorization": f"Bearer {self.creds.token}"},
                 user_agent_header=f"hooktap/{__version__}",
                 compression=None,  # deflating megabyte bodies on loopback costs more than it saves
@@ -302,6 +313,12 @@ class Listener:
         except InvalidStatus as exc:
             await self._refused(exc)
             return
+        except ssl.SSLCertVerificationError as exc:
+            if self._announced:
+                raise  # it was trusted a moment ago (renewal under way?): keep retrying
+            raise RelayRefused(
+                tls.certificate_problem(self.relay_url, exc, self.config.ca_file)
+            ) from None
         session = ListenerSession()
         self._ws = ws
         try:
@@ -408,7 +425,7 @@ class Listener:
             # The relay does not know our channel for our token (it lost its data, or is not
             # the one that made it). Re-claiming by token is idempotent and yields the channel
             # the token owns; once per refusal streak, so a relay that keeps refusing ends it.
-            self.creds, moved = await channels.reclaim(self.creds)
+            self.creds, moved = await channels.reclaim(self.creds, self.config.access)
             self._reclaimed = True
             if moved:
                 log.warning("hooktap: %s", moved)
@@ -440,6 +457,10 @@ def _reason(exc: InvalidStatus) -> str:
 
 
 def _why(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"the relay's certificate is not trusted: {exc.verify_message or exc}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS with the relay failed: {exc.reason or exc}"
     if isinstance(exc, ConnectionRefusedError):
         return "relay not reachable (connection refused)"
     if isinstance(exc, ConnectionClosed):

@@ -10,12 +10,15 @@ listener's link, over a websocket or in-process.
 
 from __future__ import annotations
 
+import sqlite3
+
 from aiohttp import web
 
 from hooktap import __version__
 from hooktap.relay.channels_api import create_channel
 from hooktap.relay.config import CONFIG, RelayConfig
 from hooktap.relay.db import RelayDB
+from hooktap.relay.drain import DRAIN, Drain, release
 from hooktap.relay.hub import Hub
 from hooktap.relay.ingress import ingress
 from hooktap.relay.keys import DB, HUB, METRICS
@@ -33,22 +36,17 @@ def make_app(config: RelayConfig) -> web.Application:
     app[DB] = RelayDB(config.data_dir / "relay.db")
     app[HUB] = Hub()
     app[METRICS] = RelayMetrics(app[DB], app[HUB])
+    app[DRAIN] = Drain()
     app.router.add_post("/api/channels", create_channel)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/c/{channel}/ws", listener_socket)
     app.router.add_route("*", "/c/{channel}", ingress)
     app.router.add_route("*", "/c/{channel}/{tail:.*}", ingress)
-    app.on_shutdown.append(_close_links)
+    app.on_shutdown.append(release)
     app.on_cleanup.append(_close_db)
     return app
-
-
-async def _close_links(app: web.Application) -> None:
-    for link in list(app[HUB].links.values()):
-        link.close()
-        if link.ws is not None:
-            await link.ws.close(code=1001, message=b"relay shutting down")
 
 
 async def _close_db(app: web.Application) -> None:
@@ -59,7 +57,26 @@ async def _close_db(app: web.Application) -> None:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves HTTP. Whether it should get traffic is /readyz."""
     return web.json_response({"service": SERVICE, "version": __version__, "status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the relay can keep a delivery (its database answers, its write lock can be
+    taken) and is not stopping. A load balancer sends senders elsewhere on a 503."""
+    app = request.app
+    if app[DRAIN].draining:
+        return _not_ready("draining", "the relay is stopping (draining)")
+    try:
+        app[DB].ping()
+    except sqlite3.Error as exc:
+        return _not_ready("db-error", f"the relay's database does not answer: {exc}")
+    return web.json_response({"service": SERVICE, "version": __version__, "status": "ready"})
+
+
+def _not_ready(status: str, reason: str) -> web.Response:
+    body = {"service": SERVICE, "version": __version__, "status": status, "error": reason}
+    return web.json_response(body, status=503)
 
 
 async def metrics(request: web.Request) -> web.Response:

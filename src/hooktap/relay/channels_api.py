@@ -4,6 +4,11 @@ A channel's id is derived from its token (`db.channel_id`), so only the token's 
 ever name it: `{}` makes a new channel and token, `{"token": ...}` re-claims the channel that
 token owns, on this relay or on one that lost its data. No request names an id, so no request
 can take over someone else's.
+
+A relay started with --require-key makes channels only for callers with its key. Re-claiming
+a channel it already knows does not need the key: the token proves ownership, and listeners
+keep their URLs when the key is rotated. Re-claiming one it does not know (it lost its data)
+makes a channel, so that does.
 """
 
 from __future__ import annotations
@@ -12,11 +17,25 @@ import json
 
 from aiohttp import web
 
-from hooktap.relay.config import problem, public_base
+from hooktap.relay.config import CONFIG, bearer, problem, public_base
 from hooktap.relay.db import new_token, token_problem
 from hooktap.relay.keys import DB
 
 _EXAMPLE = 'send {} for a new channel, or {"token": "<your channel token>"} to re-claim yours'
+_PASS_KEY = (
+    "pass it with `hooktap listen --relay-key KEY` or HOOKTAP_RELAY_KEY (over HTTP: "
+    "Authorization: Bearer <key>)"
+)
+
+
+def _key_refused(given: bool) -> web.Response:
+    """401 without a key, 403 with a wrong one; the reason says how to pass the right one.
+    Re-claiming a channel the relay knows needs none: its token already proves whose it is."""
+    if not given:
+        resp = problem(401, f"this relay requires a key to make a channel: {_PASS_KEY}")
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="hooktap-relay"'
+        return resp
+    return problem(403, f"that is not this relay's key, so it cannot make a channel: {_PASS_KEY}")
 
 
 async def create_channel(request: web.Request) -> web.Response:
@@ -41,7 +60,12 @@ async def create_channel(request: web.Request) -> web.Response:
         return problem(400, f"{why}; {_EXAMPLE}")
     else:
         token = payload["token"]
-    claim = request.app[DB].claim(token)
+    db = request.app[DB]
+    if not request.app[CONFIG].key_matches(bearer(request)) and not (
+        "token" in payload and db.owns(token)
+    ):
+        return _key_refused(bearer(request) is not None)
+    claim = db.claim(token)
     if claim is None:
         return problem(
             409,

@@ -3,6 +3,8 @@ the channel API and the websocket endpoint can import them without importing eac
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,24 @@ class RelayConfig:
     channel_ttl: float = 30 * 86400.0
     # Peers whose X-Forwarded-For/-Proto/-Host are believed (a TLS proxy in front).
     trusted_proxies: list[Network] = field(default_factory=list)
+    # SHA-256 of the key that making a channel takes (--require-key); None: anyone may. Only
+    # the digest is kept, so no repr, log line or core dump of the config holds the key.
+    key_digest: bytes | None = field(default=None, repr=False)
+    # On SIGTERM, how long senders waiting on a listener's answer get before their delivery
+    # is kept instead (202) and the relay exits.
+    drain_timeout: float = 10.0
+
+    def key_matches(self, key: str | None) -> bool:
+        """Whether `key` may make channels here. Digests of equal length are compared in
+        constant time, so neither the key's bytes nor its length leak through timing."""
+        if self.key_digest is None:
+            return True
+        given = key_digest(key or "")
+        return hmac.compare_digest(given, self.key_digest) and bool(key)
+
+
+def key_digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
 
 
 CONFIG = web.AppKey("config", RelayConfig)
@@ -39,8 +59,47 @@ def problem(status: int, reason: str, **extra: object) -> web.Response:
     return web.json_response({"error": reason, **extra}, status=status)
 
 
+def bearer(request: web.Request) -> str | None:
+    """The credential in `Authorization: Bearer <it>`: a channel token or the relay key."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _trusted(peer: str, proxies: list[Network]) -> bool:
+    if not proxies or not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in network for network in proxies)
+
+
+def forwarded_from(request: web.Request, proxies: list[Network]) -> tuple[str, str, str]:
+    """(X-Forwarded-For, -Proto, -Host) as the handler should see them.
+
+    What the relay saw itself, unless the peer is a proxy the operator trusts: then its
+    X-Forwarded-* describe the original sender, and the proxy joins the end of the chain. A
+    sender's own X-Forwarded-* are otherwise ignored: anyone can write them."""
+    peer = request.remote or ""
+    scheme, host = request.scheme, request.host
+    if not _trusted(peer, proxies):
+        return peer, scheme, host
+    chain = ", ".join(v.strip() for v in request.headers.getall("X-Forwarded-For", ()) if v.strip())
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    fwd_host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+    return (
+        f"{chain}, {peer}" if chain else peer,
+        proto if proto in ("http", "https") else scheme,
+        fwd_host or host,
+    )
+
+
 def public_base(request: web.Request) -> str:
-    configured = request.app[CONFIG].public_url
-    if configured:
-        return configured.rstrip("/")
-    return f"{request.scheme}://{request.host}"
+    """The relay's origin as senders reach it: --public-url, else what the request says, as
+    a trusted proxy in front (often the one that terminates TLS) reports it."""
+    config = request.app[CONFIG]
+    if config.public_url:
+        return config.public_url.rstrip("/")
+    _, scheme, host = forwarded_from(request, config.trusted_proxies)
+    return f"{scheme}://{host}"

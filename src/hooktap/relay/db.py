@@ -170,6 +170,30 @@ class RelayDB:
             return Claim(derived, True)
         return self.claim(token, now)  # another process made it in between: judge it again
 
+    def owns(self, token: str) -> bool:
+        """Whether a channel this token owns exists here already: claiming it makes nothing."""
+        derived, digest = channel_id(token), hash_token(token)
+        row = self.db.execute(
+            "SELECT token_sha256 FROM channels WHERE channel = ?", (derived,)
+        ).fetchone()
+        if row is not None:
+            return hmac.compare_digest(row[0], digest)
+        legacy = self.db.execute(
+            "SELECT 1 FROM channels WHERE token_sha256 = ? LIMIT 1", (digest,)
+        ).fetchone()
+        return legacy is not None
+
+    def ping(self) -> None:
+        """Raise sqlite3.Error unless the file can be read and its write lock taken within a
+        quarter second: what keeping a delivery needs. The lock is released at once."""
+        self.db.execute("SELECT COUNT(*) FROM channels").fetchone()
+        self.db.execute("PRAGMA busy_timeout=250")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("ROLLBACK")
+        finally:
+            self.db.execute("PRAGMA busy_timeout=5000")
+
     def create_channel(self, channel: str, token: str, now: float | None = None) -> bool:
         """Store a channel under a given id: only claim() should name one, by derivation."""
         now = time.time() if now is None else now

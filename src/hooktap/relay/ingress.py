@@ -9,7 +9,6 @@ failure the sender would retry, or the handler would get it twice.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import sqlite3
 import time
@@ -18,8 +17,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from hooktap.protocol import Delivery
-from hooktap.relay.config import CONFIG, Network, problem
+from hooktap.relay.config import CONFIG, forwarded_from, problem
 from hooktap.relay.db import new_delivery_id
+from hooktap.relay.drain import DRAIN
 from hooktap.relay.hub import Link
 from hooktap.relay.keys import DB, HUB, METRICS
 from hooktap.relay.links import flush, handed_to_mark, spawn
@@ -47,36 +47,6 @@ def _tail_and_query(request: web.Request) -> tuple[str, str]:
     prefix_end = raw_path.find("/", len("/c/"))
     tail = raw_path[prefix_end:] if prefix_end != -1 else ""
     return tail, query
-
-
-def _trusted(peer: str, proxies: list[Network]) -> bool:
-    if not proxies or not peer:
-        return False
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    return any(address in network for network in proxies)
-
-
-def forwarded_from(request: web.Request, proxies: list[Network]) -> tuple[str, str, str]:
-    """(X-Forwarded-For, -Proto, -Host) as the handler should see them.
-
-    What the relay saw itself, unless the peer is a proxy the operator trusts: then its
-    X-Forwarded-* describe the original sender, and the proxy joins the end of the chain. A
-    sender's own X-Forwarded-* are otherwise ignored: anyone can write them."""
-    peer = request.remote or ""
-    scheme, host = request.scheme, request.host
-    if not _trusted(peer, proxies):
-        return peer, scheme, host
-    chain = ", ".join(v.strip() for v in request.headers.getall("X-Forwarded-For", ()) if v.strip())
-    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-    fwd_host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-    return (
-        f"{chain}, {peer}" if chain else peer,
-        proto if proto in ("http", "https") else scheme,
-        fwd_host or host,
-    )
 
 
 async def ingress(request: web.Request) -> web.StreamResponse:
@@ -126,9 +96,23 @@ async def ingress(request: web.Request) -> web.StreamResponse:
         host=host,
     )
     stats.received.inc()
+    if app[DRAIN].draining:
+        # Its listener is about to be told to go: keep it for whoever serves this URL next.
+        return _keep(app, channel, delivery, "the relay is restarting", None)
     link = hub.live(channel)
     if link is None:
         return _keep(app, channel, delivery, "no listener is connected", None)
+    with app[DRAIN].passthrough():
+        return await _pass_through(request, channel, delivery, link)
+
+
+async def _pass_through(
+    request: web.Request, channel: str, delivery: Delivery, link: Link
+) -> web.Response:
+    """Hand a delivery to the live listener and answer with its handler's answer; keep it
+    (202) if the listener cannot answer and the sender is still there to be told."""
+    app = request.app
+    config, stats = app[CONFIG], app[METRICS]
     # A live listener gets it straight from memory: the sender has not been answered yet, so
     # if the relay dies now the sender retries. Only what we answer 202 for must be on disk,
     # and it is written there before that answer.
@@ -154,11 +138,12 @@ async def ingress(request: web.Request) -> web.StreamResponse:
             id=delivery.id,
         )
     if result is None or result.refused:
-        why = (
-            "the listener disconnected before answering"
-            if result is None
-            else f"the listener could not take it: {result.error}"
-        )
+        if result is not None:
+            why = f"the listener could not take it: {result.error}"
+        elif app[DRAIN].draining:
+            why = "the relay is restarting and the listener had not answered yet"
+        else:
+            why = "the listener disconnected before answering"
         if _sender_gone(request):
             # Nobody will read a 202, so nobody would know it was kept: the sender retries.
             log.info("sender of %s left before an answer; not kept", delivery.id)

@@ -22,7 +22,7 @@ from hooktap.protocol import (
     Result,
     encode,
 )
-from hooktap.relay.config import CONFIG, problem, public_base
+from hooktap.relay.config import CONFIG, bearer, problem, public_base
 from hooktap.relay.hub import Link
 from hooktap.relay.ingress import ingress
 from hooktap.relay.keys import DB
@@ -36,6 +36,7 @@ from hooktap.relay.links import (
     spawn,
     take_result,
 )
+from hooktap.relay.logs import note
 
 log = logging.getLogger("hooktap.relay")
 
@@ -44,18 +45,12 @@ log = logging.getLogger("hooktap.relay")
 RESULT_BODY_ROOM = 2 * 1024 * 1024
 
 
-def _bearer(request: web.Request) -> str | None:
-    value = request.headers.get("Authorization", "")
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 async def listener_socket(request: web.Request) -> web.StreamResponse:
     if request.headers.get("Upgrade", "").lower() != "websocket":
         return await ingress(request)  # a webhook that happens to end in /ws
     channel = request.match_info["channel"]
     db, config = request.app[DB], request.app[CONFIG]
-    token = _bearer(request)
+    token = bearer(request)
     if token is None:
         return problem(401, "missing channel token: send Authorization: Bearer <token>")
     # An unknown channel and a wrong token get the same answer: a prober learns nothing
@@ -92,7 +87,14 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
     try:
         admit(request.app, link, hello.takeover)
     except ChannelBusy as exc:
-        log.info("listener refused on %s: channel busy", channel)
+        note(
+            logging.INFO,
+            "listener-refused",
+            f"listener refused on {channel}: channel busy",
+            channel=channel,
+            remote=request.remote or "",
+            reason="busy",
+        )
         await refuse(ws, ProtocolError(str(exc), "busy"))
         return ws
     if session.batches:
@@ -101,7 +103,14 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
     await ws.send_bytes(
         session.welcome(channel, webhook_url, config.heartbeat, db.depth(channel), timeout=timeout)
     )
-    log.info("listener connected to %s (%s)", channel, hello.client)
+    note(
+        logging.INFO,
+        "listener-connected",
+        f"listener connected to {channel} ({link.client})",
+        channel=channel,
+        client=hello.client,
+        remote=request.remote or "",
+    )
     spawn(link, _heartbeat(link, config.heartbeat))
     if not link.paused:
         spawn(link, flush(request.app, link))
@@ -134,7 +143,14 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
         release(request.app, link)
         if not ws.closed:
             await ws.close()
-        log.info("listener on %s disconnected", channel)
+        note(
+            logging.INFO,
+            "listener-disconnected",
+            f"listener on {channel} disconnected",
+            channel=channel,
+            remote=request.remote or "",
+            connected_s=round(time.time() - link.connected_at, 3),
+        )
     return ws
 
 
