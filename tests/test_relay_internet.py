@@ -21,13 +21,15 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from hooktap.cli import main
+from hooktap.listen import channel as channels
+from hooktap.listen.channel import RelayRefused
 from hooktap.listen.events import ConnectionChanged
 from hooktap.pivotal.signing import signed_headers
 from hooktap.relay import drain
 from hooktap.relay.app import RelayConfig, make_app
 from hooktap.relay.drain import DRAIN
 from support.procs import Proc, Procs, free_port
-from support.servers import Handler, running_handler, running_listener
+from support.servers import Handler, running_handler, running_listener, running_relay
 
 KEY = "k3y-" + "Zq8vR2xN5tLw9pBm7cYd4hJs"  # what an operator would export as HOOKTAP_RELAY_KEY
 
@@ -151,6 +153,12 @@ async def test_ssl_cert_file_alone_makes_the_relay_trusted(
         status, _ = await post(str(ready["webhook_url"]), b"{}", certs.client())
         assert status == 200
         assert len(handler.seen) == 1
+
+
+async def test_https_to_a_plain_http_relay_says_so(tmp_path: Path) -> None:
+    async with running_relay(tmp_path / "relay") as relay:
+        with pytest.raises(RelayRefused, match="is the relay serving plain http"):
+            await channels.create(relay.replace("http://", "https://"))
 
 
 def test_bad_tls_options_and_keys_are_refused_before_serving(tmp_path: Path, certs: Certs) -> None:

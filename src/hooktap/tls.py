@@ -77,7 +77,8 @@ def certificate_problem(
 
 def handshake_problem(relay: str, exc: ssl.SSLError) -> str:
     """A TLS failure that is not about the certificate: most often http and https mixed up."""
-    reason = exc.reason or str(exc)
+    detail = getattr(exc, "os_error", exc)  # aiohttp wraps OpenSSL's error
+    reason = getattr(detail, "reason", None) or str(detail)
     hint = (
         "; is the relay serving plain http? then use an http:// URL, or start it with "
         "--tls-cert/--tls-key"

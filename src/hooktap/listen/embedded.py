@@ -14,7 +14,10 @@ from aiohttp import web
 
 from hooktap.home import relay_data_dir
 from hooktap.listen.channel import RelayRefused
+from hooktap.relay import drain
 from hooktap.relay.app import SERVICE, RelayConfig, make_app
+
+EMBEDDED_DRAIN = 1.0  # seconds
 
 
 class EmbeddedRelay:
@@ -46,7 +49,11 @@ class EmbeddedRelay:
 
     async def try_serve(self) -> bool:
         """Bind the port ourselves; False when it is taken (by a relay we can join or not)."""
-        config = RelayConfig(data_dir=relay_data_dir(), heartbeat=self.heartbeat)
+        # A short drain: `hooktap listen` stops its own deliveries before its relay, so the
+        # wait is only for listeners that joined this relay from other processes.
+        config = RelayConfig(
+            data_dir=relay_data_dir(), heartbeat=self.heartbeat, drain_timeout=EMBEDDED_DRAIN
+        )
         runner = web.AppRunner(
             make_app(config), access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
@@ -67,7 +74,7 @@ class EmbeddedRelay:
 
     async def stop(self) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()
+            await drain.stop(self._runner)
             self._runner = None
 
 

@@ -460,7 +460,7 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"the relay's certificate is not trusted: {exc.verify_message or exc}"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS with the relay failed: {exc.reason or exc}"
+        return f"TLS with the relay failed: {getattr(exc, 'reason', None) or exc}"
     if isinstance(exc, ConnectionRefusedError):
         return "relay not reachable (connection refused)"
     if isinstance(exc, ConnectionClosed):
