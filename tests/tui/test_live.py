@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import aiohttp
 from tui_helpers import Session, live_app, rows, screen_text, settle, wait_until
 
+from hooktap.listen.listener import Listener, ListenerConfig
+from hooktap.listen.target import parse_target
 from hooktap.replay import replay
 from hooktap.store import Store
 from hooktap.tui.app import HooktapApp
 from hooktap.tui.widgets.list_panel import NewBanner
+from support.servers import running_handler
 
 
 def app_of(pilot) -> HooktapApp:  # type: ignore[no-untyped-def]
@@ -82,6 +88,9 @@ async def test_new_rows_follow_until_the_user_moves_then_count(session: Session)
         assert lst.following and lst.cursor == 0
         await pilot.press("down")
         assert not lst.following
+        # Not "paused": that word is p's, which holds deliveries at the relay.
+        await wait_until(pilot, lambda: "staying on this row" in screen_text(app))
+        assert "paused" not in screen_text(app)
         selected = lst.selected_id
         await session.send("task.completed")
         await session.send("task.completed")
@@ -158,3 +167,33 @@ async def test_resends_from_another_terminal_show_up_as_history_has_them(session
         assert lst.rows[1].attempts == 6 and lst.rows[0].attempts == 1
         await wait_until(pilot, lambda: screen_text(app).count("└ re-sent") == 5)
         await wait_until(pilot, lambda: "#6  replay" in screen_text(app))
+
+
+async def test_paused_header_counts_what_waits_at_the_embedded_relay(
+    tmp_path: Path, secret: str
+) -> None:
+    """`hooktap listen` without --relay: the relay is this process's own, so the header says
+    how many deliveries wait while paused, and they all arrive on resume."""
+    async with running_handler() as handler, aiohttp.ClientSession() as http:
+        store = Store(tmp_path / "history.db")
+        target = parse_target(handler.url + "/webhooks/pivotal")
+        listener = Listener(ListenerConfig(target=target, port=0, secret=secret), store)
+        session = Session("", handler, store, listener, secret, http)
+        try:
+            async with live_app(session) as pilot:
+                app = app_of(pilot)
+                await pilot.press("p")
+                await wait_until(pilot, lambda: "‖ paused · 0 waiting" in screen_text(app))
+                for kind in ("task.created", "task.updated", "task.completed"):
+                    assert (await session.send(kind)).status == 202  # queued at the relay
+                await wait_until(
+                    pilot, lambda: "‖ paused · 3 waiting at the relay" in screen_text(app)
+                )
+                assert handler.seen == []
+                await pilot.press("p")
+                await handler.wait_for(3)
+                await rows(pilot, 3)
+                await wait_until(pilot, lambda: "‖ paused" not in screen_text(app))
+        finally:
+            await listener.stop()
+            store.close()

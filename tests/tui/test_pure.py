@@ -94,6 +94,22 @@ def test_rules_use_pivotals_words_and_skip_pending() -> None:
     assert present.rules(pending, None, duplicate=False) == []
 
 
+def test_a_successful_resend_settles_the_rules_about_the_answer() -> None:
+    d = delivery(signature="expired", signature_reason="timestamp 7 min old, tolerance 5 min")
+    failed = Attempt("dlv_1", "forward", 0, "u", status=500, duration_ms=3)
+    fixed = Attempt("dlv_1", "replay", 9, "u", status=200, duration_ms=4)
+    still_broken = Attempt("dlv_1", "replay", 8, "u", error="connection refused")
+    assert present.settled_by([failed]) is None
+    assert present.settled_by([failed, fixed, still_broken]) is None  # the newest one counts
+    assert present.settled_by([failed, still_broken, fixed]) is fixed
+    assert present.rules(d, failed, False)[0].startswith("Pivotal would retry")
+    assert present.rules(d, failed, True, settled=True) == [
+        "duplicate svix-id: this message arrived before (a retry or a replay); "
+        "the handler must treat it idempotently",
+        "signature expired: timestamp 7 min old, tolerance 5 min",
+    ]
+
+
 def test_bodies_show_as_pretty_json_text_or_hex() -> None:
     view = present.body_view(b'{"b":[1,2],"a":"\\u003c"}')
     assert view.kind == "json" and view.text == '{\n  "b": [\n    1,\n    2\n  ],\n  "a": "<"\n}'

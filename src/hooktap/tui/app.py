@@ -27,7 +27,7 @@ from hooktap.listen.channel import RelayRefused
 from hooktap.listen.home_guard import HomeUnusable
 from hooktap.listen.listener import Listener
 from hooktap.store import BodyMissing, Store
-from hooktap.tui.feed import Counts, Feed
+from hooktap.tui.feed import Counts, Feed, waiting_at_relay
 from hooktap.tui.loader import Loader
 from hooktap.tui.screens.editor import EditorScreen
 from hooktap.tui.screens.filter import FilterScreen
@@ -168,8 +168,7 @@ class HooktapApp(App[None]):
                     loop.add_signal_handler(sig, lambda: self.call_later(self.action_quit))
         self._fit_footer()
         self.set_interval(FLUSH, self._flush)
-        self.set_interval(1.0, self._refresh_counts)
-        self.set_interval(1.0, self._reread_visible)
+        self.set_interval(1.0, self._every_second)
         self.deliveries.focus()
 
     def on_resize(self) -> None:
@@ -245,7 +244,7 @@ class HooktapApp(App[None]):
             c = batch.connection
             header.show_state(c.state, c.detail, c.retry_in)
         if batch.paused is not None:
-            header.show_paused(batch.paused)
+            self._show_paused()
             self.refresh_bindings()
         for lost in batch.home_lost:
             self.notify(
@@ -320,6 +319,18 @@ class HooktapApp(App[None]):
                 self.header.show_counts(await self.loader.counts(), "stored")
                 if changed and self.deliveries.following:
                     self._reload_head()
+
+    def _every_second(self) -> None:
+        self._refresh_counts()
+        self._reread_visible()
+        self._show_paused()
+
+    def _show_paused(self) -> None:
+        """Paused or not, and while paused how many deliveries wait (every second)."""
+        listener = self.listener
+        if listener is not None:
+            queued = waiting_at_relay(listener) if listener.paused else None
+            self.header.show_paused(listener.paused, queued)
 
     @work(exclusive=True, group="reread")
     async def _reread_visible(self) -> None:

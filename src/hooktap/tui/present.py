@@ -100,9 +100,24 @@ class Marks:
         return cls(retry, row.duplicate, max(0, row.attempts - 1), held)
 
 
-def rules(delivery: Delivery | Summary, forward: Attempt | None, duplicate: bool) -> list[str]:
-    """The rules this delivery broke, as the log lines and JSON stream word them."""
-    if forward is None and delivery.state in ("received", "dispatched"):
+def settled_by(attempts: list[Attempt]) -> Attempt | None:
+    """The newest re-send, when it went as Pivotal counts success (2xx within 10 s): the
+    handler takes this delivery now, and what its original forward broke is history."""
+    resends = [a for a in attempts if a.kind != "forward"]
+    last = resends[-1] if resends else None
+    if last is None or would_retry(last.status, last.duration_ms, last.error):
+        return None
+    return last
+
+
+def rules(
+    delivery: Delivery | Summary, forward: Attempt | None, duplicate: bool, *, settled: bool = False
+) -> list[str]:
+    """The rules this delivery broke, as the log lines and JSON stream word them.
+
+    `settled` (a later re-send succeeded): the rules about the handler's answer are left out,
+    as for one not answered yet; the signature and svix-id ones still hold."""
+    if settled or (forward is None and delivery.state in ("received", "dispatched")):
         status = duration = error = None
         pending = True
     else:

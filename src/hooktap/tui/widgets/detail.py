@@ -141,8 +141,8 @@ class DetailPane(Vertical):
             if part
         )
         self.query_one("#detail-title", Label).update(title)
-        self._show_rules(data)
         self._data, self._utc = data, utc
+        self._show_rules(data)
         self._stale = set(TABS)
         self._render_tab(self.active_tab)
 
@@ -165,10 +165,15 @@ class DetailPane(Vertical):
 
     def _show_rules(self, data: DetailData) -> None:
         d, forward = data.delivery, data.forward
-        broken = present.rules(d, forward, data.duplicate)
+        settled = present.settled_by(data.attempts)
+        broken = present.rules(d, forward, data.duplicate, settled=settled is not None)
         rules = self.query_one("#rules", Static)
-        if broken:
-            lines = [Content.styled(f"⚠ {rule}", "$text-warning") for rule in broken]
+        lines = [Content.styled(f"⚠ {rule}", "$text-warning") for rule in broken]
+        if settled is not None:  # a warning about a failure the handler no longer has is stale
+            lines.insert(0, Content.styled(self._settled_text(settled, forward), "$text-success"))
+            rules.update(Content("\n").join(lines))
+            rules.set_classes("broken" if broken else "fine")
+        elif broken:
             rules.update(Content("\n").join(lines))
             rules.set_classes("broken")
         elif forward is None:
@@ -184,6 +189,15 @@ class DetailPane(Vertical):
                 )
             )
             rules.set_classes("fine")
+
+    def _settled_text(self, resend: Attempt, forward: Attempt | None) -> str:
+        took = present.duration_text(resend.duration_ms)
+        when = present.clock_text(resend.started_at, self._utc)
+        text = f"✓ re-sent {when}: {resend.status} in {took}"  # one line at 80 columns
+        if forward is not None:
+            status = present.status_text(forward.status, forward.error, "done")
+            text += f"; the original forward got {status}"
+        return text
 
     def _request(self, d: Delivery) -> Content:
         return _join(
