@@ -27,6 +27,7 @@ from hooktap.protocol import (
     ListenerSession,
     Ping,
     Pong,
+    Result,
     Welcome,
     encode,
 )
@@ -97,6 +98,38 @@ async def test_a_silent_listener_gets_its_sender_a_504_and_the_relay_does_not_al
                 assert resp.status == 200
             # Anything kept would have been handed over on connect, before the marker.
             assert [s.body for s in handler.seen] == [b"marker"]
+
+
+async def test_a_result_header_http_cannot_carry_is_dropped_not_a_crash(tmp_path: Path) -> None:
+    """A listener is a peer the relay does not control: a handler header it reports with CR LF
+    in it must not fail the sender's response (aiohttp refuses to write it)."""
+    async with (
+        running_relay(tmp_path / "relay") as relay,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+    ):
+        creds = await channels.create(relay)
+        session = ListenerSession()
+        async with connect(
+            creds.websocket_url, additional_headers={"Authorization": f"Bearer {creds.token}"}
+        ) as ws:
+            await ws.send(session.hello("hostile/1", 5))
+            assert isinstance(session.receive(await ws.recv()), Welcome)
+
+            async def answer() -> None:
+                async for data in ws:
+                    frame = session.receive(data)
+                    if isinstance(frame, Delivery):
+                        headers = [("X-Ok", "yes"), ("X-Bad", "a\r\nSet-Cookie: x"), ("B d", "1")]
+                        await ws.send(encode(Result(frame.id, 201, headers, b"made")))
+
+            task = asyncio.create_task(answer())
+            try:
+                async with http.post(creds.webhook_url, data=b"{}") as resp:
+                    assert (resp.status, await resp.read()) == (201, b"made")
+                    assert resp.headers["X-Ok"] == "yes"
+                    assert "X-Bad" not in resp.headers and "Set-Cookie" not in resp.headers
+            finally:
+                task.cancel()
 
 
 # --- 3. a second listener on the same channel ------------------------------------------------

@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from hooktap.http_grammar import TARGET_CHAR, TCHAR, VALUE_CHAR, is_token
 from hooktap.listen.http_response import BadResponse, ClosedBeforeAnswer, ResponseParser
 from hooktap.listen.target import Target, parse_target
 
@@ -73,23 +74,15 @@ KEEPALIVE_EXPIRY = 1.0
 # bigger ones are written separately so a 10 MB body is not copied just to prepend a head.
 _COALESCE = 1 << 16
 
-# RFC 9110 §5.6.2 tchar: what a method and a header name may be made of.
-_TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-# A request target: visible ASCII or obs-text; no space, CR, LF, NUL, DEL or other control.
-_TARGET_CHAR = r"[!-~\x80-\xff]"
-# A field value: VCHAR, SP, HTAB and obs-text; no CR, LF, NUL, DEL or other control, and
-# nothing above U+00FF, which latin-1 could not encode.
-_VALUE_CHAR = r"[\t -~\x80-\xff]"
 # The whole head as `request_head` joins it, with NUL standing in for each ": " separator.
 # NUL may appear nowhere else, so every line is exactly one token name, one separator and one
 # clean value: a name holding ":" or a value holding CR LF cannot fake a line of its own.
 # Possessive quantifiers: nothing here needs backtracking, and they make it a third faster.
 _HEAD = re.compile(
-    rf"{_TCHAR}++ {_TARGET_CHAR}++ HTTP/1\.1\r\n(?:{_TCHAR}++\x00{_VALUE_CHAR}*+\r\n)*+\r\n"
+    rf"{TCHAR}++ {TARGET_CHAR}++ HTTP/1\.1\r\n(?:{TCHAR}++\x00{VALUE_CHAR}*+\r\n)*+\r\n"
 ).fullmatch
-_TOKEN = re.compile(rf"{_TCHAR}+").fullmatch
-_BAD_TARGET_CHAR = re.compile(rf"(?!{_TARGET_CHAR}).", re.DOTALL).search
-_BAD_VALUE_CHAR = re.compile(rf"(?!{_VALUE_CHAR}).", re.DOTALL).search
+_BAD_TARGET_CHAR = re.compile(rf"(?!{TARGET_CHAR}).", re.DOTALL).search
+_BAD_VALUE_CHAR = re.compile(rf"(?!{VALUE_CHAR}).", re.DOTALL).search
 
 
 @dataclass
@@ -190,14 +183,14 @@ def request_head(method: str, target: str, headers: Headers) -> bytes:
 
 def _why_unsafe(method: str, target: str, headers: Headers) -> str:
     """Name the first part of a refused request that breaks the grammar (the slow path)."""
-    if not _TOKEN(method):
+    if not is_token(method):
         return f"refused to forward: method {method!r} is not a valid HTTP token"
     if not target:
         return "refused to forward: the request target is empty"
     if bad := _BAD_TARGET_CHAR(target):
         return f"refused to forward: request target {target!r} contains character {bad.group()!r}"
     for name, value in headers:
-        if not _TOKEN(name):
+        if not is_token(name):
             return f"refused to forward: header name {name!r} is not a valid HTTP token"
         if bad := _BAD_VALUE_CHAR(value):
             return (

@@ -16,6 +16,7 @@ import time
 from aiohttp import web
 from multidict import CIMultiDict
 
+from hooktap.http_grammar import is_field_value, is_token
 from hooktap.protocol import Delivery
 from hooktap.relay.config import CONFIG, forwarded_from, problem
 from hooktap.relay.db import new_delivery_id
@@ -153,8 +154,12 @@ async def _pass_through(
         handed = None if result is not None else handed_to_mark(link)
         return _keep(app, channel, delivery, why, handed, via=link)
     stats.answered.labels(str(result.status)).inc()
+    # A listener is a peer too: a header it reports that HTTP cannot carry (CR, LF, NUL) is
+    # dropped, not allowed to fail the response to the sender.
     headers = CIMultiDict(
-        (name, value) for name, value in result.headers if name.lower() not in _RESPONSE_DROP
+        (name, value)
+        for name, value in result.headers
+        if name.lower() not in _RESPONSE_DROP and is_token(name) and is_field_value(value)
     )
     status = result.status if result.status is not None else 502
     return web.Response(status=status, body=result.body, headers=headers)
