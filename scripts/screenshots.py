@@ -28,6 +28,7 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SIZE = (140, 42)
 FILES = {
     "list": "inspector-list.svg",
+    "small": "inspector-80x24.svg",
     "detail": "inspector-detail.svg",
     "editor": "inspector-editor.svg",
     "help": "inspector-help.svg",
@@ -140,6 +141,14 @@ async def main() -> None:
         await until(lambda: app.detail_settled)
         await pilot.pause(0.3)
         app.save_screenshot(FILES["list"], str(OUT))
+
+        # The same at 80x24: the columns that tell a failure apart, the header on two lines.
+        await pilot.resize_terminal(80, 24)
+        await until(lambda: app.detail_settled)
+        await pilot.pause(0.5)
+        app.save_screenshot(FILES["small"], str(OUT))
+        await pilot.resize_terminal(*SIZE)
+        await pilot.pause(0.3)
 
         # Fix the handler, re-send with `r`, and look at the Attempts tab.
         handler.broken.clear()
