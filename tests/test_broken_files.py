@@ -252,10 +252,6 @@ def test_the_embedded_relays_damaged_database(hooktap_home: Path) -> None:
     assert not path.exists() and list((hooktap_home / "relay").glob("relay-aside-*/relay.db"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RelayDB (relay/db.py) lets SQLite's error through; see home.check_database",
-)
 def test_a_standalone_relays_damaged_database(hooktap_home: Path, tmp_path: Path) -> None:
     path = damaged_relay_db(tmp_path / "relay-data")
     lines = run_all(hooktap_home, ["relay", "--port", "0", "--data-dir", str(path.parent)])

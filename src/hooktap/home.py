@@ -60,11 +60,9 @@ def history_db() -> Path:
 
 
 def relay_data_dir() -> Path:
-    """The embedded relay's folder; its relay.db is checked here, before the relay opens it
-    (the relay itself lets SQLite's own error through, with no path or way out)."""
+    """The embedded relay's folder (its relay.db is checked by RelayDB as it opens it)."""
     path = home_dir() / "relay"
     _make_folder(path, "the relay's data folder", "")
-    check_database(path / "relay.db", "the relay's database", RELAY_AFTER)
     return path
 
 

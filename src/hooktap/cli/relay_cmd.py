@@ -15,7 +15,7 @@ from aiohttp import web
 
 from hooktap import aio, tls
 from hooktap.cli.common import BadInput, Finite, valid_relay_url
-from hooktap.home import relay_data_dir
+from hooktap.home import UnusableFile, relay_data_dir
 from hooktap.relay import drain, logs
 from hooktap.relay.app import RelayConfig, make_app
 from hooktap.relay.config import Network, key_digest
@@ -203,6 +203,8 @@ def relay_cmd(
         aio.run(_serve(config, host, port, ssl_context))
     except KeyboardInterrupt:
         pass
+    except UnusableFile as exc:  # a damaged relay.db: its message names the file and the way out
+        raise BadInput(str(exc)) from None
     except OSError as exc:
         raise BadInput(
             f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port"

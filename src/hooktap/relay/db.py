@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from hooktap.home import RELAY_AFTER, check_database, damaged_database, is_damage
 from hooktap.protocol import Delivery
 
 _SCHEMA = """
@@ -89,8 +90,22 @@ class Claim(NamedTuple):
     created: bool
 
 
+WHAT = "the relay's database"
+
+
 class RelayDB:
     def __init__(self, path: Path) -> None:
+        """Open (or make) the relay's file; a damaged one is UnusableFile, naming the file and
+        the command that sets it aside, never a traceback."""
+        check_database(path, WHAT, RELAY_AFTER)
+        try:
+            self._open(path)
+        except sqlite3.DatabaseError as err:
+            if is_damage(err):
+                raise damaged_database(path, err, WHAT, RELAY_AFTER) from None
+            raise
+
+    def _open(self, path: Path) -> None:
         fresh = not path.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
