@@ -23,8 +23,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from svix.webhooks import Webhook, WebhookVerificationError
-
 Headers = list[tuple[str, str]]
 
 SECRET_PREFIX = "whsec_"
@@ -125,6 +123,8 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return _hmac_signature(key, msg_id, timestamp, body)
+    from svix.webhooks import Webhook  # see _svix_verdict for why it is imported here
+
     return Webhook(key).sign(msg_id, datetime.fromtimestamp(timestamp, tz=UTC), text)
 
 
@@ -270,7 +270,13 @@ class _CannotJudge(Exception):
 
 
 def _svix_verdict(key: bytes, found: dict[str, tuple[str, str]], body: bytes) -> str | None:
-    """Ask svix itself; None when it accepts, else the message of whatever it raised."""
+    """Ask svix itself; None when it accepts, else the message of whatever it raised.
+
+    svix is imported on first use, not with this module: importing it (its whole API client)
+    takes ~0.5 s, which every hooktap command paid at start, `hooktap relay` included, which
+    never verifies anything. After the first call the import is a dictionary lookup."""
+    from svix.webhooks import Webhook, WebhookVerificationError
+
     try:
         Webhook(key).verify(body, {f"svix-{f}": found[f][1] for f in _FIELDS})
     except UnicodeDecodeError as exc:
