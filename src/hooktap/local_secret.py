@@ -46,6 +46,9 @@ def load() -> str | None:
         mode = where.stat().st_mode
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        home_dir()  # HOOKTAP_HOME itself is the problem: its own message says so and how out
+        raise
     except OSError as exc:
         raise _unusable(where, f"cannot be read ({exc.strerror})") from None
     try:
