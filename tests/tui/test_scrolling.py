@@ -54,8 +54,8 @@ async def test_tab_reaches_the_detail_and_its_keys_scroll_it(history: Store) -> 
         assert app.detail.active_tab == "signature"
         await press(pilot, "3")  # number keys too
         assert app.focused is scroll_of(app, "attempts")
-        # tab again: back to the list, where down moves the cursor, not the text.
-        await press(pilot, "tab")
+        # shift+tab (or tab) again: back to the list, where down moves the cursor, not the text.
+        await press(pilot, "shift+tab")
         assert app.focused is app.deliveries
         cursor = app.deliveries.cursor
         await press(pilot, "down")

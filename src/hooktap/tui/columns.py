@@ -52,10 +52,14 @@ class Column:
     right: bool = False
 
     def cell(self, text: str) -> str:
-        """`text` cut or padded to the column (an id cut mid-way ends in …)."""
-        if len(text) > self.width:
-            text = text[: self.width - 1] + "…" if self.width > 1 else text[: self.width]
-        return f"{text:>{self.width}}" if self.right else f"{text:<{self.width}}"
+        return fit(text, self.width, self.right)
+
+
+def fit(text: str, width: int, right: bool = False) -> str:
+    """`text` cut or padded to `width` (an id cut mid-way ends in …)."""
+    if len(text) > width:
+        text = text[: width - 1] + "…" if width > 1 else text[:width]
+    return text.rjust(width) if right else text.ljust(width)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from textual.strip import Strip
 from hooktap.records import Attempt
 from hooktap.store import Summary
 from hooktap.tui import present
-from hooktap.tui.columns import GAP, SHORT_TIME, Column, Layout, layout
+from hooktap.tui.columns import GAP, SHORT_TIME, Layout, fit, layout
 from hooktap.tui.window import RowWindow
 
 
@@ -127,6 +127,7 @@ class DeliveryList(ScrollView, can_focus=True):
         self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(2048)
         self._last_highlight: str | None = None
         self._columns: tuple[int, Layout] | None = None  # (width, its layout)
+        self._paints: dict[tuple[str | None, bool], Style] = {}
 
     # --- what the app reads ----------------------------------------------------------------
 
@@ -254,6 +255,7 @@ class DeliveryList(ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._cache.clear()
+        self._paints.clear()
 
     def _layout(self) -> Layout:
         """The columns for the width the list has now; the panel's titles follow them."""
@@ -276,20 +278,33 @@ class DeliveryList(ScrollView, can_focus=True):
         strip = self._cache.get(key)
         if strip is None:
             cursor = row_index == self.cursor
-            base = self.rich_style + (self._style("cursor") if cursor else Style())
-            cells = self._replay_cells(row, replay_index) if replay_index >= 0 else self._cells(row)
-            segments = self._segments(columns, cells, base, spans=replay_index >= 0)
-            strip = Strip(segments).crop_extend(0, width, base)
+            date = columns.width_of("time") >= SHORT_TIME
+            if replay_index >= 0:
+                cells = self._replay_cells(row, replay_index, date)
+            else:
+                cells = self._cells(row, date)
+            segments = self._segments(columns, cells, cursor, spans=replay_index >= 0)
+            strip = Strip(segments).crop_extend(0, width, self._paint(None, cursor))
             self._cache[key] = strip
         return strip
 
-    def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(f"delivery-list--{name}", partial=True)
+    def _paint(self, name: str | None, cursor: bool) -> Style:
+        """The style of a cell: the list's, the cursor's, then the column's (cached: asking
+        Textual for a component style costs more than drawing the cell)."""
+        style = self._paints.get((name, cursor))
+        if style is None:
+            style = self.rich_style
+            if cursor:
+                style += self.get_component_rich_style("delivery-list--cursor", partial=True)
+            if name:
+                style += self.get_component_rich_style(f"delivery-list--{name}", partial=True)
+            self._paints[(name, cursor)] = style
+        return style
 
-    def _time(self, ts: float) -> str:
-        return present.clock_text(ts, self.utc, date=self._layout().width_of("time") >= SHORT_TIME)
+    def _time(self, ts: float, date: bool) -> str:
+        return present.clock_text(ts, self.utc, date=date)
 
-    def _cells(self, row: Summary) -> dict[str, list[tuple[str, str | None]]]:
+    def _cells(self, row: Summary, date: bool) -> dict[str, list[tuple[str, str | None]]]:
         """Each column's text as (text, component class) pieces; flags has several."""
         marks = present.Marks.of(row)
         flags: list[tuple[str, str | None]] = []
@@ -304,7 +319,7 @@ class DeliveryList(ScrollView, can_focus=True):
         status = present.status_text(row.status, row.error, row.state)
         query = f"?{row.query}" if row.query else ""
         return {
-            "time": [(self._time(row.received_at), "time")],
+            "time": [(self._time(row.received_at, date), "time")],
             "type": [(row.event_type or "-", None)],
             "svix": [(row.svix_id or "-", "time")],
             "path": [(f"{row.method} {row.path or '/'}{query}", "time")],
@@ -314,12 +329,14 @@ class DeliveryList(ScrollView, can_focus=True):
             "flags": flags,
         }
 
-    def _replay_cells(self, row: Summary, index: int) -> dict[str, list[tuple[str, str | None]]]:
+    def _replay_cells(
+        self, row: Summary, index: int, date: bool
+    ) -> dict[str, list[tuple[str, str | None]]]:
         """A re-send under its delivery, in the same columns: when, status, took, then how."""
         line = self.replays[row.id][1][index]
         kind = present.status_kind(line.status, line.error, "done")
         return {
-            "time": [(self._time(line.started_at), "time")],
+            "time": [(self._time(line.started_at, date), "time")],
             "type": [("└ re-sent", "replay")],
             "status": [(present.status_text(line.status, line.error, "done"), kind)],
             "took": [(present.duration_text(line.duration_ms), None)],
@@ -330,7 +347,7 @@ class DeliveryList(ScrollView, can_focus=True):
         self,
         columns: Layout,
         cells: dict[str, list[tuple[str, str | None]]],
-        base: Style,
+        cursor: bool,
         *,
         spans: bool,
     ) -> list[Segment]:
@@ -351,20 +368,19 @@ class DeliveryList(ScrollView, can_focus=True):
                 width += GAP + shown[i].width
             i += 1
             if pending_gap:
-                segments.append(Segment(pending_gap, base))
+                segments.append(Segment(pending_gap, self._paint(None, cursor)))
             pending_gap = " " * (GAP + (i < len(shown) and shown[i].name == "flags"))
             pieces = cells.get(column.name, [])
             if len(pieces) == 1:
                 text, name = pieces[0]
-                cell = Column(column.name, width, column.right).cell(text)
-                segments.append(Segment(cell, base + self._style(name) if name else base))
+                segments.append(Segment(fit(text, width, column.right), self._paint(name, cursor)))
                 continue
             room = width
             for text, name in pieces:
                 text = text[:room]
                 room -= len(text)
-                segments.append(Segment(text, base + self._style(name) if name else base))
-            segments.append(Segment(" " * room, base))
+                segments.append(Segment(text, self._paint(name, cursor)))
+            segments.append(Segment(" " * room, self._paint(None, cursor)))
         return segments
 
     # --- moving ----------------------------------------------------------------------------
