@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -15,7 +14,6 @@ from hooktap import aio, local_secret
 from hooktap.cli.common import (
     BadInput,
     Finite,
-    Secret,
     forward_option,
     resolve_secret,
     secret_option,
@@ -26,8 +24,8 @@ from hooktap.cli.common import (
 from hooktap.home import history_db
 from hooktap.listen import output, state
 from hooktap.listen.channel import RelayRefused
-from hooktap.listen.events import ListenerEvent, Ready
 from hooktap.listen.listener import Listener, ListenerConfig
+from hooktap.public import Provider, PublicUnavailable, provider_for
 from hooktap.store import Store
 
 FORWARD_EXAMPLE = "localhost:8000/webhooks/pivotal"
@@ -96,6 +94,25 @@ FORWARD_EXAMPLE = "localhost:8000/webhooks/pivotal"
     help="Deliveries forwarded at once (Pivotal does not serialize them either).",
 )
 @click.option(
+    "--public",
+    "public",
+    is_flag=False,
+    flag_value="cloudflared",
+    default=None,
+    type=click.Choice(["cloudflared", "ssh", "ngrok"]),
+    metavar="[cloudflared|ssh|ngrok]",
+    help="Also give the embedded relay a public URL, through an existing tunnel service: "
+    "Cloudflare's quick tunnels (the default; no account, needs `cloudflared`), localhost.run "
+    "over your ssh, or ngrok (pip install 'hooktap[ngrok]', NGROK_AUTHTOKEN). Only this "
+    "channel's webhook URL is reachable through it.",
+)
+@click.option(
+    "--domain",
+    metavar="NAME",
+    help="With --public ngrok: your ngrok static domain, for a public URL that survives "
+    "restarts (every ngrok account has one free).",
+)
+@click.option(
     "--takeover",
     is_flag=True,
     help="Take the channel from another listener that holds it now (by default a second "
@@ -121,6 +138,8 @@ def listen_cmd(
     tui: bool | None,
     concurrency: int,
     retention_days: float,
+    public: str | None,
+    domain: str | None,
     takeover: bool,
 ) -> None:
     """Forward webhooks from a stable URL to your local handler, and keep every delivery.
@@ -142,6 +161,7 @@ def listen_cmd(
       export PIVOTAL_WEBHOOK_SECRET=$(hooktap listen --print-secret)   # for your handler
       hooktap listen --forward localhost:8000/webhooks/pivotal --secret whsec_...
       hooktap listen --forward localhost:8000/webhooks/pivotal --relay https://hooks.example.com
+      hooktap listen --forward localhost:8000/webhooks/pivotal --public   # a public URL
     """
     chosen = resolve_secret(secret, make=True)
     if print_secret:
@@ -157,6 +177,13 @@ def listen_cmd(
         state.verifies_with_local_secret(secret)
     if relay is not None:
         relay = valid_relay_url(relay)
+    if public is not None and relay is not None:
+        raise BadInput(
+            "--public gives the embedded relay a public URL; a --relay has its own "
+            "(its --public-url), so use one or the other"
+        )
+    if domain is not None and public != "ngrok":
+        raise BadInput("--domain is ngrok's static domain: use it with --public ngrok")
     config = ListenerConfig(
         target=target,
         relay_url=relay,
@@ -167,6 +194,10 @@ def listen_cmd(
         takeover=takeover,
         ca_file=ca_file,
         relay_key=relay_key or None,
+        secret_source=chosen.source,
+        secret_file=str(local_secret.path()) if chosen.local else None,
+        secret_made_now=chosen.made_now,
+        public=None if public is None else _provider(public, domain),
     )
     # The inspector by default when a person is watching (stdout is a terminal); --json and
     # --no-tui keep the plain modes, and --tui cannot override --json's stdout contract.
@@ -184,8 +215,7 @@ def listen_cmd(
             except OSError as exc:  # ConnectionError included: the relay is unreachable
                 raise click.ClickException(str(exc)) from None
             return
-        listener.subscribe(_JsonLines(chosen) if as_json else output.LogLines())
-        listener.subscribe(_secret_note(chosen))
+        listener.subscribe(output.JsonLines() if as_json else output.LogLines())
         try:
             aio.run(_run(listener))
         except RelayRefused as exc:
@@ -202,41 +232,8 @@ async def _run(listener: Listener) -> None:
     await listener.run()  # starts or joins the relay and takes a channel first
 
 
-class _JsonLines(output.JsonLines):
-    """The ready line also says which secret verifies deliveries: a script (or a person
-    reading it) must not take the local test secret for Pivotal's."""
-
-    def __init__(self, secret: Secret) -> None:
-        super().__init__()
-        self.secret = secret
-
-    def _write(self, obj: dict[str, object]) -> None:
-        if obj.get("event") == "ready":
-            obj = {**obj, "secret_source": self.secret.source}
-            if self.secret.local:
-                obj["secret_file"] = str(local_secret.path())
-        super()._write(obj)
-
-
-def _secret_note(secret: Secret) -> Callable[[ListenerEvent], None]:
-    """Lines under the ready line, on stderr, when deliveries are verified with the local test
-    secret: what it is, how a handler gets it, and how to verify Pivotal's deliveries."""
-
-    def note(event: ListenerEvent) -> None:
-        if not isinstance(event, Ready) or not secret.local:
-            return
-        made = "made now, " if secret.made_now else ""
-        pad = "       "
-        click.echo(
-            f"{pad}Signatures are checked with hooktap's local test secret ({made}kept in "
-            f"{local_secret.path()}),\n"
-            f"{pad}not Pivotal's: `hooktap trigger` signs with it, Pivotal's own deliveries "
-            "will read sig=invalid.\n"
-            f"{pad}Your handler verifies with it after: "
-            "export PIVOTAL_WEBHOOK_SECRET=$(hooktap listen --print-secret)\n"
-            f"{pad}For Pivotal's deliveries: --secret whsec_... or PIVOTAL_WEBHOOK_SECRET "
-            "(the endpoint's signing secret in Pivotal).",
-            err=True,
-        )
-
-    return note
+def _provider(name: str, domain: str | None) -> Provider:
+    try:
+        return provider_for(name, domain)
+    except PublicUnavailable as exc:
+        raise BadInput(str(exc)) from None

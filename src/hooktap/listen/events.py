@@ -19,6 +19,24 @@ class Ready:
     forward_to: str
     queued: int = 0
     verifying: bool = True  # a secret was given, so every delivery gets a real verdict
+    # Which secret verifies: "--secret", "PIVOTAL_WEBHOOK_SECRET", "local-test" or "none".
+    secret_source: str = ""
+    secret_file: str | None = None  # the local test secret's file, when that is the one
+    secret_made_now: bool = False  # that file was created by this run
+    # With --public: the webhook URL senders on the internet use (it has carried a probe), and
+    # the sentence to show beside it when it will not survive a restart.
+    public_url: str | None = None
+    public_note: str | None = None
+
+
+@dataclass
+class PublicChanged:
+    """The public URL went away (the provider died; `url` None while it restarts) or came back,
+    maybe as another URL: the user must hear at once, since senders use it."""
+
+    url: str | None  # the public webhook URL now
+    reason: str
+    retry_in: float | None = None
 
 
 @dataclass
@@ -69,6 +87,7 @@ class HomeLost:
 
 ListenerEvent = (
     Ready
+    | PublicChanged
     | ConnectionChanged
     | DeliveryReceived
     | DeliveryForwarded

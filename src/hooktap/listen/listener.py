@@ -14,6 +14,7 @@ import random
 import secrets
 import ssl
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -30,6 +31,7 @@ from hooktap.listen.events import (
     ConnectionChanged,
     ListenerEvent,
     Paused,
+    PublicChanged,
     Ready,
     Subscriber,
 )
@@ -52,6 +54,15 @@ from hooktap.protocol import (
 from hooktap.protocol import (
     Delivery as WireDelivery,
 )
+from hooktap.public import (
+    ConnectTo,
+    Provider,
+    Public,
+    PublicUnavailable,
+    TunnelChange,
+    open_public,
+    webhook_url,
+)
 from hooktap.relay import links as relay_links
 from hooktap.relay.hub import Link
 from hooktap.store import Store
@@ -72,6 +83,15 @@ class ListenerConfig:
     takeover: bool = False  # take the channel from a live listener instead of being refused
     ca_file: Path | None = None  # trust this CA for an https relay instead of the system's
     relay_key: str | None = field(default=None, repr=False)  # hooktap relay --require-key
+    # Which secret verifies, for the ready line: "--secret", "PIVOTAL_WEBHOOK_SECRET",
+    # "local-test" (hooktap's own, kept in secret_file) or "none".
+    secret_source: str = ""
+    secret_file: str | None = None
+    secret_made_now: bool = False
+    # --public: the tunnel provider that exposes the embedded relay's ingress, and (tests
+    # only) where the probe connects for the public host name, like curl's --connect-to.
+    public: Provider | None = None
+    public_connect_to: ConnectTo | None = None
 
     @property
     def access(self) -> channels.RelayAccess:
@@ -98,6 +118,7 @@ class Listener:
         self._waiting_for_slot = False
         self.pipeline = Pipeline(store, self.forwarder, config.target, config.secret, self._emit)
         self._local: Link | None = None
+        self._public: Public | None = None  # with --public, once its URL carried a probe
 
     @functools.cached_property
     def instance(self) -> str:
@@ -173,7 +194,10 @@ class Listener:
         )
         guard.start()
         attempt = 0
+        exits = contextlib.AsyncExitStack()
         try:
+            if self.config.public is not None:
+                self._public = await exits.enter_async_context(self._go_public(creds))
             while not self._stopping.is_set():
                 try:
                     if self.embedded is not None and self.embedded.owned:
@@ -203,12 +227,41 @@ class Listener:
                 if not self._stopping.is_set():
                     self._set_state("reconnecting", f"attempt {attempt}")
         finally:
+            await exits.aclose()
             await guard.stop()
             state.clear()
             await self._shutdown()
             self.store.background_checkpoints(False)
         if guard.failure is not None:
             raise guard.failure
+
+    @contextlib.asynccontextmanager
+    async def _go_public(self, creds: ChannelCredentials) -> AsyncIterator[Public]:
+        """The channel's ingress, alone, through the --public provider: ready only once a
+        probe sent to the public URL has come back in (see hooktap.public)."""
+        provider = self.config.public
+        assert provider is not None
+        if self.embedded is None or not self.embedded.owned:
+            raise RelayRefused(
+                "--public exposes the relay this `hooktap listen` runs, but another one holds "
+                f"port {self.config.port}: stop it, or pick another --port"
+            )
+
+        def changed(change: TunnelChange) -> None:
+            url = webhook_url(change.url, creds.channel) if change.url else None
+            self._emit(PublicChanged(url, change.reason, change.retry_in))
+
+        try:
+            async with open_public(
+                self.embedded.app,
+                creds.channel,
+                provider,
+                on_change=changed,
+                connect_to=self.config.public_connect_to,
+            ) as public:
+                yield public
+        except PublicUnavailable as exc:
+            raise RelayRefused(str(exc)) from None
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -286,12 +339,18 @@ class Listener:
             self.pipeline.channel = self.creds.channel
         if not self._announced:
             self._announced = True
+            public = self._public
             self._emit(
                 Ready(
                     webhook_url,
                     str(self.config.target),
                     queued,
                     verifying=self.config.secret is not None,
+                    secret_source=self.config.secret_source,
+                    secret_file=self.config.secret_file,
+                    secret_made_now=self.config.secret_made_now,
+                    public_url=public.webhook_url if public else None,
+                    public_note=public.stability_note if public else None,
                 )
             )
         self._set_state("connected", webhook_url)

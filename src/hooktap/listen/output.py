@@ -22,6 +22,7 @@ from hooktap.listen.events import (
     HomeLost,
     ListenerEvent,
     Paused,
+    PublicChanged,
     Ready,
 )
 from hooktap.pivotal.retries import would_retry
@@ -96,12 +97,27 @@ class JsonLines:
     def __call__(self, event: ListenerEvent) -> None:
         if isinstance(event, Ready):
             self.ready = True
+            line: dict[str, object] = {
+                "event": "ready",
+                "webhook_url": event.webhook_url,
+                "forward_to": event.forward_to,
+                "verifying_signatures": event.verifying,
+                "secret_source": event.secret_source or None,
+                # With --public, the URL to give Pivotal (webhook_url is the relay's own).
+                "public_url": event.public_url,
+            }
+            if event.public_url:
+                line["public_url_note"] = event.public_note
+            if event.secret_file:
+                line["secret_file"] = event.secret_file
+            self._write(line)
+        elif isinstance(event, PublicChanged):
             self._write(
                 {
-                    "event": "ready",
-                    "webhook_url": event.webhook_url,
-                    "forward_to": event.forward_to,
-                    "verifying_signatures": event.verifying,
+                    "event": "public_url",
+                    "public_url": event.url,
+                    "reason": event.reason,
+                    "retry_in": event.retry_in,
                 }
             )
         elif isinstance(event, DeliveryForwarded):
@@ -124,14 +140,23 @@ class LogLines:
 
     def __call__(self, event: ListenerEvent) -> None:
         if isinstance(event, Ready):
+            shown = event.public_url or event.webhook_url
             self._say(
                 click.style("Ready.", bold=True)
-                + f" Webhook URL: {click.style(event.webhook_url, fg='cyan', bold=True)}\n"
-                f"       Forwarding to {event.forward_to}"
+                + f" Webhook URL: {click.style(shown, fg='cyan', bold=True)}\n"
+                + (
+                    f"       (public, through the tunnel; locally {event.webhook_url})\n"
+                    if event.public_url
+                    else ""
+                )
+                + (f"       {event.public_note}\n" if event.public_note else "")
+                + f"       Forwarding to {event.forward_to}"
                 + (f" ({event.queued} queued deliveries coming)" if event.queued else "")
                 + "\n       Paste the webhook URL into Pivotal (Admin > Developer > Webhooks). "
                 "Ctrl+C to stop."
             )
+            if event.secret_source == "local-test":
+                self._say(_local_secret_note(event.secret_file, event.secret_made_now))
             if not event.verifying:
                 self._say(
                     click.style("       Signatures are not checked:", fg="yellow")
@@ -144,6 +169,19 @@ class LogLines:
                 self._say(click.style(f"disconnected: {event.detail}{retry}", fg="yellow"))
             elif event.state == "connected":
                 self._say(click.style("connected", fg="green") + f" to the relay ({event.detail})")
+        elif isinstance(event, PublicChanged):
+            if event.url is None:
+                retry = f"; restarting in {event.retry_in:.0f} s" if event.retry_in else ""
+                self._say(
+                    click.style(f"public URL down: {event.reason}{retry}", fg="red")
+                    + " (deliveries posted to it fail meanwhile; Pivotal retries them)"
+                )
+            else:
+                self._say(
+                    click.style("public URL: ", fg="yellow")
+                    + click.style(event.url, fg="cyan", bold=True)
+                    + f" ({event.reason}); paste it into Pivotal if it changed"
+                )
         elif isinstance(event, DuplicateSkipped):
             self._say(f"{event.delivery_id}: already handled ({event.state}); not forwarded again")
         elif isinstance(event, Paused):
@@ -176,3 +214,19 @@ class LogLines:
         if a.note:
             line += "\n         " + click.style(a.note, fg="cyan")
         return line
+
+
+def _local_secret_note(path: str | None, made_now: bool) -> str:
+    """Under the ready line when deliveries are verified with hooktap's local test secret:
+    what it is, how a handler gets it, and how to verify Pivotal's own deliveries."""
+    pad = "       "
+    where = f" ({'made now, ' if made_now else ''}kept in {path})" if path else ""
+    return (
+        f"{pad}Signatures are checked with hooktap's local test secret{where},\n"
+        f"{pad}not Pivotal's: `hooktap trigger` signs with it, Pivotal's own deliveries "
+        "will read sig=invalid.\n"
+        f"{pad}Your handler verifies with it after: "
+        "export PIVOTAL_WEBHOOK_SECRET=$(hooktap listen --print-secret)\n"
+        f"{pad}For Pivotal's deliveries: --secret whsec_... or PIVOTAL_WEBHOOK_SECRET "
+        "(the endpoint's signing secret in Pivotal)."
+    )

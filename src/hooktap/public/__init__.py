@@ -35,6 +35,7 @@ __all__ = [
     "ConnectTo",
     "LocalhostRun",
     "Ngrok",
+    "Provider",
     "Public",
     "PublicIngress",
     "PublicUnavailable",
@@ -44,6 +45,7 @@ __all__ = [
     "open_public",
     "probe",
     "provider_for",
+    "webhook_url",
 ]
 
 PROVIDERS = ("cloudflared", "ssh", "ngrok")
