@@ -75,7 +75,7 @@ def test_inspect_command_needs_a_terminal_and_has_an_example() -> None:
     runner = CliRunner()
     result = runner.invoke(inspect_cmd, ["--help"])
     assert result.exit_code == 0
-    assert "Example:" in result.output and "hooktap inspect --filter" in result.output
+    assert "Examples:" in result.output and "hooktap inspect --filter" in result.output
     assert "PIVOTAL_WEBHOOK_SECRET" in result.output
     result = runner.invoke(inspect_cmd, [])
     assert result.exit_code == 2
