@@ -246,6 +246,13 @@ def test_expired_in_the_future() -> None:
     assert verdict.reason.startswith("timestamp 7 min in the future, tolerance 5 min")
 
 
+def test_just_past_the_tolerance_reads_as_past_it() -> None:
+    """"5 min old, tolerance 5 min" read as inside the window: the seconds say it is not."""
+    verdict = verify(SECRET, delivery(), BODY, now=NOW + 312)
+    assert verdict.status == "expired"
+    assert verdict.reason.startswith("timestamp 5 min 12 s old, tolerance 5 min;")
+
+
 def test_tolerance_boundary_and_custom_tolerance() -> None:
     assert verify(SECRET, delivery(), BODY, now=NOW + 300).status == "valid"
     assert verify(SECRET, delivery(), BODY, now=NOW + 301).status == "expired"

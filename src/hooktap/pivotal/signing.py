@@ -217,10 +217,16 @@ def signature_header(headers: Headers, field: str) -> str | None:
 
 
 def describe_age(seconds: float) -> str:
-    """A timestamp's distance from now in the unit a person would use ("7 min", "2 h")."""
+    """A timestamp's distance from now in the unit a person would use ("7 min", "2 h").
+
+    Under an hour the seconds stay: "5 min" beside a 5-minute tolerance read as inside it
+    when the timestamp was 5 min 12 s old."""
     seconds = abs(seconds)
     if seconds < 120:
         return f"{seconds:.0f} s"
+    if seconds < 3600:
+        minutes, rest = divmod(int(seconds), 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     if seconds < 2 * 3600:
         return f"{seconds // 60:.0f} min"
     if seconds < 48 * 3600:
