@@ -27,6 +27,7 @@ from hooktap.listen.channel import RelayRefused
 from hooktap.listen.home_guard import HomeUnusable
 from hooktap.listen.listener import Listener
 from hooktap.store import BodyMissing, Store
+from hooktap.tui import notices
 from hooktap.tui.feed import Counts, Feed, waiting_at_relay
 from hooktap.tui.loader import Loader
 from hooktap.tui.screens.editor import EditorScreen
@@ -236,23 +237,24 @@ class HooktapApp(App[None]):
             return
         header = self.header
         if batch.ready is not None:
-            self.webhook_url = batch.ready.webhook_url
-            header.show_urls(batch.ready.webhook_url, batch.ready.forward_to)
-            if batch.ready.queued:
-                self.notify(f"{batch.ready.queued} deliveries were waiting at the relay")
+            ready = batch.ready
+            # With --public the URL to paste into Pivotal is the public one: shown and copied.
+            self.webhook_url = ready.public_url or ready.webhook_url
+            header.show_urls(self.webhook_url, ready.forward_to)
+        if batch.public is not None and batch.public.url is not None:
+            self.webhook_url = batch.public.url
+            target = self.listener.config.target if self.listener else None
+            header.show_urls(self.webhook_url, str(target) if target else None)
+        for notice in notices.of(batch):
+            self.notify(
+                notice.message, title=notice.title, severity=notice.severity, timeout=notice.timeout
+            )
         if batch.connection is not None:
             c = batch.connection
             header.show_state(c.state, c.detail, c.retry_in)
         if batch.paused is not None:
             self._show_paused()
             self.refresh_bindings()
-        for lost in batch.home_lost:
-            self.notify(
-                lost.message,
-                title="HOOKTAP_HOME recovered" if lost.recovered else "HOOKTAP_HOME lost",
-                severity="warning" if lost.recovered else "error",
-                timeout=30,
-            )
         header.show_counts(self.feed.counts, "this session")
         if batch.received or batch.forwarded:
             lst = self.deliveries

@@ -19,6 +19,7 @@ from hooktap.listen.events import (
     HomeLost,
     ListenerEvent,
     Paused,
+    PublicChanged,
     Ready,
 )
 from hooktap.records import Attempt
@@ -58,6 +59,7 @@ class Batch:
     paused: bool | None = None
     skipped: int = 0
     home_lost: list[HomeLost] = field(default_factory=list)  # each is shown as a notice
+    public: PublicChanged | None = None  # the latest news of the --public URL
 
     @property
     def empty(self) -> bool:
@@ -69,6 +71,7 @@ class Batch:
             or self.paused is not None
             or self.skipped
             or self.home_lost
+            or self.public
         )
 
 
@@ -118,6 +121,8 @@ class Feed:
             batch.skipped += 1
         elif isinstance(event, HomeLost):
             batch.home_lost.append(event)
+        elif isinstance(event, PublicChanged):
+            batch.public = event
 
     def drain(self) -> Batch:
         batch, self._batch = self._batch, Batch()
