@@ -26,7 +26,7 @@ from hooktap.listen import state as listener_state
 from hooktap.listen.channel import RelayRefused
 from hooktap.listen.home_guard import HomeUnusable
 from hooktap.listen.listener import Listener
-from hooktap.store import BodyMissing, Store
+from hooktap.store import BodyMissing, Store, StoreError
 from hooktap.tui import notices
 from hooktap.tui.feed import Counts, Feed, waiting_at_relay
 from hooktap.tui.loader import Loader
@@ -107,9 +107,11 @@ class HooktapApp(App[None]):
         self.utc = utc
         self.filter = initial_filter or Filter()
         self.feed = Feed()
-        self.loader = Loader(store.path, secret=self.secret, clock=clock)
+        self.loader = Loader(
+            store.path, secret=self.secret, clock=clock, on_failure=self._history_failed
+        )
         self.sender = Sender(self, store, secret=self.secret, target=target)
-        self.listener_error: BaseException | None = None
+        self.ended_by: BaseException | None = None
         self.webhook_url: str | None = None
         self.total: int | None = None
         self.new_count = 0
@@ -200,7 +202,7 @@ class HooktapApp(App[None]):
         try:
             creds = await listener.prepare()
         except (RelayRefused, ConnectionError, OSError) as exc:
-            self.listener_error = exc  # run_listen_tui reports it once the screen is gone
+            self.ended_by = exc  # run_listen_tui reports it once the screen is gone
             self.exit(return_code=2)
             return
         self.webhook_url = creds.webhook_url
@@ -210,10 +212,10 @@ class HooktapApp(App[None]):
         except (RelayRefused, HomeUnusable) as exc:
             # Another listener holds the channel, or history has nowhere to go: nothing this
             # screen can fix. The message is printed once the terminal is back.
-            self.listener_error = exc
+            self.ended_by = exc
             self.exit(return_code=2 if isinstance(exc, RelayRefused) else 1)
         except (ConnectionError, OSError) as exc:
-            self.listener_error = exc
+            self.ended_by = exc
             self.header.show_state("stopped", str(exc))
             self.notify(str(exc), title="Listener stopped", severity="error", timeout=15)
 
@@ -227,6 +229,12 @@ class HooktapApp(App[None]):
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(worker.wait(), 5)
         self.exit()
+
+    def _history_failed(self, exc: StoreError) -> None:
+        """History cannot be read (damaged under us): end, and let the CLI say why."""
+        if self.ended_by is None:
+            self.ended_by = exc
+        self.exit(return_code=2)
 
     def on_unmount(self) -> None:
         self.loader.close()

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from hooktap.filters import Filter
 from hooktap.records import Attempt
 from hooktap.replay import describe_replay
-from hooktap.store import Store, Summary
+from hooktap.store import Store, StoreError, Summary
 from hooktap.tui.feed import Counts
 from hooktap.tui.widgets.detail import DetailData
 from hooktap.tui.window import PAGE
@@ -36,8 +36,12 @@ class Loader:
         *,
         secret: str | None,
         clock: Callable[[], float] = time.time,
+        on_failure: Callable[[StoreError], None] | None = None,
     ) -> None:
         self.store = Store(path)
+        # History that fails under a read (damage deep in the file shows only when a page is
+        # read): the app is told once and ends with its message, instead of a traceback.
+        self.on_failure = on_failure
         # The detail view says what `r` would do, by the same rule `r` applies: the stored
         # original checked against this secret.
         self.secret = secret
@@ -86,6 +90,12 @@ class Loader:
             if self._closed:
                 raise asyncio.CancelledError from None
             raise
+        except StoreError as exc:
+            if self.on_failure is None:
+                raise
+            self.on_failure(exc)
+            self._closed = True  # no more reads: the app is ending with the message
+            raise asyncio.CancelledError from None
 
     async def head(self, f: Filter, limit: int = PAGE) -> list[Summary]:
         return await self._run(self.store.query, f, limit)

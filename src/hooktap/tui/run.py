@@ -18,8 +18,8 @@ def run_listen_tui(listener: Listener, store: Store) -> None:
     to start (a busy port, a refused token) once the screen is back to normal."""
     app = HooktapApp(store, listener, handle_signals=True)
     _run(app)
-    if app.listener_error is not None and app.return_code in (1, 2):
-        raise app.listener_error
+    if app.ended_by is not None and app.return_code in (1, 2):
+        raise app.ended_by
 
 
 def run_inspect_tui(
@@ -40,6 +40,8 @@ def run_inspect_tui(
         handle_signals=True,
     )
     _run(app)
+    if app.ended_by is not None and app.return_code == 2:
+        raise app.ended_by  # history that could not be read: one line, exit 2
 
 
 def _run(app: HooktapApp) -> None:
