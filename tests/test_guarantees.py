@@ -374,3 +374,23 @@ async def test_forwarding_headers_are_believed_only_from_a_trusted_proxy(tmp_pat
             assert got["x-forwarded-for"] == [expect[0]]
             assert got["x-forwarded-proto"] == [expect[1]]
             assert got["x-forwarded-host"] == [expect[2] or relay_host]
+
+
+async def test_a_paused_listener_hears_how_many_wait_at_a_websocket_relay(tmp_path: Path) -> None:
+    """The inspector's "paused · N waiting at the relay": the embedded relay's count is read in
+    memory; a relay over the websocket says it in each heartbeat's Pong."""
+    async with (
+        running_handler() as handler,
+        running_relay(tmp_path / "relay", heartbeat=0.1) as relay,
+        running_listener(relay, handler.url, tmp_path / "h.db") as lst,
+        aiohttp.ClientSession() as http,
+    ):
+        await lst.listener.set_paused(True)
+        await _until(lambda: lst.listener.queued_at_relay() == 0)
+        for i in range(3):
+            async with http.post(lst.webhook_url, data=f"held {i}".encode()) as resp:
+                assert resp.status == 202
+        await _until(lambda: lst.listener.queued_at_relay() == 3)
+        await lst.listener.set_paused(False)
+        await handler.wait_for(3)
+        await _until(lambda: lst.listener.queued_at_relay() == 0)

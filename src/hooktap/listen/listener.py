@@ -119,6 +119,7 @@ class Listener:
         self.pipeline = Pipeline(store, self.forwarder, config.target, config.secret, self._emit)
         self._local: Link | None = None
         self._public: Public | None = None  # with --public, once its URL carried a probe
+        self._relay_queued: int | None = None  # the websocket relay's last word on its queue
 
     @functools.cached_property
     def instance(self) -> str:
@@ -262,6 +263,14 @@ class Listener:
                 yield public
         except PublicUnavailable as exc:
             raise RelayRefused(str(exc)) from None
+
+    def queued_at_relay(self) -> int | None:
+        """How many deliveries the relay holds for this channel (while paused they wait
+        there), or None where it has not said: the embedded relay's count is read in
+        memory; a websocket relay's comes with each heartbeat's Pong."""
+        if self.embedded is not None and self.embedded.owned and self._local is not None:
+            return relay_links.queue_depth(self.embedded.app, self._local.channel)
+        return self._relay_queued
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -432,6 +441,8 @@ class Listener:
                     await self._take(delivery, liveness, reply)
             elif isinstance(frame, Ping):
                 await ws.send(encode(Pong(frame.sent_at)))
+            elif isinstance(frame, Pong):
+                self._relay_queued = frame.queued
             elif isinstance(frame, Error):
                 if frame.code == "replaced":
                     raise RelayRefused(

@@ -133,6 +133,9 @@ class Ping:
 @dataclass
 class Pong:
     sent_at: float
+    # From the relay: the channel's queue depth now, so a paused listener can say how many
+    # deliveries wait for it (None from older relays, and from listeners).
+    queued: int | None = None
 
 
 @dataclass
@@ -296,7 +299,7 @@ _FIELDS: dict[type, dict[str, tuple[type, ...]]] = {
         "refused": (bool,),
     },
     Ping: {"sent_at": (int, float)},
-    Pong: {"sent_at": (int, float)},
+    Pong: {"sent_at": (int, float), "queued": (int, type(None))},
     Flow: {"paused": (bool,)},
     Error: {"code": (str,), "reason": (str,)},
 }
@@ -343,6 +346,7 @@ _RULES: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
         ),
     },
     Result: {"status": (lambda v: v is None or 100 <= v <= 599, "must be null or 100 to 599")},
+    Pong: {"queued": (lambda v: v is None or v >= 0, "must be null or a count")},
 }
 
 

@@ -131,7 +131,7 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
                     assert isinstance(result, Result)  # RelaySession checked every one
                     take_result(request.app, link, result)
             elif isinstance(frame, Ping):
-                await ws.send_bytes(encode(Pong(frame.sent_at)))
+                await ws.send_bytes(encode(Pong(frame.sent_at, queued=db.depth(channel))))
             elif isinstance(frame, Flow):
                 set_paused(request.app, link, frame.paused)
             elif isinstance(frame, Error):

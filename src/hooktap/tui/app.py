@@ -28,7 +28,7 @@ from hooktap.listen.home_guard import HomeUnusable
 from hooktap.listen.listener import Listener
 from hooktap.store import BodyMissing, Store, StoreError
 from hooktap.tui import notices
-from hooktap.tui.feed import Counts, Feed, waiting_at_relay
+from hooktap.tui.feed import Counts, Feed
 from hooktap.tui.loader import Loader
 from hooktap.tui.screens.editor import EditorScreen
 from hooktap.tui.screens.filter import FilterScreen
@@ -339,7 +339,7 @@ class HooktapApp(App[None]):
         """Paused or not, and while paused how many deliveries wait (every second)."""
         listener = self.listener
         if listener is not None:
-            queued = waiting_at_relay(listener) if listener.paused else None
+            queued = listener.queued_at_relay() if listener.paused else None
             self.header.show_paused(listener.paused, queued)
 
     @work(exclusive=True, group="reread")

@@ -23,10 +23,9 @@ from hooktap.listen.events import (
     Ready,
 )
 from hooktap.records import Attempt
-from hooktap.relay import links as relay_links
 
 if TYPE_CHECKING:
-    from hooktap.listen.listener import Listener
+    pass
 
 
 @dataclass
@@ -73,19 +72,6 @@ class Batch:
             or self.home_lost
             or self.public
         )
-
-
-def waiting_at_relay(listener: Listener) -> int | None:
-    """How many deliveries the relay holds for this listener (paused, they queue there), or
-    None where that is not known here.
-
-    Known for the relay this process serves (`hooktap listen` without --relay): its queue is
-    in memory, one dict lookup. A relay over the websocket does not say (the protocol has the
-    count in Welcome only, at connect time)."""
-    embedded, creds = listener.embedded, listener.creds
-    if embedded is None or not embedded.owned or creds is None:
-        return None
-    return relay_links.queue_depth(embedded.app, creds.channel)
 
 
 class Feed:
