@@ -394,3 +394,27 @@ async def test_a_paused_listener_hears_how_many_wait_at_a_websocket_relay(tmp_pa
         await lst.listener.set_paused(False)
         await handler.wait_for(3)
         await _until(lambda: lst.listener.queued_at_relay() == 0)
+
+
+async def test_a_delivery_one_listener_refused_is_forwarded_by_the_next_with_another_history(
+    tmp_path: Path,
+) -> None:
+    """A refusal means the handler never had it: the next listener, whatever its history,
+    forwards it instead of recording it as one the last listener "may have"."""
+    (tmp_path / "bodies").write_text("not a folder")  # the first listener cannot record it
+    body = b"z" * 100_000
+    async with (
+        running_handler() as handler,
+        running_relay(tmp_path / "relay") as relay,
+        aiohttp.ClientSession() as http,
+    ):
+        async with running_listener(relay, handler.url, tmp_path / "a.db", paused=True) as a:
+            async with http.post(a.webhook_url, data=body) as resp:
+                assert resp.status == 202  # paused: queued
+            await a.listener.set_paused(False)  # handed over from the queue, and refused
+            await _until(lambda: a.listener.queued_at_relay() == 1)
+        (tmp_path / "bodies").unlink()
+        async with running_listener(relay, handler.url, tmp_path / "b.db") as b:
+            (seen,) = await handler.wait_for(1)
+            assert seen.body == body
+            await _until(lambda: [r.state for r in b.store.query(None, limit=5)] == ["done"])

@@ -122,6 +122,8 @@ def take_result(app: web.Application, link: Link, result: Result) -> None:
     one. The queue is offered again after a backoff, so a listener whose disk filled up gets
     its deliveries once it can record them, without having to reconnect."""
     if result.refused:
+        # Refused means it never reached the handler: no listener "may have it" any more.
+        app[DB].mark_handed(link.channel, result.id, None)
         _schedule_reoffer(app, link)
     else:
         app[DB].confirm(link.channel, result.id)
