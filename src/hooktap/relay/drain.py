@@ -101,7 +101,10 @@ async def release(app: web.Application, started: float | None = None) -> None:
     links = list(hub.links.values())
     if not links:
         return
-    kept = state.waiting
+    # Senders whose answer has not come: closing the link resolves their wait to None, and
+    # ingress keeps each one (202). Not `state.waiting`: a sender whose Result arrived in this
+    # very loop turn still counts there, but gets the handler's answer.
+    kept = sum(1 for link in links for fut in link.waiting.values() if not fut.done())
     for link in links:
         link.close()
     closing = [
