@@ -247,7 +247,7 @@ def test_expired_in_the_future() -> None:
 
 
 def test_just_past_the_tolerance_reads_as_past_it() -> None:
-    """"5 min old, tolerance 5 min" read as inside the window: the seconds say it is not."""
+    """ "5 min old, tolerance 5 min" read as inside the window: the seconds say it is not."""
     verdict = verify(SECRET, delivery(), BODY, now=NOW + 312)
     assert verdict.status == "expired"
     assert verdict.reason.startswith("timestamp 5 min 12 s old, tolerance 5 min;")
