@@ -418,3 +418,33 @@ async def test_a_delivery_one_listener_refused_is_forwarded_by_the_next_with_ano
             (seen,) = await handler.wait_for(1)
             assert seen.body == body
             await _until(lambda: [r.state for r in b.store.query(None, limit=5)] == ["done"])
+
+
+async def test_a_live_delivery_the_relay_gave_up_on_is_not_forwarded_later(
+    tmp_path: Path,
+) -> None:
+    """One forwarding slot, a slow first delivery: the second waits in the listener past the
+    relay's deadline, and its sender gets 504. Forwarding it afterwards would reach the handler
+    while the sender retries it: it is recorded, not sent."""
+    async with (
+        running_handler() as handler,
+        running_relay(tmp_path / "relay", max_handler_timeout=0.5, result_grace=0.1) as relay,
+        running_listener(relay, handler.url, tmp_path / "h.db", concurrency=1) as lst,
+        aiohttp.ClientSession() as http,
+    ):
+        handler.delay = 1.5
+
+        async def post(body: bytes) -> int:
+            async with http.post(lst.webhook_url, data=body) as resp:
+                return resp.status
+
+        first = asyncio.create_task(post(b"slow"))
+        await handler.wait_for(1)
+        assert await post(b"waits") == 504
+        assert await first == 504  # the handler took longer than the relay waits
+        await _until(lambda: len(lst.store.query(None, limit=5)) == 2)
+        rows = {lst.store.get(r.id).body: r for r in lst.store.query(None, limit=5)}  # type: ignore[union-attr]
+        assert rows[b"waits"].state == "interrupted"
+        attempt = lst.store.first_attempt(rows[b"waits"].id)
+        assert attempt is not None and "answered its sender 504" in (attempt.error or "")
+        assert [s.body for s in handler.seen] == [b"slow"]

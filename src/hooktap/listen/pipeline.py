@@ -116,13 +116,15 @@ class Pipeline:
         else:
             verdict = verify(self.secret, frame.headers, frame.body)
         if frame.handed_before:
-            await self._not_forwarded(reply, frame, verdict)
+            await self._not_forwarded(reply, frame, verdict, HANDED_BEFORE)
             return
         sending = held.prepare(self.secret, frame.headers, frame.body, frame.received_at, verdict)
         delivery = self._record(frame, sending.verdict)
         adding: asyncio.Future[Added] | None = None
 
         async def dispatched(write: Callable[[], None]) -> None:
+            if frame.answer_by is not None and time.time() > frame.answer_by:
+                raise _TooLate  # nothing recorded, nothing written
             # The request's bytes are written right after the delivery is committed, in the
             # same callback: from then on the handler may have it, so a restart must not
             # forward it again. Deliveries dispatched in the same loop tick share the commit.
@@ -146,6 +148,9 @@ class Pipeline:
             )
         except _AlreadyStored:
             await self._answer_again(reply, frame.id)
+            return
+        except _TooLate:
+            await self._not_forwarded(reply, frame, sending.verdict, TOO_LATE)
             return
         if adding is None:  # never reached the handler (refused, timed out connecting)
             adding = self.commits.add(delivery)
@@ -189,10 +194,12 @@ class Pipeline:
             self._emit, DeliveryForwarded(delivery, attempt, added.svix_seen)
         )
 
-    async def _not_forwarded(self, reply: Reply, frame: WireDelivery, verdict: Verdict) -> None:
-        """A delivery the relay handed to a listener with another history, which never
-        confirmed it. That listener may have forwarded it, and this history cannot tell, so it
-        is recorded and shown, not sent: a replay sends it once the user has checked."""
+    async def _not_forwarded(
+        self, reply: Reply, frame: WireDelivery, verdict: Verdict, why: str
+    ) -> None:
+        """A delivery recorded and shown but not sent, for `why` (HANDED_BEFORE, TOO_LATE):
+        sending it could give the handler a second copy. A replay sends it once the user has
+        checked."""
         delivery = self._record(frame, verdict)
         delivery.state = "interrupted"
         added = await self.commits.add(delivery)
@@ -200,11 +207,7 @@ class Pipeline:
             await self._answer_again(reply, frame.id)
             return
         self._emit(DeliveryReceived(delivery))
-        why = (
-            "not forwarded: the relay had handed it to another listener (with its own "
-            "history), which never confirmed it, so your handler may have it already; "
-            f"check, then `hooktap replay {frame.id}` (or r in the inspector) to send it"
-        )
+        why = f"{why}; `hooktap replay {frame.id}` (or r in the inspector) sends it"
         attempt = Attempt(
             delivery_id=delivery.id,
             kind="forward",
@@ -212,8 +215,10 @@ class Pipeline:
             target_url=str(self.target),
             error=why,
         )
-        # The sender was answered 202 when the relay kept it: this only confirms it.
-        result = Result(delivery.id, 502, error=why, duplicate=True)
+        # The sender was answered already (202 when the relay kept it, 504 when it gave up):
+        # this only confirms it to the relay.
+        status = 504 if why == TOO_LATE else 502
+        result = Result(delivery.id, status, error=why, duplicate=True)
         await self._finish(reply, delivery, attempt, result, added)
 
     def _record(self, frame: WireDelivery, verdict: Verdict) -> Delivery:
@@ -267,6 +272,20 @@ class Pipeline:
             )
         self._emit(DuplicateSkipped(delivery_id, state))
         await reply(result)
+
+
+HANDED_BEFORE = (
+    "not forwarded: the relay had handed it to another listener (with its own history), "
+    "which never confirmed it, so your handler may have it already; check first"
+)
+TOO_LATE = (
+    "not forwarded: every forwarding slot was busy until after the relay had answered its "
+    "sender 504 (the sender retries it, so sending this one too would be a second copy)"
+)
+
+
+class _TooLate(Exception):
+    """Raised from the dispatch hook: the relay gave up on this sender before it could go."""
 
 
 class _AlreadyStored(Exception):

@@ -93,6 +93,11 @@ class Delivery:
     `handed_before` says the relay already handed this delivery to a listener with a different
     history, which never confirmed it: it may or may not have reached that listener's handler,
     so the receiving listener must not forward it blindly as if it were new.
+
+    `answer_by` (unix time, relay's clock) is set on a delivery pushed live while its sender
+    waits: past it the relay has answered the sender 504 and kept nothing, so a listener that
+    only gets to it later (all its slots were busy) must not forward it: the sender's retry
+    would be a second copy.
     """
 
     id: str
@@ -107,6 +112,7 @@ class Delivery:
     scheme: str = "http"
     host: str = ""
     handed_before: bool = False
+    answer_by: float | None = None
 
 
 @dataclass
@@ -288,6 +294,7 @@ _FIELDS: dict[type, dict[str, tuple[type, ...]]] = {
         "scheme": (str,),
         "host": (str,),
         "handed_before": (bool,),
+        "answer_by": (int, float, type(None)),
     },
     Result: {
         "id": (str,),
@@ -343,6 +350,10 @@ _RULES: dict[type, dict[str, tuple[Callable[[Any], bool], str]]] = {
         "received_at": (
             lambda v: 0 <= v <= MAX_UNIX_TIME,
             "must be a unix time between 1970 and 9999",
+        ),
+        "answer_by": (
+            lambda v: v is None or 0 <= v <= MAX_UNIX_TIME,
+            "must be null or a unix time between 1970 and 9999",
         ),
     },
     Result: {"status": (lambda v: v is None or 100 <= v <= 599, "must be null or 100 to 599")},

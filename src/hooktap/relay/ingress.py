@@ -118,17 +118,21 @@ async def _pass_through(
     # if the relay dies now the sender retries. Only what we answer 202 for must be on disk,
     # and it is written there before that answer.
     waiter = link.expect(delivery.id)
-    if not await link.push(delivery):
-        return _keep(app, channel, delivery, "the listener disconnected", None, via=link)
     wait = link.timeout + config.result_grace
+    # One deadline for the push (the in-process link waits for a free slot) and the answer,
+    # told to the listener too: it must not start the delivery after the sender was told 504.
+    delivery.answer_by = time.time() + wait
     try:
         # No shield needed: Link.resolve skips a waiter cancelled by this timeout.
         async with asyncio.timeout(wait):
+            if not await link.push(delivery):
+                delivery.answer_by = None  # kept: whoever gets it next may take its time
+                return _keep(app, channel, delivery, "the listener disconnected", None, via=link)
             result = await waiter
     except TimeoutError:
-        # The listener has it and said nothing. Keeping it as well would hand the handler a
-        # second copy when the sender retries this 504, so the relay lets it go: the sender's
-        # retry is the one copy that may still come.
+        # The listener has it (or will, past its deadline) and said nothing. Keeping it as
+        # well would hand the handler a second copy when the sender retries this 504, so the
+        # relay lets it go: the sender's retry is the one copy that may still come.
         link.forget(delivery.id)
         stats.answered.labels("504").inc()
         log.warning("listener on %s reported no result for %s in %g s", channel, delivery.id, wait)
