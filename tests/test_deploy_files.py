@@ -29,7 +29,7 @@ import pytest
 import yaml
 from yarl import URL
 
-from support.procs import Proc, Procs, free_port
+from support.procs import Proc, Procs, free_port, stop_process
 from support.servers import running_handler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -413,12 +413,7 @@ def caddy_in_front(tmp_path: Path, port: int, relay_port: int) -> Iterator[Path]
     try:
         yield log
     finally:
-        caddy.terminate()
-        try:
-            caddy.wait(10)
-        except subprocess.TimeoutExpired:
-            caddy.kill()
-            caddy.wait(5)
+        stop_process(caddy, grace=10)
 
 
 @asynccontextmanager

@@ -33,17 +33,8 @@ from hooktap.protocol import (
 )
 from hooktap.tui.present import Marks
 from support.procs import Procs, free_port
-from support.servers import running_handler, running_listener, running_relay, serve
+from support.servers import running_handler, running_listener, running_relay, serve, until
 from support.verifying import VerifyingHandler
-
-
-async def _until(predicate, timeout: float = 10) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
-
 
 # --- 2. a listener that answers pings but never reports a result ------------------------------
 
@@ -192,7 +183,7 @@ async def test_a_takeover_sends_no_delivery_twice(tmp_path: Path) -> None:
                 assert set(statuses) <= {200, 202}
                 kept = statuses.count(202)
                 assert kept > 0
-                await _until(lambda: len(second.store.query(None, limit=100)) >= kept)
+                await until(lambda: len(second.store.query(None, limit=100)) >= kept)
                 handler.delay = 0
                 async with http.post(second.webhook_url, data=b"marker") as resp:
                     assert resp.status == 200
@@ -231,9 +222,9 @@ async def test_a_delivery_held_past_the_tolerance_is_re_signed_when_it_was_genui
         for headers in (held, stale):
             async with http.post(creds.webhook_url, data=body, headers=headers) as resp:
                 assert resp.status == 202
-        await _until(lambda: time.time() - (now - 299) > 301.5, timeout=10)
+        await until(lambda: time.time() - (now - 299) > 301.5, timeout=10)
         async with running_listener(relay, handler.url, tmp_path / "h.db", secret=secret) as lst:
-            await _until(lambda: len(handler.seen) == 2)
+            await until(lambda: len(handler.seen) == 2)
             assert [r.status for r in handler.seen] == [200, 401]
             assert handler.header(0, "svix-id") == "msg_held"
             assert handler.header(0, "svix-timestamp") != str(now - 299)
@@ -270,9 +261,9 @@ async def test_without_a_secret_a_held_delivery_is_sent_as_is_and_the_note_says_
         headers = signed_headers(secret, body, timestamp=ts)
         async with http.post(creds.webhook_url, data=body, headers=headers) as resp:
             assert resp.status == 202
-        await _until(lambda: time.time() - ts > 301.5, timeout=10)
+        await until(lambda: time.time() - ts > 301.5, timeout=10)
         async with running_listener(relay, handler_url, tmp_path / "h.db") as lst:
-            await _until(lambda: len(handler.seen) == 1)
+            await until(lambda: len(handler.seen) == 1)
             assert handler.seen[0].status == 401
             (row,) = lst.store.query(None, limit=5)
             attempt = lst.store.first_attempt(row.id)
@@ -386,14 +377,14 @@ async def test_a_paused_listener_hears_how_many_wait_at_a_websocket_relay(tmp_pa
         aiohttp.ClientSession() as http,
     ):
         await lst.listener.set_paused(True)
-        await _until(lambda: lst.listener.queued_at_relay() == 0)
+        await until(lambda: lst.listener.queued_at_relay() == 0)
         for i in range(3):
             async with http.post(lst.webhook_url, data=f"held {i}".encode()) as resp:
                 assert resp.status == 202
-        await _until(lambda: lst.listener.queued_at_relay() == 3)
+        await until(lambda: lst.listener.queued_at_relay() == 3)
         await lst.listener.set_paused(False)
         await handler.wait_for(3)
-        await _until(lambda: lst.listener.queued_at_relay() == 0)
+        await until(lambda: lst.listener.queued_at_relay() == 0)
 
 
 async def test_a_delivery_one_listener_refused_is_forwarded_by_the_next_with_another_history(
@@ -412,12 +403,12 @@ async def test_a_delivery_one_listener_refused_is_forwarded_by_the_next_with_ano
             async with http.post(a.webhook_url, data=body) as resp:
                 assert resp.status == 202  # paused: queued
             await a.listener.set_paused(False)  # handed over from the queue, and refused
-            await _until(lambda: a.listener.queued_at_relay() == 1)
+            await until(lambda: a.listener.queued_at_relay() == 1)
         (tmp_path / "bodies").unlink()
         async with running_listener(relay, handler.url, tmp_path / "b.db") as b:
             (seen,) = await handler.wait_for(1)
             assert seen.body == body
-            await _until(lambda: [r.state for r in b.store.query(None, limit=5)] == ["done"])
+            await until(lambda: [r.state for r in b.store.query(None, limit=5)] == ["done"])
 
 
 async def test_a_live_delivery_the_relay_gave_up_on_is_not_forwarded_later(
@@ -442,7 +433,7 @@ async def test_a_live_delivery_the_relay_gave_up_on_is_not_forwarded_later(
         await handler.wait_for(1)
         assert await post(b"waits") == 504
         assert await first == 504  # the handler took longer than the relay waits
-        await _until(lambda: len(lst.store.query(None, limit=5)) == 2)
+        await until(lambda: len(lst.store.query(None, limit=5)) == 2)
         rows = {lst.store.get(r.id).body: r for r in lst.store.query(None, limit=5)}  # type: ignore[union-attr]
         assert rows[b"waits"].state == "interrupted"
         attempt = lst.store.first_attempt(rows[b"waits"].id)

@@ -9,7 +9,11 @@ import io
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from hooktap.listen.events import ListenerEvent, PublicChanged, Ready
 from hooktap.listen.listener import Listener, ListenerConfig
@@ -18,16 +22,8 @@ from hooktap.listen.target import parse_target
 from hooktap.public import Cloudflared
 from hooktap.store import Store
 from support.public import Edges, client
-from support.servers import running_handler
+from support.servers import running_handler, until
 from test_public_cloudflared import edges  # noqa: F401 - the stand-in's fixture
-
-
-async def _until(predicate, timeout: float = 15) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 async def test_listen_public_is_ready_with_a_probed_public_url_that_reaches_the_handler(
@@ -49,7 +45,7 @@ async def test_listen_public_is_ready_with_a_probed_public_url_that_reaches_the_
         listener.subscribe(JsonLines(out, io.StringIO()))
         task = asyncio.create_task(listener.run())
         try:
-            await _until(lambda: any(isinstance(e, Ready) for e in events) or task.done())
+            await until(lambda: any(isinstance(e, Ready) for e in events) or task.done(), 15)
             ready = next(e for e in events if isinstance(e, Ready))
             (name,) = list(edges)
             channel = ready.webhook_url.rsplit("/c/", 1)[1]
@@ -71,10 +67,10 @@ async def test_listen_public_is_ready_with_a_probed_public_url_that_reaches_the_
             public = listener._public
             assert public is not None and public.tunnel.session is not None
             os.kill(public.tunnel.session.pid, signal.SIGKILL)
-            await _until(
-                lambda: any(isinstance(e, PublicChanged) and e.url is None for e in events)
+            await until(
+                lambda: any(isinstance(e, PublicChanged) and e.url is None for e in events), 15
             )
-            await _until(lambda: any(isinstance(e, PublicChanged) and e.url for e in events), 30)
+            await until(lambda: any(isinstance(e, PublicChanged) and e.url for e in events), 30)
             back = next(e for e in events if isinstance(e, PublicChanged) and e.url)
             assert back.url != ready.public_url and back.url.endswith(f"/c/{channel}")
             kinds = [json.loads(x)["event"] for x in out.getvalue().splitlines()]
@@ -83,3 +79,39 @@ async def test_listen_public_is_ready_with_a_probed_public_url_that_reaches_the_
             await listener.stop()
             await asyncio.wait_for(task, 15)
             store.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--public", "--relay", "http://relay.example"], "use one or the other"),
+        (["--domain", "me.ngrok-free.app"], "use it with --public ngrok"),
+        (["--public", "ssh", "--domain", "me.ngrok-free.app"], "ssh picks its own name"),
+        (["--public", "ngrok"], "NGROK_AUTHTOKEN"),
+    ],
+)
+def test_public_options_that_cannot_work_exit_2_saying_why(
+    hooktap_home: Path, extra: list[str], words: str
+) -> None:
+    env = {**os.environ, "HOOKTAP_HOME": str(hooktap_home)}
+    env.pop("NGROK_AUTHTOKEN", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hooktap",
+            "listen",
+            "--forward",
+            "8000",
+            "--json",
+            "--port=0",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    assert words in done.stderr and "Traceback" not in done.stderr
+    assert done.stdout == ""  # never said ready

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 
 from support.procs import Proc, Procs, free_port
-from support.servers import Handler, running_handler
+from support.servers import Handler, running_handler, until
 
 
 async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> list[int]:
@@ -37,14 +37,6 @@ async def _listen(procs: Procs, home: Path, relay_url: str, target: str, *extra:
     return proc
 
 
-async def _wait_until(predicate, timeout: float = 30) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
 def _wait_state(proc: Proc, state: str) -> None:
     while proc.wait_json("connection")["state"] != state:
         pass
@@ -64,14 +56,14 @@ async def test_listener_sigkilled_mid_burst_loses_nothing_and_repeats_nothing(
         webhook_url = json.loads(first.out_lines[0])["webhook_url"]
         bodies = [f'{{"n": {i}}}'.encode() for i in range(200)]
         burst = asyncio.create_task(_post_all(webhook_url, bodies, concurrency=16))
-        await _wait_until(lambda: len(handler.seen) >= 40)
+        await until(lambda: len(handler.seen) >= 40, 30)
         first.popen.kill()
         first.wait()
         statuses = await burst  # in-flight ones were answered 202: kept for the next listener
         assert set(statuses) <= {200, 202} and statuses.count(202) > 0
         assert len(handler.seen) < 200
         await _listen(procs, hooktap_home, relay_url, handler.url)
-        await _wait_until(lambda: len(_counts(handler)) == 200)
+        await until(lambda: len(_counts(handler)) == 200, 30)
         await asyncio.sleep(0.3)  # a late duplicate would show up here
         counts = _counts(handler)
         assert set(counts) == set(bodies)
@@ -135,7 +127,7 @@ async def test_listener_frozen_past_the_heartbeat_reconnects_and_loses_nothing(
         # It says so truthfully, then reconnects by itself.
         await asyncio.to_thread(_wait_state, listener, "disconnected")
         await asyncio.to_thread(_wait_state, listener, "connected")
-        await _wait_until(lambda: len(handler.seen) == 6)
+        await until(lambda: len(handler.seen) == 6, 30)
         await asyncio.sleep(0.3)
         assert sorted(seen.body for seen in handler.seen) == sorted(
             [b"before"] + [f"frozen {i}".encode() for i in range(5)]

@@ -23,6 +23,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(popen: subprocess.Popen, grace: float = 5) -> None:
+    """SIGTERM, `grace` seconds to exit, then SIGKILL: every process a test started ends."""
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(5)
+
+
 class Proc:
     def __init__(self, args: list[str], home: Path, env: dict[str, str] | None = None) -> None:
         full_env = {**os.environ, "HOOKTAP_HOME": str(home), "PYTHONUNBUFFERED": "1"}
@@ -100,13 +111,7 @@ class Proc:
         return self.out_lines, self.err_lines
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(5)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
+        stop_process(self.popen)
         if self.popen.stdout:
             self.popen.stdout.close()
         if self.popen.stderr:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,3 +124,14 @@ async def running_listener(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 10)
         store.close()
+
+
+async def until(predicate: Callable[[], object], timeout: float = 10) -> None:
+    """Wait for `predicate()` to hold, polling: for state a test cannot await directly (rows in
+    history, a relay's queue). Raises TimeoutError after `timeout` s."""
+
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout)

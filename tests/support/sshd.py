@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from hooktap.public import LocalhostRun
-from support.procs import free_port
+from support.procs import free_port, stop_process
 
 FAKE_LHR = Path(__file__).with_name("fake_lhr.py")
 
@@ -121,9 +121,4 @@ LogLevel VERBOSE
         threading.Thread(target=said.extend, args=(proc.stderr,), daemon=True).start()
         yield Sshd(folder, port, getpass.getuser(), forward_port, said)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)

@@ -182,7 +182,7 @@ def listen_cmd(
             "--public gives the embedded relay a public URL; a --relay has its own "
             "(its --public-url), so use one or the other"
         )
-    if domain is not None and public != "ngrok":
+    if domain is not None and public is None:  # with another provider, provider_for says so
         raise BadInput("--domain is ngrok's static domain: use it with --public ngrok")
     config = ListenerConfig(
         target=target,

@@ -40,6 +40,8 @@ def prepare(
     verdict: Verdict,
     now: float | None = None,
 ) -> ToSend:
+    if verdict.status not in ("expired", "no-secret"):
+        return ToSend(headers, verdict)  # every fresh delivery: nothing to work out
     clock = time.time() if now is None else now
     held = describe_age(max(0.0, clock - received_at))
     if verdict.status == "expired" and secret:
