@@ -65,40 +65,41 @@ class ChannelsFileError(RelayRefused):
     """channels.json cannot be used as it is: the user fixes or deletes it, we never guess."""
 
 
-def _path() -> Path:
-    return home_dir() / "channels.json"
+def file_path(home: Path | None = None) -> Path:
+    """channels.json in `home` (HOOKTAP_HOME when None)."""
+    return (home or home_dir()) / "channels.json"
 
 
-def _unusable(why: str) -> ChannelsFileError:
+def _unusable(path: Path, why: str) -> ChannelsFileError:
     return ChannelsFileError(
-        f"{_path()} {why}; fix it, or delete it to start afresh (each relay then gives you a "
+        f"{path} {why}; fix it, or delete it to start afresh (each relay then gives you a "
         "new webhook URL to paste into Pivotal)"
     )
 
 
-def _load() -> dict[str, dict[str, str]]:
+def _load(path: Path | None = None) -> dict[str, dict[str, str]]:
     """Every entry checked up front: a bad one is the user's to fix, not a KeyError later."""
+    path = path or file_path()
     try:
-        data = json.loads(_path().read_bytes())
+        data = json.loads(path.read_bytes())
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise _unusable(f"cannot be read ({exc.strerror})") from None
+        raise _unusable(path, f"cannot be read ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _unusable(f"is not valid JSON ({exc})") from None
+        raise _unusable(path, f"is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise _unusable("is not a JSON object of relay URL to channel")
+        raise _unusable(path, "is not a JSON object of relay URL to channel")
     for relay, entry in data.items():
         if not isinstance(entry, dict):
-            raise _unusable(f"has an entry for {relay} that is not an object")
+            raise _unusable(path, f"has an entry for {relay} that is not an object")
         bad = [key for key in _ENTRY_KEYS if not isinstance(entry.get(key), str) or not entry[key]]
         if bad:
-            raise _unusable(f"has an entry for {relay} without a string {' or '.join(bad)}")
+            raise _unusable(path, f"has an entry for {relay} without a string {' or '.join(bad)}")
     return data
 
 
-def _save(data: dict[str, dict[str, str]]) -> None:
-    path = _path()
+def _save(data: dict[str, dict[str, str]], path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -106,10 +107,17 @@ def _save(data: dict[str, dict[str, str]]) -> None:
     os.replace(tmp, path)
 
 
-def _remember(creds: ChannelCredentials) -> None:
-    data = _load()
-    data[creds.relay] = {"channel": creds.channel, "token": creds.token, "url": creds.webhook_url}
-    _save(data)
+def remember(creds: ChannelCredentials, home: Path | None = None) -> None:
+    """Keep the channel for its relay in `home`'s channels.json (HOOKTAP_HOME when None),
+    owner-only: the token is the channel's only credential. Other relays' entries stay."""
+    path = file_path(home)
+    data = _load(path)
+    data[creds.relay.rstrip("/")] = {
+        "channel": creds.channel,
+        "token": creds.token,
+        "url": creds.webhook_url,
+    }
+    _save(data, path)
 
 
 def stored(relay: str) -> ChannelCredentials | None:
@@ -168,7 +176,7 @@ async def _post(
 async def create(relay: str, access: RelayAccess | None = None) -> ChannelCredentials:
     """A new channel and token from the relay, remembered for the next run."""
     creds = await _post(relay.rstrip("/"), {}, "create a channel", access)
-    _remember(creds)
+    remember(creds)
     return creds
 
 
@@ -180,7 +188,7 @@ async def reclaim(
     new = await _post(
         old.relay, {"token": old.token}, "give this listener its channel back", access
     )
-    _remember(new)
+    remember(new)
     if new.webhook_url == old.webhook_url:
         return new, None
     if new.channel == old.channel:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hooktap.home import home_path
+from hooktap.listen import channel as channels
 from hooktap.listen.channel import ChannelCredentials
 from hooktap.listen.embedded import EmbeddedRelay
 from hooktap.listen.events import HomeLost
@@ -195,7 +195,7 @@ class HomeGuard:
             self._move_relay(self.home / "relay" / "relay.db")
         creds = self.credentials()
         if creds is not None:
-            save_credentials(self.home, creds)
+            channels.remember(creds, self.home)
         self.restore_state()
         self.store.refuse_writes(None)  # a home given up earlier, then made usable again
         deliveries, bodies = self.store.count(), self.store.missing_bodies()
@@ -277,29 +277,7 @@ class HomeGuard:
             self._move_relay(saved / "relay" / "relay.db")
         creds = self.credentials()
         if creds is not None:
-            save_credentials(saved, creds)
-
-
-def save_credentials(home: Path, creds: ChannelCredentials) -> None:
-    """channels.json in `home`, in listen/channel.py's format ({relay: {channel, token, url}}),
-    keeping any other relay's entry a readable file has. channel.py has no public writer."""
-    path = home / "channels.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    data[creds.relay.rstrip("/")] = {
-        "channel": creds.channel,
-        "token": creds.token,
-        "url": creds.webhook_url,
-    }
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the token is a secret
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
+            channels.remember(creds, saved)
 
 
 def _set_aside(path: Path) -> str:

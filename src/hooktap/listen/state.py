@@ -94,6 +94,6 @@ def webhook_url_for(relay: str | None) -> str:
     if creds is not None:
         return creds.webhook_url
     raise LookupError(
-        f"{looked}, and {channel._path()} has no channel for the relay {relay}; run "
+        f"{looked}, and {channel.file_path()} has no channel for the relay {relay}; run "
         f"`hooktap listen --relay {relay}` once to get one, or pass --url"
     )

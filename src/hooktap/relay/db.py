@@ -165,38 +165,36 @@ class RelayDB:
         None when the derived id is held by another token, which only a legacy channel that
         happens to carry such a name can do. Claiming counts as a listener being seen."""
         now = time.time() if now is None else now
-        derived, digest = channel_id(token), hash_token(token)
-        row = self.db.execute(
-            "SELECT token_sha256 FROM channels WHERE channel = ?", (derived,)
-        ).fetchone()
-        if row is not None:
-            if not hmac.compare_digest(row[0], digest):
-                return None
-            self.touch(derived, now)
-            return Claim(derived, False)
-        legacy = self.db.execute(
-            "SELECT channel FROM channels WHERE token_sha256 = ? ORDER BY created_at LIMIT 1",
-            (digest,),
-        ).fetchone()
-        if legacy is not None:
-            self.touch(legacy[0], now)
-            return Claim(legacy[0], False)
+        found, clash = self._owned(token)
+        if clash:
+            return None
+        if found is not None:
+            self.touch(found, now)
+            return Claim(found, False)
+        derived = channel_id(token)
         if self.create_channel(derived, token, now):
             return Claim(derived, True)
         return self.claim(token, now)  # another process made it in between: judge it again
 
     def owns(self, token: str) -> bool:
         """Whether a channel this token owns exists here already: claiming it makes nothing."""
+        return self._owned(token)[0] is not None
+
+    def _owned(self, token: str) -> tuple[str | None, bool]:
+        """(the channel here that this token owns, or None; whether the id derived from it is
+        held by another token)."""
         derived, digest = channel_id(token), hash_token(token)
         row = self.db.execute(
             "SELECT token_sha256 FROM channels WHERE channel = ?", (derived,)
         ).fetchone()
         if row is not None:
-            return hmac.compare_digest(row[0], digest)
+            mine = hmac.compare_digest(row[0], digest)
+            return (derived, False) if mine else (None, True)
         legacy = self.db.execute(
-            "SELECT 1 FROM channels WHERE token_sha256 = ? LIMIT 1", (digest,)
+            "SELECT channel FROM channels WHERE token_sha256 = ? ORDER BY created_at LIMIT 1",
+            (digest,),
         ).fetchone()
-        return legacy is not None
+        return (legacy[0] if legacy is not None else None), False
 
     def ping(self) -> None:
         """Raise sqlite3.Error unless the file can be read and its write lock taken within a
