@@ -87,6 +87,62 @@ def _trusted_proxies(
     help="Largest request body accepted, in MiB.",
 )
 @click.option(
+    "--max-channel-mb",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, None),
+    help="Bytes of bodies kept for one channel's absent listener, in MiB; past it, 503.",
+)
+@click.option(
+    "--max-store-mb",
+    default=2048,
+    show_default=True,
+    type=click.IntRange(1, None),
+    help="Bytes of bodies kept for all channels together, in MiB; past it, 507.",
+)
+@click.option(
+    "--max-inflight-mb",
+    default=96,
+    show_default=True,
+    type=click.IntRange(1, None),
+    help="Bytes of request bodies held in memory at once, in MiB (at least --max-body-mb); "
+    "further uploads wait their turn, so memory stays bounded.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, None),
+    metavar="N",
+    help="Open connections at once; past it the oldest idle one is closed. Default: what "
+    "the open-file limit allows, less headroom.",
+)
+@click.option(
+    "--idle-timeout",
+    default=10.0,
+    show_default=True,
+    type=Finite(0.1, 3600),
+    metavar="SECONDS",
+    help="A connection must send a complete request head this soon after opening or after "
+    "its last answer, or it is closed (slow or idle clients).",
+)
+@click.option(
+    "--body-timeout",
+    default=10.0,
+    show_default=True,
+    type=Finite(0.1, 3600),
+    metavar="SECONDS",
+    help="A request body that stalls this long, or then arrives slower than 1 KiB/s, is "
+    "refused with 408.",
+)
+@click.option(
+    "--rate",
+    default=0.0,
+    show_default=True,
+    type=Finite(0, 1_000_000),
+    metavar="PER_SECOND",
+    help="Deliveries a second one channel accepts (0: no limit); past it, 429 with "
+    "Retry-After. Channels made and wrong listener tokens are always limited per source.",
+)
+@click.option(
     "--channel-ttl",
     "channel_ttl",
     default="30",
@@ -154,6 +210,13 @@ def relay_cmd(
     heartbeat: float,
     max_queue: int,
     max_body_mb: int,
+    max_channel_mb: int,
+    max_store_mb: int,
+    max_inflight_mb: int,
+    max_connections: int | None,
+    idle_timeout: float,
+    body_timeout: float,
+    rate: float,
     channel_ttl: float,
     trusted_proxies: list[Network],
     tls_cert: Path | None,
@@ -180,6 +243,11 @@ def relay_cmd(
     """
     if public_url is not None:
         public_url = valid_relay_url(public_url, "--public-url")
+    if max_inflight_mb < max_body_mb:
+        raise BadInput(
+            f"--max-inflight-mb {max_inflight_mb} is under --max-body-mb {max_body_mb}: the "
+            "largest body accepted must fit in memory; raise it or lower --max-body-mb"
+        )
     ssl_context = _server_tls(tls_cert, tls_key)
     key = _valid_key(require_key)
     if data_dir is not None:
@@ -193,6 +261,13 @@ def relay_cmd(
         heartbeat=heartbeat,
         max_queue=max_queue,
         max_body=max_body_mb * 1024 * 1024,
+        max_channel_bytes=max_channel_mb * 1024 * 1024,
+        max_store_bytes=max_store_mb * 1024 * 1024,
+        max_inflight_bytes=max_inflight_mb * 1024 * 1024,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+        body_timeout=body_timeout,
+        rate=rate,
         channel_ttl=channel_ttl,
         trusted_proxies=trusted_proxies,
         key_digest=None if key is None else key_digest(key),

@@ -38,6 +38,29 @@ class RelayConfig:
     # is kept instead (202) and the relay exits.
     drain_timeout: float = 10.0
 
+    # --- what one sender may take from a relay on the internet (SECURITY.md) ---
+    # A connection must send a complete request head within this many seconds of opening, or
+    # of its previous response; a kept-alive connection idle that long is closed too.
+    idle_timeout: float = 10.0
+    # A request body must keep coming: no byte for body_timeout seconds, or fewer than
+    # min_body_rate bytes a second on average once body_timeout has passed, and it gets 408.
+    body_timeout: float = 10.0
+    min_body_rate: int = 1024
+    # Open connections at once. Past it the oldest connection that is not in a request is
+    # closed to make room. None: derived from the process's open-file limit, with headroom.
+    max_connections: int | None = None
+    # Bytes of queued bodies kept for one channel (503 past it), and for all (507 past it).
+    max_channel_bytes: int = 256 * 1024 * 1024
+    max_store_bytes: int = 2 * 1024 * 1024 * 1024
+    # Bytes of request bodies held in memory at once, while read or waiting for an answer;
+    # at least max_body, so one largest body always fits.
+    max_inflight_bytes: int = 96 * 1024 * 1024
+    # Deliveries a second one channel takes (0: no limit); past it, 429 with Retry-After.
+    rate: float = 0.0
+    # Per source address, per minute: channels made, and wrong websocket tokens.
+    create_per_minute: int = 30
+    wrong_tokens_per_minute: int = 20
+
     def key_matches(self, key: str | None) -> bool:
         """Whether `key` may make channels here. Digests of equal length are compared in
         constant time, so neither the key's bytes nor its length leak through timing."""
