@@ -8,7 +8,9 @@ payload is its frames back to back, their lengths listed in its metadata.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +62,9 @@ class Hello:
     what an older listener, which sends none of them, means.
     """
 
-    versions: list[int] = field(default_factory=lambda: list(SUPPORTED_VERSIONS))
+    versions: list[int] = field(
+        default_factory=lambda: list(SUPPORTED_VERSIONS), metadata={"required": True}
+    )
     client: str = ""
     timeout: float = 10.0
     paused: bool = False
@@ -265,62 +269,49 @@ def _batch(meta: dict[str, Any], payload: memoryview) -> Batch:
     return Batch(frames)
 
 
-_FIELDS: dict[type, dict[str, tuple[type, ...]]] = {
-    Hello: {
-        "versions": (list,),
-        "client": (str,),
-        "timeout": (int, float),
-        "paused": (bool,),
-        "instance": (str,),
-        "history": (str,),
-        "takeover": (bool,),
-    },
-    Welcome: {
-        "version": (int,),
-        "channel": (str,),
-        "webhook_url": (str,),
-        "heartbeat": (int, float),
-        "queued": (int,),
-        "timeout": (int, float, type(None)),
-    },
-    Delivery: {
-        "id": (str,),
-        "received_at": (int, float),
-        "method": (str,),
-        "path": (str,),
-        "query": (str,),
-        "headers": (list,),
-        "remote": (str,),
-        "scheme": (str,),
-        "host": (str,),
-        "handed_before": (bool,),
-        "answer_by": (int, float, type(None)),
-    },
-    Result: {
-        "id": (str,),
-        "status": (int, type(None)),
-        "headers": (list,),
-        "duration_ms": (int, float),
-        "error": (str, type(None)),
-        "duplicate": (bool,),
-        "refused": (bool,),
-    },
-    Ping: {"sent_at": (int, float)},
-    Pong: {"sent_at": (int, float), "queued": (int, type(None))},
-    Flow: {"paused": (bool,)},
-    Error: {"code": (str,), "reason": (str,)},
-}
-_REQUIRED: dict[type, set[str]] = {
-    Hello: {"versions"},
-    Welcome: {"version", "channel", "webhook_url", "heartbeat"},
-    Delivery: {"id", "received_at", "method", "path", "query", "headers"},
-    Result: {"id", "status"},
-    Ping: {"sent_at"},
-    Pong: {"sent_at"},
-    Flow: {"paused"},
-    Error: {"code", "reason"},
-}
 _HAS_BODY = (Delivery, Result)
+# What a JSON value of each annotated type may arrive as: a float field takes integers too
+# (orjson reads `10` as an int), a list[...] or Headers field any array (checked further on).
+_JSON_TYPES: dict[object, tuple[type, ...]] = {
+    str: (str,),
+    bool: (bool,),
+    int: (int,),
+    float: (int, float),
+}
+
+
+def _json_types(annotation: object) -> tuple[type, ...]:
+    if annotation in _JSON_TYPES:
+        return _JSON_TYPES[annotation]
+    options = typing.get_args(annotation)
+    if typing.get_origin(annotation) is list:
+        return (list,)
+    if options and type(None) in options:  # `X | None`
+        (inner,) = (option for option in options if option is not type(None))
+        return (*_json_types(inner), type(None))
+    raise TypeError(f"no JSON form for a frame field of type {annotation!r}")
+
+
+def _wire_fields(cls: type) -> tuple[dict[str, tuple[type, ...]], set[str]]:
+    """A frame's metadata fields with the JSON types each takes, and the ones it must carry,
+    read from its dataclass: a field without a default, or marked `required` (a Hello's
+    `versions` has a default for building one, but a peer must say which it speaks)."""
+    hints = typing.get_type_hints(cls)
+    types: dict[str, tuple[type, ...]] = {}
+    required: set[str] = set()
+    for f in dataclasses.fields(cls):
+        if f.name == "body":
+            continue  # the payload, not metadata
+        types[f.name] = _json_types(hints[f.name])
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if no_default or f.metadata.get("required"):
+            required.add(f.name)
+    return types, required
+
+
+_WIRE = {cls: _wire_fields(cls) for cls in _KIND if cls is not Batch}
+_FIELDS = {cls: types for cls, (types, _) in _WIRE.items()}
+_REQUIRED = {cls: required for cls, (_, required) in _WIRE.items()}
 
 
 def _versions(value: list[Any]) -> bool:
