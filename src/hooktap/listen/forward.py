@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from hooktap.http_grammar import TARGET_CHAR, TCHAR, VALUE_CHAR, is_token
 from hooktap.listen.http_response import BadResponse, ClosedBeforeAnswer, ResponseParser
 from hooktap.listen.target import Target, parse_target
+from hooktap.records import Headers
 
 __all__ = [
     "MAX_RESPONSE_BODY",
@@ -38,7 +39,6 @@ __all__ = [
     "request_head",
 ]
 
-Headers = list[tuple[str, str]]
 # The listener's hook around writing a request: given `write`, it records, then writes.
 Dispatch = Callable[[Callable[[], None]], Awaitable[None]]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-Headers = list[tuple[str, str]]
+from hooktap.records import Headers
 
 # The most a handler may send before its response head ends (h11's limit was the same):
 # a handler streaming endless header lines must not grow the listener without bound.

@@ -26,8 +26,8 @@ from hooktap.pivotal import catalog
 from hooktap.pivotal.retries import failure
 from hooktap.pivotal.rules import path_advice
 from hooktap.pivotal.signing import parse_secret, sign, signed_headers
+from hooktap.records import Headers
 
-Headers = list[tuple[str, str]]
 LIMIT_S = 10.0  # Pivotal's rule: answer within 10 seconds
 STALE_S = 6 * 60  # one minute past the 5-minute tolerance
 EVENT = "customer.updated"

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-Headers = list[tuple[str, str]]
+from hooktap.records import Headers
 
 SECRET_PREFIX = "whsec_"
 # Svix's API refuses endpoint secrets shorter than 24 bytes (32 base64 characters).

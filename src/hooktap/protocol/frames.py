@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from hooktap.records import Headers
+
 # 2 added Result.refused and Batch. A version-1 relay would ignore `refused` and take a
 # refusal for an answer, forgetting a delivery nobody has, and knows no Batch: so both are
 # sent only when the handshake agreed on 2. Later optional fields (Hello.instance, .history,
@@ -44,9 +46,6 @@ class ProtocolError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.code = code
-
-
-Headers = list[tuple[str, str]]
 
 
 @dataclass

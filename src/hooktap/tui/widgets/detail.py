@@ -16,7 +16,7 @@ from textual.content import Content
 from textual.highlight import highlight
 from textual.widgets import Label, Static, TabbedContent, TabPane, Tabs
 
-from hooktap.records import Attempt, Delivery
+from hooktap.records import Attempt, Delivery, Headers
 from hooktap.tui import present
 from hooktap.tui.widgets.scroll import DetailScroll
 
@@ -48,7 +48,7 @@ def _reason(status: int | None) -> str:
         return ""
 
 
-def _headers(headers: list[tuple[str, str]]) -> Content:
+def _headers(headers: Headers) -> Content:
     if not headers:
         return Content.styled("(no headers)", "$text-muted")
     width = min(28, max(len(name) for name, _ in headers))
