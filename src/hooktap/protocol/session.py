@@ -1,12 +1,17 @@
 """Per-connection protocol state for each side, and the heartbeat clock.
 
-The sessions check frame order (a Hello first, nothing before the Welcome, no frames the peer
-should never send) so the I/O layers never have to; a violation is a ProtocolError, which the
-I/O layer turns into an Error frame and a clean close.
+The sessions own both directions, as python-websockets' sans-I/O `Protocol` does. Incoming,
+they check frame order (a Hello first, nothing before the Welcome, no frames the peer should
+never send) so the I/O layers never have to; a violation is a ProtocolError, which the I/O
+layer turns into an Error frame and a clean close. Outgoing, `send` encodes a frame this side
+may send, a Ping that arrives queues its Pong in `data_to_send()`, and `beat(now)` is the
+whole heartbeat: the Ping that is due, or ProtocolError("heartbeat-timeout") for a silent
+peer. The I/O layers only move bytes and sleep.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hooktap.protocol.frames import (
@@ -57,17 +62,91 @@ class Liveness:
         return self.interval * self.misses
 
 
-class RelaySession:
-    """The relay's view of one listener connection."""
+class _Side:
+    """What both sessions do the same way: encode what this side sends, answer pings, and
+    keep the heartbeat clock (set once the heartbeat interval is agreed)."""
 
-    _LISTENER_SENDS = (Hello, Result, Ping, Pong, Flow, Error, Batch)
+    _SENDS: tuple[type, ...] = ()
 
     def __init__(self) -> None:
+        self.liveness: Liveness | None = None
+        self._outgoing: list[bytes] = []
+
+    def send(self, frame: Frame) -> bytes:
+        """`frame` encoded for the wire; a frame this side never sends is a bug, not input."""
+        if not isinstance(frame, self._SENDS):
+            raise TypeError(f"this side never sends {type(frame).__name__} frames")
+        if isinstance(frame, Batch) and not self.batches:
+            raise TypeError("Batch frames need protocol version 2 on this connection")
+        return encode(frame)
+
+    @property
+    def batches(self) -> bool:
+        raise NotImplementedError
+
+    def data_to_send(self) -> list[bytes]:
+        """Replies the session owes the peer (a Pong per Ping), oldest first; taking them
+        empties the list."""
+        out, self._outgoing = self._outgoing, []
+        return out
+
+    def beat(self, now: float) -> bytes | None:
+        """Called by the I/O layer's one heartbeat loop (every `liveness.interval` s): the
+        Ping to send now, if one is due. Raises ProtocolError("heartbeat-timeout") when the
+        peer has been silent for `liveness.window` s: a half-open socket or a suspended
+        laptop, which the I/O layer closes like any other protocol error."""
+        liveness = self.liveness
+        if liveness is None:
+            return None
+        if liveness.dead(now):
+            raise ProtocolError(f"no frame for {liveness.window:g} s", "heartbeat-timeout")
+        if not liveness.ping_due(now):
+            return None
+        liveness.pinged(now)
+        return encode(Ping(now))
+
+    def _arrived(self, frame: Frame, now: float | None) -> None:
+        if now is not None and self.liveness is not None:
+            self.liveness.seen(now)
+        if isinstance(frame, Ping):
+            self._outgoing.append(encode(self._pong(frame)))
+
+    def _pong(self, ping: Ping) -> Pong:
+        return Pong(ping.sent_at)
+
+
+class RelaySession(_Side):
+    """The relay's view of one listener connection.
+
+    `queued` (optional) reports the channel's queue depth, which each Pong carries so that a
+    paused listener can say how many deliveries wait for it."""
+
+    _LISTENER_SENDS = (Hello, Result, Ping, Pong, Flow, Error, Batch)
+    _SENDS = (Welcome, Delivery, Ping, Pong, Error, Batch)
+
+    def __init__(
+        self,
+        heartbeat: float | None = None,
+        now: float = 0.0,
+        queued: Callable[[], int] | None = None,
+    ) -> None:
+        super().__init__()
         self.hello: Hello | None = None
         self.version: int | None = None
+        self._queued = queued
+        if heartbeat is not None:
+            self.liveness = Liveness(heartbeat, now)
 
-    def receive(self, data: bytes) -> Frame:
-        frame = decode(data)
+    def _pong(self, ping: Ping) -> Pong:
+        return Pong(ping.sent_at, queued=None if self._queued is None else self._queued())
+
+    def receive(self, data: bytes, now: float | None = None) -> Frame:
+        """Decode and check one message; `now` (monotonic) counts it as a sign of life."""
+        frame = self._check(decode(data))
+        self._arrived(frame, now)
+        return frame
+
+    def _check(self, frame: Frame) -> Frame:
         if not isinstance(frame, self._LISTENER_SENDS):
             raise ProtocolError(f"a listener never sends {type(frame).__name__} frames")
         if self.hello is None:
@@ -109,12 +188,15 @@ class RelaySession:
         return encode(Welcome(self.version, channel, webhook_url, heartbeat, queued, timeout))
 
 
-class ListenerSession:
-    """The listener's view of its relay connection."""
+class ListenerSession(_Side):
+    """The listener's view of its relay connection. Its heartbeat clock starts with the
+    Welcome, which says the interval."""
 
     _RELAY_SENDS = (Welcome, Delivery, Ping, Pong, Error, Batch)
+    _SENDS = (Hello, Result, Ping, Pong, Flow, Error, Batch)
 
     def __init__(self) -> None:
+        super().__init__()
         self.welcome: Welcome | None = None
 
     def hello(
@@ -140,8 +222,16 @@ class ListenerSession:
             )
         )
 
-    def receive(self, data: bytes) -> Frame:
-        frame = decode(data)
+    def receive(self, data: bytes, now: float | None = None) -> Frame:
+        """Decode and check one message; `now` (monotonic) counts it as a sign of life, and
+        starts the heartbeat clock when it is the Welcome."""
+        frame = self._check(decode(data))
+        if isinstance(frame, Welcome) and now is not None:
+            self.liveness = Liveness(frame.heartbeat, now)
+        self._arrived(frame, now)
+        return frame
+
+    def _check(self, frame: Frame) -> Frame:
         if not isinstance(frame, self._RELAY_SENDS):
             raise ProtocolError(f"a relay never sends {type(frame).__name__} frames")
         if self.welcome is None:
