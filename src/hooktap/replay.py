@@ -21,6 +21,7 @@ from hooktap.listen.forward import Forwarder, parse_target, prepare_headers
 from hooktap.pivotal.signing import (
     DEFAULT_TOLERANCE,
     describe_age,
+    is_signed,
     original_matches,
     parse_secret,
     resign,
@@ -48,7 +49,7 @@ class NotGenuine(ValueError):
 def resign_refusal(delivery: Delivery, secret: str | None) -> str | None:
     """Why re-signing `delivery` with `secret` would launder it, or None when it may be
     re-signed, or when there is nothing to re-sign (no secret, or it arrived unsigned)."""
-    if not secret or signature_header(delivery.headers, "signature") is None:
+    if not secret or not is_signed(delivery.headers):
         return None
     return original_matches(secret, delivery.headers, delivery.body)
 
@@ -67,7 +68,7 @@ def stored_signature_outlook(
     delivery: Delivery, headers: Headers, *, body_edited: bool, now: float | None = None
 ) -> str:
     """What a svix-verifying handler will make of a request sent with its stored signature."""
-    if signature_header(headers, "signature") is None:
+    if not is_signed(headers):
         return "no signature at all (it arrived unsigned)"
     if body_edited:
         return "an invalid signature (the body changed after it was signed)"
@@ -112,7 +113,7 @@ def describe_replay(
         what for what, flag in (("body", body_edited), ("headers", headers_edited)) if flag
     )
     prefix = f"edited {edited}, " if edited else ""
-    if signature_header(sent, "signature") is None and not as_is:
+    if not is_signed(sent) and not as_is:
         return f"{prefix}unsigned: sent without a signature, as it arrived"
     if as_is or not secret_known:
         outlook = stored_signature_outlook(delivery, sent, body_edited=body_edited, now=now)
@@ -187,7 +188,7 @@ async def replay(
     forward_to = parse_target(where)
     send_body = delivery.body if body is None else body
     send_headers = list(delivery.headers if headers is None else headers)
-    signed = signature_header(send_headers, "signature") is not None
+    signed = is_signed(send_headers)
     body_edited = send_body != delivery.body
     resigning = key is not None and signed and not as_is
     if resigning and not force:

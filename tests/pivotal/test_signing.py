@@ -15,6 +15,7 @@ from hooktap.pivotal.signing import (
     SVIX_MAX_BODY,
     InvalidSecret,
     Verdict,
+    is_signed,
     parse_secret,
     resign,
     sign,
@@ -157,6 +158,16 @@ def test_unsigned_and_no_secret() -> None:
     verdict = verify(None, delivery(), BODY, now=NOW)
     assert verdict.status == "no-secret"
     assert "PIVOTAL_WEBHOOK_SECRET" in verdict.reason
+
+
+def test_is_signed_reads_the_signature_header_as_svix_does() -> None:
+    """The one test behind the re-send rule, the replay note and the copied curl."""
+    assert is_signed(delivery())
+    assert is_signed([(n.upper(), v) for n, v in delivery()])
+    assert is_signed([(n.replace("svix-", "Webhook-"), v) for n, v in delivery()])
+    assert not is_signed([("content-type", "application/json")])
+    # An id and a timestamp without a signature leave nothing to re-sign.
+    assert not is_signed([(n, v) for n, v in delivery() if n != "svix-signature"])
 
 
 def test_unusable_secret_is_a_verdict_not_an_exception() -> None:

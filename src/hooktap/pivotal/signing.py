@@ -216,6 +216,12 @@ def signature_header(headers: Headers, field: str) -> str | None:
     return hit[1] if hit is not None else None
 
 
+def is_signed(headers: Headers) -> bool:
+    """Whether the headers carry a signature to verify or re-sign: the one test the re-send
+    rule, the replay note and the copied curl all ask, so they never disagree."""
+    return signature_header(headers, "signature") is not None
+
+
 def describe_age(seconds: float) -> str:
     """A timestamp's distance from now in the unit a person would use ("7 min", "2 h").
 

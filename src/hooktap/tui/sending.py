@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hooktap.listen.target import parse_target
-from hooktap.pivotal.signing import resign
+from hooktap.pivotal.signing import is_signed, resign
 from hooktap.records import Delivery
 from hooktap.replay import NotGenuine, replay, resign_refusal
 from hooktap.store import Store
@@ -135,7 +135,7 @@ class Sender:
             return
         url = parse_target(where).url(delivery.path, delivery.query)
         headers = delivery.headers
-        signed = present.header_value(headers, "svix-signature", "webhook-signature") is not None
+        signed = is_signed(headers)
         # The replay rule: a copy is re-signed only when the original's signature matched.
         mismatch = resign_refusal(delivery, self.secret)
         warn = False
