@@ -220,21 +220,15 @@ async def replay(
         )
     finally:
         await forwarder.close()
-    attempt = Attempt(
-        delivery_id=delivery.id,
-        kind="replay",
+    attempt = outcome.attempt(
+        delivery.id,
+        "replay",
         started_at=started,
-        target_url=outcome.url,
         # What the handler was given, as the forwarder puts it on the wire (Host, lengths).
         request_headers=prepare_headers(
             delivery.method, send_headers, send_body, forward_to.netloc
         ),
         request_body=send_body if body_edited else None,
-        status=outcome.status,
-        response_headers=outcome.headers,
-        response_body=outcome.body,
-        duration_ms=outcome.duration_ms,
-        error=outcome.error,
         note=note,
     )
     store.add_attempt(attempt)

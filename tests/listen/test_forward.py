@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import time
 from collections.abc import Callable
 
 import pytest
@@ -520,3 +521,31 @@ async def test_concurrent_sends_share_a_small_pool() -> None:
         await fwd.close()
     assert all(out.status == 200 and out.body == b"ok" for out in outs)
     assert len(server.requests) == 20 and server.connections <= 4
+
+
+async def test_an_outcome_becomes_the_attempt_that_records_it() -> None:
+    """Outcome.attempt is what the pipeline and replay both store, failure or answer."""
+    async with raw_server(answer(OK)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        before = time.time()
+        out = await fwd.send("POST", "/x", "", [], b"{}")
+        await fwd.close()
+    attempt = out.attempt("d1", "forward", note="n")
+    assert (attempt.delivery_id, attempt.kind, attempt.note) == ("d1", "forward", "n")
+    assert (attempt.target_url, attempt.status, attempt.response_body) == (out.url, 200, b"ok")
+    assert attempt.response_headers == out.headers and attempt.duration_ms == out.duration_ms
+    # Without a start given, the send began duration_ms before the attempt was made.
+    assert before <= attempt.started_at <= time.time() - out.duration_ms / 1000 + 0.001
+    assert attempt.request_headers == [] and attempt.request_body is None and attempt.error is None
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    fwd = Forwarder(parse_target(f"127.0.0.1:{port}"), timeout=5)
+    failed = await fwd.send("POST", "", "", [], b"{}")
+    sent = [("Host", f"127.0.0.1:{port}")]
+    attempt = failed.attempt(
+        "d2", "replay", started_at=1.0, request_headers=sent, request_body=b"e"
+    )
+    assert (attempt.status, attempt.error) == (None, failed.error) and attempt.error
+    assert (attempt.started_at, attempt.request_headers, attempt.request_body) == (1, sent, b"e")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from hooktap.http_grammar import TARGET_CHAR, TCHAR, VALUE_CHAR, is_token
 from hooktap.listen.http_response import BadResponse, ClosedBeforeAnswer, ResponseParser
 from hooktap.listen.target import Target, parse_target
-from hooktap.records import Headers
+from hooktap.records import Attempt, Headers
 
 __all__ = [
     "MAX_RESPONSE_BODY",
@@ -99,6 +99,35 @@ class Outcome:
     # The body passed the forwarder's cap: `body` is its first bytes and the rest was not
     # read (the handler's status and headers are still its own).
     truncated: bool = False
+
+    def attempt(
+        self,
+        delivery_id: str,
+        kind: str,
+        *,
+        started_at: float | None = None,
+        request_headers: Headers | None = None,
+        request_body: bytes | None = None,
+        note: str = "",
+    ) -> Attempt:
+        """This outcome as history: the one place a forward's or a replay's answer becomes an
+        Attempt. Without `started_at`, the send began `duration_ms` ago."""
+        if started_at is None:
+            started_at = time.time() - self.duration_ms / 1000
+        return Attempt(
+            delivery_id=delivery_id,
+            kind=kind,
+            started_at=started_at,
+            target_url=self.url,
+            request_headers=[] if request_headers is None else request_headers,
+            request_body=request_body,
+            status=self.status,
+            response_headers=self.headers,
+            response_body=self.body,
+            duration_ms=self.duration_ms,
+            error=self.error,
+            note=note,
+        )
 
 
 def prepare_headers(

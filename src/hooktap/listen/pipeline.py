@@ -161,10 +161,13 @@ class Pipeline:
             self._emit(DeliveryReceived(delivery))
         else:
             added = await adding
-        attempt = _attempt(delivery.id, "forward", outcome)
-        attempt.note = "; ".join(n for n in (sending.note, _cut_note(outcome)) if n)
-        if sending.headers is not frame.headers:
-            attempt.request_headers = sending.headers  # what the handler got: re-signed
+        attempt = outcome.attempt(
+            delivery.id,
+            "forward",
+            # What the handler got, when it differs from the stored delivery's: re-signed.
+            request_headers=sending.headers if sending.headers is not frame.headers else None,
+            note="; ".join(n for n in (sending.note, _cut_note(outcome)) if n),
+        )
         await self._finish(reply, delivery, attempt, _result(delivery.id, outcome), added)
 
     async def _finish(
@@ -290,20 +293,6 @@ class _TooLate(Exception):
 
 class _AlreadyStored(Exception):
     """Raised from the dispatch hook to abort a send: this id is in history already."""
-
-
-def _attempt(delivery_id: str, kind: str, outcome: Outcome) -> Attempt:
-    return Attempt(
-        delivery_id=delivery_id,
-        kind=kind,
-        started_at=time.time() - outcome.duration_ms / 1000,
-        target_url=outcome.url,
-        status=outcome.status,
-        response_headers=outcome.headers,
-        response_body=outcome.body,
-        duration_ms=outcome.duration_ms,
-        error=outcome.error,
-    )
 
 
 def _result(delivery_id: str, outcome: Outcome) -> Result:
