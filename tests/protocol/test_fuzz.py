@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given, settings
@@ -298,3 +299,45 @@ def test_listener_session_answers_any_messages_with_frames_or_protocol_errors(
         listener.receive(encode(Welcome(version, "c", "http://relay/c/c", 5.0)))
     for message in sequence:
         _frame_or_refusal(listener.receive, message)
+
+
+# -- sessions: what the peer may send always passes ---------------------------------------------
+
+# The properties above would also hold for a session that refused everything; these hold the
+# sessions to the other half of their job: after a real handshake, every frame the peer may send
+# comes back as itself, whatever its field values.
+from_listener = st.one_of(
+    results,
+    *(frames_of[cls] for cls in (Ping, Pong, Flow, Error)),
+    st.builds(Batch, st.lists(results, min_size=2, max_size=6)),
+)
+from_relay = st.one_of(
+    deliveries,
+    *(frames_of[cls] for cls in (Ping, Pong, Error)),
+    st.builds(Batch, st.lists(deliveries, min_size=2, max_size=6)),
+)
+
+
+@settings(PROFILE, max_examples=80)
+@given(frames_of[Hello], st.lists(from_listener, min_size=1, max_size=8))
+def test_relay_session_passes_every_frame_a_listener_may_send(
+    hello: Hello, sequence: list[Any]
+) -> None:
+    relay = RelaySession()
+    hello = replace(hello, versions=[*hello.versions[:15], 2])  # any offer with what it speaks
+    assert relay.receive(encode(hello)) == hello
+    for frame in sequence:
+        assert relay.receive(encode(frame)) == frame
+
+
+@settings(PROFILE, max_examples=80)
+@given(frames_of[Error], frames_of[Welcome], st.lists(from_relay, min_size=1, max_size=8))
+def test_listener_session_passes_every_frame_a_relay_may_send(
+    early: Error, welcome: Welcome, sequence: list[Any]
+) -> None:
+    listener = ListenerSession()
+    assert listener.receive(encode(early)) == early  # a refusal may come before any Welcome
+    welcome = replace(welcome, version=2)  # the version with Batch frames
+    assert listener.receive(encode(welcome)) == welcome
+    for frame in sequence:
+        assert listener.receive(encode(frame)) == frame
