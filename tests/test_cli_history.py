@@ -365,6 +365,25 @@ def test_help_has_examples() -> None:
     assert "PIVOTAL_WEBHOOK_SECRET" in help_text
 
 
+def test_every_command_spells_forward_and_timeout_alike() -> None:
+    """--forward and --timeout come from cli.common wherever a command sends to a handler, so
+    the short -f, the metavar, the range and the default cannot drift between commands."""
+    from hooktap.cli import main
+
+    shapes: dict[str, dict[str, tuple[object, ...]]] = {"forward": {}, "timeout": {}}
+    for name, command in main.commands.items():
+        for param in command.params:
+            if param.name in shapes:
+                kind = param.type
+                bounds = (getattr(kind, "min", None), getattr(kind, "max", None))
+                shape = (*param.opts, param.metavar, param.default, type(kind).__name__, *bounds)
+                shapes[param.name][name] = shape
+    assert set(shapes["forward"]) == {"listen", "replay", "inspect", "check"}
+    assert set(shapes["timeout"]) == {"listen", "replay", "check"}
+    for by_command in shapes.values():
+        assert len(set(by_command.values())) == 1, by_command
+
+
 def test_big_body_file_deleted_by_hand_is_a_clear_error(secret: str) -> None:
     """A body over 64 KiB lives in a file beside the database; if someone deletes it, `show`
     and `replay` say which file is gone instead of printing a traceback."""

@@ -6,7 +6,13 @@ import sys
 
 import click
 
-from hooktap.cli.common import BadInput, resolve_secret, secret_option, valid_target
+from hooktap.cli.common import (
+    BadInput,
+    forward_option,
+    resolve_secret,
+    secret_option,
+    valid_target,
+)
 from hooktap.filters import parse_filter
 from hooktap.home import history_db
 from hooktap.store import Store, StoreError
@@ -18,13 +24,10 @@ from hooktap.store import Store, StoreError
     "re-signed with a fresh timestamp. Default: the local test secret `hooktap listen` made, "
     "if any."
 )
-@click.option(
-    "--forward",
-    "-f",
-    "forward",
-    metavar="TARGET",
-    help="Send re-sends here instead of each delivery's stored target (8000, "
+@forward_option(
+    "Send re-sends here instead of each delivery's stored target (8000, "
     "localhost:8000/webhooks/pivotal, or a URL).",
+    required=False,
 )
 @click.option(
     "--filter",

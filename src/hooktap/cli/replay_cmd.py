@@ -8,7 +8,13 @@ from typing import BinaryIO
 
 import click
 
-from hooktap.cli.common import BadInput, Finite, resolve_secret, secret_option
+from hooktap.cli.common import (
+    BadInput,
+    forward_option,
+    resolve_secret,
+    secret_option,
+    timeout_option,
+)
 from hooktap.cli.history_cmd import filter_options, lookup, make_filter, open_store
 from hooktap.cli.history_view import clean
 from hooktap.listen.forward import parse_target
@@ -27,10 +33,9 @@ LOCAL_HINT = (
 @click.command("replay")
 @click.argument("delivery_id", metavar="[ID]", required=False)
 @filter_options
-@click.option(
-    "--forward",
-    metavar="TARGET",
-    help="Send here instead of the delivery's own target: 8000, localhost:8000/hooks, or a URL.",
+@forward_option(
+    "Send here instead of the delivery's own target: 8000, localhost:8000/hooks, or a URL.",
+    required=False,
 )
 @secret_option(
     "Endpoint signing secret: replays are re-signed with a fresh timestamp. Default: the "
@@ -60,13 +65,7 @@ LOCAL_HINT = (
     help="Re-sign even a delivery whose original signature does not match the secret "
     "(forged or tampered): your handler will take it as genuine.",
 )
-@click.option(
-    "--timeout",
-    default=10.0,
-    show_default=True,
-    type=Finite(0.1, 600),
-    help="Seconds to wait for the handler.",
-)
+@timeout_option("Seconds to wait for the handler.")
 @click.option(
     "--json",
     "as_json",
