@@ -20,6 +20,7 @@ from aiohttp import web
 from hooktap.relay.config import CONFIG, bearer, problem, public_base
 from hooktap.relay.db import new_token, token_problem
 from hooktap.relay.keys import DB
+from hooktap.relay.rates import creation_rate
 
 _EXAMPLE = 'send {} for a new channel, or {"token": "<your channel token>"} to re-claim yours'
 _PASS_KEY = (
@@ -61,10 +62,12 @@ async def create_channel(request: web.Request) -> web.Response:
     else:
         token = payload["token"]
     db = request.app[DB]
-    if not request.app[CONFIG].key_matches(bearer(request)) and not (
-        "token" in payload and db.owns(token)
-    ):
+    reclaim = "token" in payload and db.owns(token)
+    if not reclaim and not request.app[CONFIG].key_matches(bearer(request)):
         return _key_refused(bearer(request) is not None)
+    # Re-claiming a channel this relay knows makes nothing, so only a new one counts.
+    if not reclaim and (limited := await creation_rate(request)) is not None:
+        return limited
     claim = db.claim(token)
     if claim is None:
         return problem(

@@ -118,6 +118,29 @@ def forwarded_from(request: web.Request, proxies: list[Network]) -> tuple[str, s
     )
 
 
+def source_address(request: web.Request, proxies: list[Network]) -> str:
+    """Who sent this, for limits kept per sender: the peer, or behind trusted proxies the
+    right-most X-Forwarded-For entry that is not one of them.
+
+    Right-most, because each proxy appends the address it saw: the entries left of the last
+    untrusted one are whatever that sender chose to write, and a limit keyed on them would
+    let a sender pick a fresh key for every request."""
+    peer = request.remote or ""
+    if not _trusted(peer, proxies):
+        return peer
+    chain = [
+        part.strip()
+        for value in request.headers.getall("X-Forwarded-For", ())
+        for part in value.split(",")
+        if part.strip()
+    ]
+    for address in reversed(chain):
+        if not _trusted(address, proxies):
+            return address
+    # Every hop is one of ours (or the proxy sent no header): the first is the furthest seen.
+    return chain[0] if chain else peer
+
+
 def public_base(request: web.Request) -> str:
     """The relay's origin as senders reach it: --public-url, else what the request says, as
     a trusted proxy in front (often the one that terminates TLS) reports it."""

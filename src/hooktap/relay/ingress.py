@@ -25,6 +25,7 @@ from hooktap.relay.hub import Link
 from hooktap.relay.keys import DB, HUB, METRICS
 from hooktap.relay.links import flush, handed_to_mark, spawn
 from hooktap.relay.metrics import RelayMetrics
+from hooktap.relay.rates import channel_rate
 
 log = logging.getLogger("hooktap.relay")
 
@@ -67,6 +68,8 @@ async def ingress(request: web.Request) -> web.StreamResponse:
             f"no listener has claimed channel {channel!r} for over {days:g} days; deliveries "
             "to it are no longer accepted (a listener that connects to it revives it)",
         )
+    if (limited := await channel_rate(request, channel)) is not None:
+        return limited
     if db.depth(channel) >= config.max_queue:
         stats.rejected.labels("queue-full").inc()
         resp = problem(

@@ -37,6 +37,7 @@ from hooktap.relay.links import (
     take_result,
 )
 from hooktap.relay.logs import note
+from hooktap.relay.rates import LoginGate
 
 log = logging.getLogger("hooktap.relay")
 
@@ -50,13 +51,17 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
         return await ingress(request)  # a webhook that happens to end in /ws
     channel = request.match_info["channel"]
     db, config = request.app[DB], request.app[CONFIG]
-    token = bearer(request)
-    if token is None:
-        return problem(401, "missing channel token: send Authorization: Bearer <token>")
-    # An unknown channel and a wrong token get the same answer: a prober learns nothing
-    # about which channels exist.
-    if not db.channel_exists(channel) or not db.check_token(channel, token):
-        return problem(403, "unknown channel or wrong token")
+    async with LoginGate(request) as gate:
+        if gate.limited is not None:
+            return gate.limited
+        token = bearer(request)
+        if token is None:
+            return problem(401, "missing channel token: send Authorization: Bearer <token>")
+        # An unknown channel and a wrong token get the same answer, from the same lookup: a
+        # prober learns nothing about which channels exist. Both count as a failed guess.
+        if not db.check_token(channel, token):
+            await gate.failed()
+            return problem(403, "unknown channel or wrong token")
 
     ws = web.WebSocketResponse(
         compress=False,  # bodies are already compact; deflating megabytes costs more than it saves
