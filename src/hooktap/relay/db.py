@@ -46,6 +46,10 @@ CREATE INDEX IF NOT EXISTS queue_by_channel ON queue (channel, seq);
 """
 
 
+# Bodies this large or larger are written to the queue through blob I/O, in pieces this size.
+STREAM_BODY = 1024 * 1024
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -116,14 +120,19 @@ class RelayDB:
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
         self._migrate()
-        self._depth: dict[str, int] = dict(
-            self.db.execute("SELECT channel, COUNT(*) FROM queue GROUP BY channel").fetchall()
-        )
         # In memory so the hot path asks SQLite nothing: when each known channel was last
-        # claimed (channels are never deleted) and which deliveries are queued (at most
-        # max_queue per channel).
+        # claimed (channels are never deleted), which deliveries are queued (at most
+        # max_queue per channel) with their body sizes, and each channel's count and bytes.
+        # length() of a blob reads its record header, not its pages.
         self._last_seen: dict[str, float] = {}
-        self._queued: set[str] = {row[0] for row in self.db.execute("SELECT id FROM queue")}
+        self._queued: dict[str, int] = {}
+        self._depth: dict[str, int] = {}
+        self._bytes: dict[str, int] = {}
+        self._total_bytes = 0
+        for delivery_id, channel, size in self.db.execute(
+            "SELECT id, channel, length(body) FROM queue"
+        ):
+            self._count(channel, delivery_id, size)
 
     def close(self) -> None:
         self.db.close()
@@ -267,6 +276,25 @@ class RelayDB:
     def total_depth(self) -> int:
         return sum(self._depth.values())
 
+    def channel_bytes(self, channel: str) -> int:
+        """Bytes of bodies queued for the channel (what --max-channel-mb caps)."""
+        return self._bytes.get(channel, 0)
+
+    def total_bytes(self) -> int:
+        """Bytes of bodies queued for every channel (what --max-store-mb caps)."""
+        return self._total_bytes
+
+    def _count(self, channel: str, delivery_id: str, size: int) -> None:
+        self._queued[delivery_id] = size
+        self._depth[channel] = self._depth.get(channel, 0) + 1
+        self._bytes[channel] = self._bytes.get(channel, 0) + size
+        self._total_bytes += size
+
+    def _uncount(self, channel: str, size: int) -> None:
+        self._depth[channel] = self._depth.get(channel, 1) - 1
+        self._bytes[channel] = self._bytes.get(channel, size) - size
+        self._total_bytes -= size
+
     def enqueue(self, channel: str, delivery: Delivery, handed_to: str | None = None) -> None:
         """Keep a delivery for the channel's next listener; `handed_to` names the history of a
         listener that was given it already and never confirmed it."""
@@ -279,31 +307,49 @@ class RelayDB:
             "scheme": delivery.scheme,
             "host": delivery.host,
         }
-        self.db.execute(
-            "INSERT INTO queue (channel, id, received_at, meta, body, handed_to) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                channel,
-                delivery.id,
-                delivery.received_at,
-                json.dumps(meta),
-                delivery.body,
-                handed_to,
-            ),
-        )
-        self._depth[channel] = self._depth.get(channel, 0) + 1
-        self._queued.add(delivery.id)
+        body = delivery.body
+        row = (channel, delivery.id, delivery.received_at, json.dumps(meta), handed_to)
+        if len(body) < STREAM_BODY:
+            self.db.execute(
+                "INSERT INTO queue (channel, id, received_at, meta, handed_to, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (*row, body),
+            )
+        else:
+            self._insert_streamed(row, body)
+        self._count(channel, delivery.id, len(body))
+
+    def _insert_streamed(self, row: tuple[object, ...], body: bytes) -> None:
+        """Insert a large body without SQLite copying it whole. A bound blob is copied
+        twice (the bound value, then the record); a zeroblob written through blob I/O is
+        copied in pieces straight into its pages, so the body exists once in memory."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self.db.execute(
+                "INSERT INTO queue (channel, id, received_at, meta, handed_to, body) "
+                "VALUES (?, ?, ?, ?, ?, zeroblob(?))",
+                (*row, len(body)),
+            )
+            assert cur.lastrowid is not None
+            view = memoryview(body)
+            with self.db.blobopen("queue", "body", cur.lastrowid) as blob:
+                for start in range(0, len(body), STREAM_BODY):
+                    blob.write(view[start : start + STREAM_BODY])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def confirm(self, channel: str, delivery_id: str) -> bool:
         """Forget a delivery the listener has stored; False if it was already gone."""
-        if delivery_id not in self._queued:
+        size = self._queued.pop(delivery_id, None)
+        if size is None:
             return False  # pushed live and never written: nothing to delete
-        self._queued.discard(delivery_id)
         cur = self.db.execute(
             "DELETE FROM queue WHERE channel = ? AND id = ?", (channel, delivery_id)
         )
         if cur.rowcount:
-            self._depth[channel] = self._depth.get(channel, 1) - 1
+            self._uncount(channel, size)
             return True
         return False
 
@@ -316,18 +362,23 @@ class RelayDB:
 
     def pending(self, channel: str, batch: int = 64) -> Iterator[tuple[Delivery, str | None]]:
         """Unconfirmed deliveries in arrival order, each with the history it was last handed
-        to, read in batches so a deep queue is not loaded into memory at once."""
+        to. Rows are read in batches and each body only as its delivery is yielded, so one
+        body at a time is in memory however deep the queue (a batch of large bodies would
+        be hundreds of megabytes)."""
         last = -1
         while True:
             rows = self.db.execute(
-                "SELECT seq, id, received_at, meta, body, handed_to FROM queue "
+                "SELECT seq, id, received_at, meta, handed_to FROM queue "
                 "WHERE channel = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (channel, last, batch),
             ).fetchall()
             if not rows:
                 return
-            for seq, delivery_id, received_at, meta_json, body, handed_to in rows:
+            for seq, delivery_id, received_at, meta_json, handed_to in rows:
                 last = seq
+                body = self._body(seq)
+                if body is None:
+                    continue  # confirmed since the batch was read
                 meta = json.loads(meta_json)
                 yield (
                     Delivery(
@@ -337,13 +388,24 @@ class RelayDB:
                         path=meta["path"],
                         query=meta["query"],
                         headers=[(n, v) for n, v in meta["headers"]],
-                        body=bytes(body),
+                        body=body,
                         remote=meta.get("remote", ""),
                         scheme=meta.get("scheme", "http"),
                         host=meta.get("host", ""),
                     ),
                     handed_to,
                 )
+
+    def _body(self, seq: int) -> bytes | None:
+        """A queued body by its row, read through blob I/O into the bytes returned: one copy,
+        where a SELECT holds SQLite's copy and Python's at once."""
+        try:
+            with self.db.blobopen("queue", "body", seq, readonly=True) as blob:
+                return blob.read()
+        except sqlite3.OperationalError as exc:
+            if "no such rowid" in str(exc):
+                return None  # confirmed since its row was listed
+            raise
 
     # For listen/home_guard.py: HOOKTAP_HOME deleted under the embedded relay.
     def reopen(self, path: Path) -> Path:

@@ -4,6 +4,10 @@ With a listener connected the delivery goes straight to it and the sender waits 
 handler's answer; without one it is written to the channel's queue and answered 202. The
 sender gets exactly one of those: a delivery the relay keeps is never also answered as a
 failure the sender would retry, or the handler would get it twice.
+
+What is kept is capped in bytes, per channel (503 past it) and for the whole relay (507),
+checked against Content-Length before the body is read and against its real size before it
+is written. The body itself is read by `upload.read_body`, which bounds memory and time.
 """
 
 from __future__ import annotations
@@ -26,8 +30,13 @@ from hooktap.relay.keys import DB, HUB, METRICS
 from hooktap.relay.links import flush, handed_to_mark, spawn
 from hooktap.relay.metrics import RelayMetrics
 from hooktap.relay.rates import channel_rate
+from hooktap.relay.upload import BodyRefused, read_body
 
 log = logging.getLogger("hooktap.relay")
+
+# Seconds a sender refused by a byte cap is told to wait: room comes back when a listener
+# connects and takes the queue, which a retry every minute notices soon enough.
+CAP_RETRY_AFTER = 60
 
 _RESPONSE_DROP = frozenset(
     {
@@ -44,11 +53,15 @@ _RESPONSE_DROP = frozenset(
 
 
 def _tail_and_query(request: web.Request) -> tuple[str, str]:
-    """The raw (still percent-encoded) path after /c/{channel}, and the raw query."""
-    raw_path, _, query = request.raw_path.partition("?")
+    """The raw (still percent-encoded) path after /c/{channel}, and the raw query.
+
+    Taken from the target's path component: an absolute-form target (`POST
+    http://host/c/CH/x`) carries a scheme and host before it, which are not the path."""
+    target = request.rel_url
+    raw_path = target.raw_path
     prefix_end = raw_path.find("/", len("/c/"))
     tail = raw_path[prefix_end:] if prefix_end != -1 else ""
-    return tail, query
+    return tail, target.raw_query_string
 
 
 async def ingress(request: web.Request) -> web.StreamResponse:
@@ -79,11 +92,21 @@ async def ingress(request: web.Request) -> web.StreamResponse:
         )
         resp.headers["Retry-After"] = "60"
         return resp
+    if hub.live(channel) is None and (refused := _over_cap(app, channel, request.content_length)):
+        return refused
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        stats.rejected.labels("too-large").inc()
-        return problem(413, f"body larger than this relay's limit of {config.max_body} bytes")
+        async with read_body(request) as body:
+            # The body's bytes stay counted in the memory budget until the sender is answered.
+            return await _accept(request, channel, body)
+    except BodyRefused as refusal:
+        stats.rejected.labels(refusal.label).inc()
+        return refusal.response()
+
+
+async def _accept(request: web.Request, channel: str, body: bytes) -> web.Response:
+    """Push the delivery to the live listener, or keep it."""
+    app = request.app
+    config, hub, stats = app[CONFIG], app[HUB], app[METRICS]
     now = time.time()
     tail, query = _tail_and_query(request)
     remote, scheme, host = forwarded_from(request, config.trusted_proxies)
@@ -99,11 +122,13 @@ async def ingress(request: web.Request) -> web.StreamResponse:
         scheme=scheme,
         host=host,
     )
+    link = None if app[DRAIN].draining else hub.live(channel)
+    if link is None and (refused := _over_cap(app, channel, len(body))):
+        return refused  # checked again with its real size: no await until it is kept
     stats.received.inc()
     if app[DRAIN].draining:
         # Its listener is about to be told to go: keep it for whoever serves this URL next.
         return _keep(app, channel, delivery, "the relay is restarting", None)
-    link = hub.live(channel)
     if link is None:
         return _keep(app, channel, delivery, "no listener is connected", None)
     with app[DRAIN].passthrough():
@@ -170,6 +195,37 @@ async def _pass_through(
     )
     status = result.status if result.status is not None else 502
     return web.Response(status=status, body=result.body, headers=headers)
+
+
+def _over_cap(app: web.Application, channel: str, size: int | None) -> web.Response | None:
+    """503 if keeping `size` more bytes would pass the channel's cap, 507 if the relay's;
+    None if it fits (or its size is not known yet: it is checked again once read).
+
+    Only what is about to be queued is checked: a body handed to a live listener is not
+    queued bytes, and one that falls back to the queue when its listener goes is kept
+    whatever the caps say, since its sender was never refused."""
+    if size is None:
+        return None
+    db, config = app[DB], app[CONFIG]
+    mine, every = db.channel_bytes(channel), db.total_bytes()
+    caps = (
+        (503, "channel-bytes", "this channel", mine, config.max_channel_bytes, "--max-channel-mb"),
+        (507, "store-bytes", "the relay", every, config.max_store_bytes, "--max-store-mb"),
+    )
+    for status, label, whose, kept, cap, option in caps:
+        if kept + size > cap:
+            app[METRICS].rejected.labels(label).inc()
+            mib = 1024 * 1024
+            resp = problem(
+                status,
+                f"{whose} already keeps {kept / mib:.1f} MiB of deliveries for listeners that "
+                f"are not connected, and this one ({size} bytes) would pass its cap of "
+                f"{cap / mib:g} MiB; retry once a listener has taken some (the relay's operator "
+                f"can raise the cap with `hooktap relay {option}`)",
+            )
+            resp.headers["Retry-After"] = str(CAP_RETRY_AFTER)
+            return resp
+    return None
 
 
 def _sender_gone(request: web.Request) -> bool:

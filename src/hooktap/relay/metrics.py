@@ -33,6 +33,9 @@ class RelayMetrics:
         )
         self.rejected = Counter(
             "hooktap_relay_requests_rejected",
+            # unknown-channel, stale-channel, queue-full, channel-bytes (503), store-bytes
+            # (507), too-large (413), slow-body (408), busy (503: no memory for the body in
+            # time), bad-body (it broke off), store-failed
             "Requests refused, by reason",
             ["reason"],
             registry=self.registry,
@@ -43,6 +46,12 @@ class RelayMetrics:
             registry=self.registry,
         )
         depth.set_function(lambda: float(db.total_depth()))
+        queued_bytes = Gauge(
+            "hooktap_relay_queue_bytes",
+            "Bytes of bodies stored and not yet confirmed by a listener (--max-store-mb caps it)",
+            registry=self.registry,
+        )
+        queued_bytes.set_function(lambda: float(db.total_bytes()))
         listeners = Gauge(
             "hooktap_relay_listeners_connected",
             "Listener websockets currently connected",
