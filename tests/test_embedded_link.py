@@ -12,6 +12,7 @@ import aiohttp
 from hooktap.listen.events import ListenerEvent, Ready
 from hooktap.listen.listener import Listener, ListenerConfig
 from hooktap.listen.target import parse_target
+from hooktap.listen.transport.inprocess import InProcessTransport
 from hooktap.store import Store
 from support.servers import running_handler
 
@@ -31,7 +32,8 @@ async def test_embedded_listener_forwards_pauses_queues_and_resumes(tmp_path: Pa
         try:
             url = (await asyncio.wait_for(ready, 10)).webhook_url
             assert listener.embedded is not None and listener.embedded.owned
-            assert listener._ws is None  # no websocket: the in-process link carries it
+            # No websocket: the in-process link carries it.
+            assert isinstance(listener.connection, InProcessTransport)
             async with aiohttp.ClientSession() as http:
                 handler.status, handler.reply = 418, b"teapot"
                 async with http.post(url + "/a?b=1", data=b"live") as resp:

@@ -1,4 +1,7 @@
-"""The tunnel end to end, in one process: real relay, real listener, real handler, real sockets."""
+"""The tunnel end to end, in one process: real relay, real listener, real handler, real sockets.
+
+Every test with a listener runs twice: over the websocket, and linked in process to the relay
+(what `hooktap listen` does with the relay it embeds)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import pytest
 
 from hooktap.listen.events import DeliveryForwarded
 from hooktap.pivotal.signing import sign, signed_headers
-from support.servers import running_handler, running_listener, running_relay
+from support.servers import TRANSPORTS, running_handler, running_listener, running_relay
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection"}
 
@@ -34,13 +37,22 @@ async def raw_request(url: str, head_lines: list[str], body: bytes) -> tuple[int
     return int(status_line.split()[1]), headers, payload
 
 
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-async def tunnel(tmp_path: Path, secret: str):
+async def tunnel(tmp_path: Path, secret: str, transport: str):
     async with (
         running_handler() as handler,
         running_relay(tmp_path / "relay") as relay,
         running_listener(
-            relay, handler.url + "/webhooks/pivotal", tmp_path / "history.db", secret=secret
+            relay,
+            handler.url + "/webhooks/pivotal",
+            tmp_path / "history.db",
+            transport,
+            secret=secret,
         ) as listener,
     ):
         yield handler, relay, listener
@@ -135,10 +147,10 @@ async def test_sender_gets_the_handlers_status_headers_and_body(tunnel) -> None:
             assert await resp.read() == b"invalid signature"
 
 
-async def test_handler_down_gives_502_and_is_recorded(tmp_path: Path) -> None:
+async def test_handler_down_gives_502_and_is_recorded(tmp_path: Path, transport: str) -> None:
     async with (
         running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, "127.0.0.1:9", tmp_path / "h.db") as listener,
+        running_listener(relay, "127.0.0.1:9", tmp_path / "h.db", transport) as listener,
         aiohttp.ClientSession() as http,
         http.post(listener.webhook_url, data=b"{}") as resp,
     ):
@@ -151,11 +163,13 @@ async def test_handler_down_gives_502_and_is_recorded(tmp_path: Path) -> None:
         assert "connection refused" in (attempt.error or "")
 
 
-async def test_slow_handler_gives_504_after_the_timeout_and_is_recorded(tmp_path: Path) -> None:
+async def test_slow_handler_gives_504_after_the_timeout_and_is_recorded(
+    tmp_path: Path, transport: str
+) -> None:
     async with (
         running_handler() as handler,
         running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, handler.url, tmp_path / "h.db", timeout=0.3) as listener,
+        running_listener(relay, handler.url, tmp_path / "h.db", transport, timeout=0.3) as listener,
         aiohttp.ClientSession() as http,
     ):
         handler.delay = 2.0
@@ -213,11 +227,11 @@ async def test_signature_verdicts(tunnel, secret: str) -> None:
     assert len(stored) == 9
 
 
-async def test_no_secret_verdict(tmp_path: Path, secret: str) -> None:
+async def test_no_secret_verdict(tmp_path: Path, secret: str, transport: str) -> None:
     async with (
         running_handler() as handler,
         running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, handler.url, tmp_path / "h.db") as listener,
+        running_listener(relay, handler.url, tmp_path / "h.db", transport) as listener,
     ):
         body = b"{}"
         assert await _verdict_of(listener, signed_headers(secret, body), body) == "no-secret"
@@ -253,17 +267,17 @@ async def test_channel_token_is_required_and_only_its_hash_is_stored(tmp_path: P
         assert created["token"].encode() not in db_bytes
 
 
-async def test_deliveries_never_cross_channels(tmp_path: Path) -> None:
+async def test_deliveries_never_cross_channels(tmp_path: Path, transport: str) -> None:
     async with (
         running_handler() as handler_a,
         running_handler() as handler_b,
         running_relay(tmp_path / "relay") as relay,
     ):
         os.environ["HOOKTAP_HOME"] = str(tmp_path / "home-a")
-        async with running_listener(relay, handler_a.url, tmp_path / "a.db") as a:
+        async with running_listener(relay, handler_a.url, tmp_path / "a.db", transport) as a:
             os.environ["HOOKTAP_HOME"] = str(tmp_path / "home-b")
             async with (
-                running_listener(relay, handler_b.url, tmp_path / "b.db") as b,
+                running_listener(relay, handler_b.url, tmp_path / "b.db", transport) as b,
                 aiohttp.ClientSession() as http,
             ):
                 assert a.webhook_url != b.webhook_url
@@ -327,7 +341,7 @@ async def test_no_request_can_redirect_the_listener_to_another_host(tunnel, tail
 
 
 async def test_history_that_cannot_be_written_refuses_the_delivery_and_the_relay_keeps_it(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, transport: str
 ) -> None:
     """Exactly-once rests on recording a delivery before the handler may have it. If that
     record cannot be written (here `bodies` is a file, so a big body has nowhere to go), the
@@ -341,7 +355,9 @@ async def test_history_that_cannot_be_written_refuses_the_delivery_and_the_relay
         running_relay(tmp_path / "relay") as relay,
         aiohttp.ClientSession() as http,
     ):
-        async with running_listener(relay, handler.url, tmp_path / "h.db", timeout=30) as first:
+        async with running_listener(
+            relay, handler.url, tmp_path / "h.db", transport, timeout=30
+        ) as first:
             async with http.post(first.webhook_url, data=body) as resp:
                 # Not a 504 after the relay gave up waiting (30 s + 5 here): refused, and kept.
                 assert resp.status == 202
@@ -350,7 +366,7 @@ async def test_history_that_cannot_be_written_refuses_the_delivery_and_the_relay
             assert handler.seen == []
             assert first.store.query(None, limit=5) == []
         (tmp_path / "bodies").unlink()  # the disk is fixed
-        async with running_listener(relay, handler.url, tmp_path / "h.db") as second:
+        async with running_listener(relay, handler.url, tmp_path / "h.db", transport) as second:
             (seen,) = await handler.wait_for(1)
             assert seen.body == body
             (row,) = second.store.query(None, limit=5)
@@ -360,14 +376,14 @@ async def test_history_that_cannot_be_written_refuses_the_delivery_and_the_relay
 
 
 async def test_an_outcome_that_cannot_be_recorded_still_answers_the_sender(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, transport: str
 ) -> None:
     """Once the handler has a delivery, the sender must get the handler's answer even if
     history cannot take the outcome: here a trigger makes SQLite refuse every attempt row."""
     async with (
         running_handler() as handler,
         running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, handler.url, tmp_path / "h.db") as listener,
+        running_listener(relay, handler.url, tmp_path / "h.db", transport) as listener,
         aiohttp.ClientSession() as http,
     ):
         listener.store._db.execute(

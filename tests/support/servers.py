@@ -17,7 +17,10 @@ from aiohttp import web
 from hooktap.listen.events import ListenerEvent, Ready
 from hooktap.listen.listener import Listener, ListenerConfig
 from hooktap.listen.target import parse_target
+from hooktap.listen.transport.inprocess import InProcessTransport
+from hooktap.listen.transport.websocket import WebSocketTransport
 from hooktap.relay.app import RelayConfig, make_app
+from hooktap.relay.embed import InProcessRelay
 from hooktap.store import Store
 
 
@@ -80,10 +83,29 @@ async def running_handler() -> AsyncIterator[Handler]:
         yield handler
 
 
+# The relay apps running_relay serves, by URL: an in-process listener links to the app itself.
+_relay_apps: dict[str, web.Application] = {}
+
+
 @contextlib.asynccontextmanager
 async def running_relay(data_dir: Path, **options: object) -> AsyncIterator[str]:
-    async with serve(make_app(RelayConfig(data_dir=data_dir, **options))) as url:  # type: ignore[arg-type]
-        yield url
+    app = make_app(RelayConfig(data_dir=data_dir, **options))  # type: ignore[arg-type]
+    async with serve(app) as url:
+        _relay_apps[url] = app
+        try:
+            yield url
+        finally:
+            del _relay_apps[url]
+
+
+def in_process_relay(relay_url: str) -> InProcessRelay:
+    """The relay running_relay serves at `relay_url`, for a listener linked to it in process."""
+    return InProcessRelay(_relay_apps[relay_url.rstrip("/")])
+
+
+# How a listener reaches its relay: over a websocket, or linked by function call to a relay
+# this process serves (what `hooktap listen` does with the relay it embeds).
+TRANSPORTS = ("websocket", "in-process")
 
 
 @dataclass
@@ -92,16 +114,22 @@ class RunningListener:
     store: Store
     webhook_url: str
     events: list[ListenerEvent]
+    transport: str = "websocket"
 
 
 @contextlib.asynccontextmanager
 async def running_listener(
-    relay_url: str, target: str, db_path: Path, **options: object
+    relay_url: str, target: str, db_path: Path, transport: str = "websocket", **options: object
 ) -> AsyncIterator[RunningListener]:
-    """A real Listener connected to `relay_url`, yielded once a webhook would flow."""
+    """A real Listener connected to `relay_url`, yielded once a webhook would flow.
+
+    With transport="in-process" the relay must be one running_relay serves in this process:
+    the listener links to its app by function call instead of a websocket."""
     store = Store(db_path)
     config = ListenerConfig(target=parse_target(target), relay_url=relay_url, **options)  # type: ignore[arg-type]
-    listener = Listener(config, store)
+    assert transport in TRANSPORTS, transport
+    in_process = in_process_relay(relay_url) if transport == "in-process" else None
+    listener = Listener(config, store, in_process=in_process)
     events: list[ListenerEvent] = []
     ready: asyncio.Future[Ready] = asyncio.get_running_loop().create_future()
 
@@ -118,7 +146,10 @@ async def running_listener(
             task.result()  # surfaces why it could not connect
         if ready not in done:
             raise TimeoutError("listener did not become ready")
-        yield RunningListener(listener, store, ready.result().webhook_url, events)
+        if relay_url is not None:  # None: the relay the listener embeds, however it links
+            kind = WebSocketTransport if in_process is None else InProcessTransport
+            assert isinstance(listener.connection, kind), f"not connected over {transport}"
+        yield RunningListener(listener, store, ready.result().webhook_url, events, transport)
     finally:
         await listener.stop()
         with contextlib.suppress(Exception):

@@ -13,11 +13,18 @@ from tui_helpers import Session
 from hooktap.listen.listener import Listener, ListenerConfig
 from hooktap.listen.target import parse_target
 from hooktap.store import Store
-from support.servers import running_handler, running_relay
+from support.servers import in_process_relay, running_handler, running_relay
 
 
 @pytest.fixture
-async def session(tmp_path: Path, secret: str) -> AsyncIterator[Session]:
+def transport() -> str:
+    """How the session's listener reaches the relay: test_live.py runs over each of
+    support.servers.TRANSPORTS."""
+    return "websocket"
+
+
+@pytest.fixture
+async def session(tmp_path: Path, secret: str, transport: str) -> AsyncIterator[Session]:
     async with (
         running_relay(tmp_path / "relay") as relay_url,
         running_handler() as handler,
@@ -29,7 +36,8 @@ async def session(tmp_path: Path, secret: str) -> AsyncIterator[Session]:
             relay_url=relay_url,
             secret=secret,
         )
-        listener = Listener(config, store)
+        in_process = in_process_relay(relay_url) if transport == "in-process" else None
+        listener = Listener(config, store, in_process=in_process)
         try:
             yield Session(relay_url, handler, store, listener, secret, http)
         finally:

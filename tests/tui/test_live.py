@@ -1,19 +1,28 @@
-"""The inspector in a live session: header truth, the list, following, tabs, quitting."""
+"""The inspector in a live session: header truth, the list, following, tabs, quitting; with
+its listener over the websocket and linked in process to the relay."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import aiohttp
+import pytest
 from tui_helpers import Session, live_app, rows, screen_text, settle, wait_until
 
 from hooktap.listen.listener import Listener, ListenerConfig
 from hooktap.listen.target import parse_target
+from hooktap.listen.transport.inprocess import InProcessTransport
+from hooktap.listen.transport.websocket import WebSocketTransport
 from hooktap.replay import replay
 from hooktap.store import Store
 from hooktap.tui.app import HooktapApp
 from hooktap.tui.widgets.list_panel import NewBanner
-from support.servers import running_handler
+from support.servers import TRANSPORTS, running_handler
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 def app_of(pilot) -> HooktapApp:  # type: ignore[no-untyped-def]
@@ -21,9 +30,13 @@ def app_of(pilot) -> HooktapApp:  # type: ignore[no-untyped-def]
     return pilot.app
 
 
-async def test_header_tells_the_truth_about_the_connection(session: Session) -> None:
+async def test_header_tells_the_truth_about_the_connection(
+    session: Session, transport: str
+) -> None:
     async with live_app(session) as pilot:
         app = app_of(pilot)
+        kind = WebSocketTransport if transport == "websocket" else InProcessTransport
+        assert isinstance(session.listener.connection, kind)
         text = screen_text(app)
         assert "● connected" in text
         assert session.webhook_url in text
@@ -41,12 +54,14 @@ async def test_header_tells_the_truth_about_the_connection(session: Session) -> 
         )
 
 
+@pytest.mark.parametrize("transport", ["websocket"])  # an in-process link has no socket to lose
 async def test_header_shows_disconnected_then_connected_again(session: Session) -> None:
     async with live_app(session) as pilot:
         app = app_of(pilot)
-        # The relay drops the socket (as on a relay restart); the listener reconnects.
-        assert session.listener._ws is not None
-        session.listener._ws.transport.abort()
+        # The socket drops (as on a relay restart); the listener reconnects.
+        connection = session.listener.connection
+        assert isinstance(connection, WebSocketTransport)
+        connection.abort()
         await wait_until(
             pilot, lambda: "✕ disconnected" in screen_text(app), what="disconnected state"
         )
@@ -129,7 +144,7 @@ async def test_q_quits_and_stops_the_listener(session: Session) -> None:
         await pilot.press("q")
         await wait_until(pilot, lambda: not app.is_running, what="the app to exit")
     assert session.listener._stopping.is_set()
-    assert session.listener._ws is None
+    assert session.listener.connection is None
 
 
 async def test_ctrl_c_quits_too(session: Session) -> None:

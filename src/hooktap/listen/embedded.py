@@ -14,8 +14,7 @@ from aiohttp import web
 
 from hooktap.home import relay_data_dir
 from hooktap.listen.channel import RelayRefused
-from hooktap.relay import drain
-from hooktap.relay.app import SERVICE, RelayConfig, make_app
+from hooktap.relay.embed import SERVICE, InProcessRelay, RelayConfig, make_app, stop_relay
 
 EMBEDDED_DRAIN = 1.0  # seconds
 
@@ -26,6 +25,7 @@ class EmbeddedRelay:
         self.heartbeat = heartbeat
         self.url = f"http://127.0.0.1:{port}"
         self._runner: web.AppRunner | None = None
+        self._relay: InProcessRelay | None = None
 
     @property
     def owned(self) -> bool:
@@ -33,9 +33,18 @@ class EmbeddedRelay:
 
     @property
     def app(self) -> web.Application:
-        """The relay app this process serves (only when `owned`), for the in-process link."""
+        """The relay app this process serves (only when `owned`): --public's ingress."""
         assert self._runner is not None
         return self._runner.app
+
+    @property
+    def relay(self) -> InProcessRelay:
+        """The relay this process serves (only when `owned`), for the in-process link: the
+        same object for as long as the same app is served."""
+        app = self.app
+        if self._relay is None or self._relay.app is not app:
+            self._relay = InProcessRelay(app)
+        return self._relay
 
     async def start(self) -> None:
         """Serve on the port, or join the hooktap relay already there."""
@@ -74,7 +83,7 @@ class EmbeddedRelay:
 
     async def stop(self) -> None:
         if self._runner is not None:
-            await drain.stop(self._runner)
+            await stop_relay(self._runner)
             self._runner = None
 
 

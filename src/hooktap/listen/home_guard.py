@@ -33,9 +33,7 @@ from hooktap.listen import channel as channels
 from hooktap.listen.channel import ChannelCredentials
 from hooktap.listen.embedded import EmbeddedRelay
 from hooktap.listen.events import HomeLost
-from hooktap.relay.config import CONFIG
-from hooktap.relay.db import RelayDB
-from hooktap.relay.keys import DB
+from hooktap.relay.embed import InProcessRelay
 from hooktap.store import Store, StoreError
 
 log = logging.getLogger("hooktap.listen")
@@ -86,7 +84,7 @@ class HomeGuard:
         self.restore_state = restore_state
         self.interval = interval
         self.failure: HomeUnusable | None = None
-        self._relay_file: tuple[RelayDB, FileId | None] | None = None
+        self._relay_file: tuple[InProcessRelay, FileId | None] | None = None
         self._told_unsaved = False  # the "cannot save it anywhere" message went out already
         self._saved: Path | None = None  # the folder history went to when the home could not
         self._task: asyncio.Task[None] | None = None
@@ -158,16 +156,16 @@ class HomeGuard:
             return f"{history_path} was replaced by another file"
         return f"{history_path} was deleted"
 
-    def _relay_db(self) -> tuple[RelayDB, Path] | None:
-        """The embedded relay's database when this process serves it, and its path. Its
-        file id is taken the first time a RelayDB is seen (the relay does not keep one)."""
+    def _relay_db(self) -> tuple[InProcessRelay, Path] | None:
+        """The embedded relay when this process serves it, and its queue's path. The file id
+        is taken the first time a relay is seen (the relay does not keep one)."""
         if self.embedded is None or not self.embedded.owned:
             return None
-        app = self.embedded.app
-        db, path = app[DB], app[CONFIG].data_dir / "relay.db"
-        if self._relay_file is None or self._relay_file[0] is not db:
-            self._relay_file = (db, _file_id(path))
-        return db, path
+        relay = self.embedded.relay
+        path = relay.queue_path
+        if self._relay_file is None or self._relay_file[0] is not relay:
+            self._relay_file = (relay, _file_id(path))
+        return relay, path
 
     # -- rescuing ----------------------------------------------------------------------------
 
@@ -215,9 +213,9 @@ class HomeGuard:
     def _move_relay(self, path: Path) -> Path:
         found = self._relay_db()
         assert found is not None
-        db = found[0]
-        where = db.reopen(path)
-        self._relay_file = (db, _file_id(where))
+        relay = found[0]
+        where = relay.move_queue(path)
+        self._relay_file = (relay, _file_id(where))
         return where
 
     async def _give_up(self, loss: _Loss, why: str) -> None:

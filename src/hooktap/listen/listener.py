@@ -1,6 +1,8 @@
-"""The listener: keeps a connection to the relay alive (a websocket, or the in-process link
-of the relay it embeds), reconnects with backoff, and passes each delivery to its Pipeline,
-which records it, forwards it once and answers the relay.
+"""The listener: keeps a connection to the relay alive, reconnects with backoff, and passes
+each delivery to its Pipeline, which records it, forwards it once and answers the relay.
+
+The connection is a Transport (see hooktap.listen.transport): a websocket, or the in-process
+link to the relay this process serves. Both are driven the same way here.
 """
 
 from __future__ import annotations
@@ -8,19 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import random
 import secrets
 import ssl
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from hooktap import __version__, tls
 from hooktap.listen import channel as channels
@@ -36,24 +32,13 @@ from hooktap.listen.events import (
     Subscriber,
 )
 from hooktap.listen.forward import Forwarder
-from hooktap.listen.pipeline import Pipeline, Reply
+from hooktap.listen.pipeline import Pipeline
 from hooktap.listen.target import Target
-from hooktap.outbox import Outbox
-from hooktap.protocol import (
-    Batch,
-    Error,
-    Flow,
-    ListenerSession,
-    Liveness,
-    Ping,
-    Pong,
-    ProtocolError,
-    Result,
-    encode,
-)
-from hooktap.protocol import (
-    Delivery as WireDelivery,
-)
+from hooktap.listen.transport import HandshakeRefused, Transport
+from hooktap.listen.transport.inprocess import InProcessTransport
+from hooktap.listen.transport.websocket import WebSocketTransport
+from hooktap.protocol import Delivery as WireDelivery
+from hooktap.protocol import Hello, ProtocolError
 from hooktap.public import (
     ConnectTo,
     Provider,
@@ -63,8 +48,7 @@ from hooktap.public import (
     open_public,
     webhook_url,
 )
-from hooktap.relay import links as relay_links
-from hooktap.relay.hub import Link
+from hooktap.relay.embed import InProcessRelay
 from hooktap.store import Store
 
 log = logging.getLogger("hooktap.listen")
@@ -99,27 +83,32 @@ class ListenerConfig:
 
 
 class Listener:
-    def __init__(self, config: ListenerConfig, store: Store) -> None:
+    """`in_process`: a relay this process already serves at `config.relay_url`, to link to by
+    function call as `hooktap listen` does with the relay it embeds (which, without a
+    relay_url, it starts itself)."""
+
+    def __init__(
+        self, config: ListenerConfig, store: Store, *, in_process: InProcessRelay | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.forwarder = Forwarder(config.target, config.timeout, config.concurrency)
         self.embedded: EmbeddedRelay | None = (
             None if config.relay_url else EmbeddedRelay(config.port)
         )
+        self._in_process = in_process
         self.creds: ChannelCredentials | None = None
         self.state = "connecting"
         self.paused = config.paused
         self._subscribers: list[Subscriber] = []
-        self._ws: ClientConnection | None = None
+        self.connection: Transport | None = None  # while connected
         self._slots = asyncio.Semaphore(config.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._announced = False
-        self._waiting_for_slot = False
         self.pipeline = Pipeline(store, self.forwarder, config.target, config.secret, self._emit)
-        self._local: Link | None = None
         self._public: Public | None = None  # with --public, once its URL carried a probe
-        self._relay_queued: int | None = None  # the websocket relay's last word on its queue
+        self._relay_queued: int | None = None  # an earlier connection's last word on the queue
 
     @functools.cached_property
     def instance(self) -> str:
@@ -132,6 +121,14 @@ class Listener:
             return self.config.relay_url.rstrip("/")
         assert self.embedded is not None
         return self.embedded.url
+
+    def _own_relay(self) -> InProcessRelay | None:
+        """The relay this process serves, if it does: the listener links to it in process."""
+        if self._in_process is not None:
+            return self._in_process
+        if self.embedded is not None and self.embedded.owned:
+            return self.embedded.relay
+        return None
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -157,9 +154,8 @@ class Listener:
         refuses us (see _refused), since an older relay would not understand the question."""
         if self.embedded is not None:
             await self.embedded.start()
-        owned = self.embedded is not None and self.embedded.owned
         self.creds, moved = await channels.ensure(
-            self.relay_url, reclaim_stored=owned, access=self.config.access
+            self.relay_url, reclaim_stored=self._own_relay() is not None, access=self.config.access
         )
         if moved:
             log.warning("hooktap: %s", moved)
@@ -201,14 +197,11 @@ class Listener:
                 self._public = await exits.enter_async_context(self._go_public(creds))
             while not self._stopping.is_set():
                 try:
-                    if self.embedded is not None and self.embedded.owned:
-                        await self._local_session()
-                    else:
-                        await self._session()
+                    await self._session()
                     attempt = 0
                 except RelayRefused:
                     raise
-                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
+                except (OSError, TimeoutError) as exc:  # transport.Disconnected included
                     detail = _why(exc)
                 except ProtocolError as exc:
                     detail = f"protocol error: {exc.reason}"
@@ -268,15 +261,16 @@ class Listener:
         """How many deliveries the relay holds for this channel (while paused they wait
         there), or None where it has not said: the embedded relay's count is read in
         memory; a websocket relay's comes with each heartbeat's Pong."""
-        if self.embedded is not None and self.embedded.owned and self._local is not None:
-            return relay_links.queue_depth(self.embedded.app, self._local.channel)
+        connection = self.connection
+        if connection is not None and (queued := connection.queued()) is not None:
+            return queued
         return self._relay_queued
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._ws is not None:
+        if self.connection is not None:
             with contextlib.suppress(Exception):
-                await self._ws.close()
+                await self.connection.close()
 
     async def _shutdown(self) -> None:
         if self._tasks:
@@ -289,58 +283,65 @@ class Listener:
     async def set_paused(self, paused: bool) -> None:
         """Hold deliveries at the relay (they queue, the sender gets 202) or let them flow."""
         self.paused = paused
-        if self._local is not None and self.embedded is not None:
-            relay_links.set_paused(self.embedded.app, self._local, paused)
-        if self._ws is not None:
-            with contextlib.suppress(ConnectionClosed):
-                await self._ws.send(encode(Flow(paused)))
+        if self.connection is not None:
+            await self.connection.pause(paused)
         self._emit(Paused(paused))
 
     # --- one connection ------------------------------------------------------------------
 
-    async def _local_session(self) -> None:
-        """Attach to the relay this process serves by function call: the default setup pays
-        no websocket framing and no loopback hop per delivery."""
-        assert self.creds is not None and self.embedded is not None
-        app = self.embedded.app
+    def _transport(self, creds: ChannelCredentials) -> Transport:
+        """The relay this process serves by function call: the default setup pays no
+        websocket framing and no loopback hop per delivery. Any other over a websocket."""
+        relay = self._own_relay()
+        if relay is not None:
+            return InProcessTransport(relay, creds)
+        return WebSocketTransport(creds, self.config.access)
 
-        async def deliver(frame: WireDelivery) -> None:
-            # Wait for a free slot first, as the websocket path does, so a deep queue handed
-            # over at once is not all read into memory at once.
+    async def _session(self) -> None:
+        """One connection, from its Hello (or attach) to its end."""
+        assert self.creds is not None
+        connection = self._transport(self.creds)
+        hello = Hello(
+            client=f"hooktap/{__version__}",
+            timeout=self.config.timeout,
+            paused=self.paused,
+            instance=self.instance,
+            history=self.store.history_id,
+            takeover=self.config.takeover,
+        )
+        reply = connection.send_result
+
+        async def take(frame: WireDelivery) -> None:
+            # Wait for a free slot first, so a deep queue handed over at once is not all
+            # read into memory at once: the relay (or the socket) waits meanwhile.
             await self._slots.acquire()
             task = asyncio.get_running_loop().create_task(self.pipeline.handle(reply, frame))
             self._tasks.add(task)
             task.add_done_callback(self._done)
 
-        async def reply(result: Result) -> None:
-            relay_links.take_result(app, link, result)
-
-        link = relay_links.attach_local(
-            app,
-            self.creds.channel,
-            self.creds.token,
-            deliver,
-            self.config.timeout,
-            self.paused,
-            instance=self.instance,
-            history=self.store.history_id,
-        )
-        self._local = link
-        self.pipeline.relay_keeps_refused = True
         try:
-            self._connected(self.creds.webhook_url, relay_links.queue_depth(app, link.channel))
-            stopping = asyncio.ensure_future(self._stopping.wait())
-            ended = asyncio.ensure_future(link.ended.wait())
-            await asyncio.wait({stopping, ended}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            ended.cancel()
-            if link.closed and not self._stopping.is_set():
+            try:
+                opened = await connection.open(hello, take)
+            except HandshakeRefused as exc:
+                await self._refused(exc)
+                return
+            except ssl.SSLCertVerificationError as exc:
+                if self._announced:
+                    raise  # it was trusted a moment ago (renewal under way?): keep retrying
                 raise RelayRefused(
-                    "another `hooktap listen` connected to this channel and took it over"
-                )
+                    tls.certificate_problem(self.relay_url, exc, self.config.ca_file)
+                ) from None
+            if self._stopping.is_set():
+                return  # stop() came while connecting: it had nothing to close yet
+            self.connection = connection
+            self.pipeline.relay_keeps_refused = opened.keeps_refused
+            self._connected(opened.webhook_url, opened.queued)
+            await connection.serve()
         finally:
-            self._local = None
-            relay_links.release(app, link)
+            self.connection = None
+            if (queued := connection.queued()) is not None:
+                self._relay_queued = queued
+            await connection.close()
 
     def _connected(self, webhook_url: str, queued: int) -> None:
         self.state = "connected"
@@ -364,106 +365,6 @@ class Listener:
             )
         self._set_state("connected", webhook_url)
 
-    async def _session(self) -> None:
-        assert self.creds is not None
-        try:
-            ws = await connect(
-                self.creds.websocket_url,
-                ssl=self.config.access.ssl_for(self.creds.websocket_url),
-                additional_headers={"Authorization": f"Bearer {self.creds.token}"},
-                user_agent_header=f"hooktap/{__version__}",
-                compression=None,  # deflating megabyte bodies on loopback costs more than it saves
-                max_size=None,
-                ping_interval=None,  # our own heartbeat frames, below
-                open_timeout=10,
-                close_timeout=2,
-            )
-        except InvalidStatus as exc:
-            await self._refused(exc)
-            return
-        except ssl.SSLCertVerificationError as exc:
-            if self._announced:
-                raise  # it was trusted a moment ago (renewal under way?): keep retrying
-            raise RelayRefused(
-                tls.certificate_problem(self.relay_url, exc, self.config.ca_file)
-            ) from None
-        session = ListenerSession()
-        self._ws = ws
-        try:
-            await ws.send(
-                session.hello(
-                    f"hooktap/{__version__}",
-                    self.config.timeout,
-                    self.paused,
-                    instance=self.instance,
-                    history=self.store.history_id,
-                    takeover=self.config.takeover,
-                )
-            )
-            first = session.receive(await asyncio.wait_for(ws.recv(), 10))
-            if isinstance(first, Error):
-                raise RelayRefused(f"the relay refused the connection: {first.reason}")
-            welcome = session.welcome
-            assert welcome is not None
-            if welcome.timeout is not None and welcome.timeout < self.config.timeout:
-                log.warning(
-                    "hooktap: this relay holds a sender at most %g s, less than --timeout %g; "
-                    "a handler slower than that is answered 504 by the relay",
-                    welcome.timeout,
-                    self.config.timeout,
-                )
-            self.pipeline.relay_keeps_refused = session.batches  # the same protocol brought both
-            self._connected(welcome.webhook_url, welcome.queued)
-            liveness = Liveness(welcome.heartbeat, time.monotonic())
-            beat = asyncio.create_task(self._heartbeat(ws, liveness))
-            outbox = Outbox(ws.send) if session.batches else None
-            try:
-                await self._receive(ws, session, liveness, partial(_send_quietly, ws, outbox))
-            finally:
-                beat.cancel()
-        finally:
-            self._ws = None
-            await ws.close()
-
-    async def _receive(
-        self, ws: ClientConnection, session: ListenerSession, liveness: Liveness, reply: Reply
-    ) -> None:
-        async for data in ws:
-            liveness.seen(time.monotonic())
-            if isinstance(data, str):
-                raise ProtocolError("the relay sent a text message")
-            frame = session.receive(data)
-            if isinstance(frame, WireDelivery):
-                await self._take(frame, liveness, reply)
-            elif isinstance(frame, Batch):
-                for delivery in frame.frames:
-                    assert isinstance(delivery, WireDelivery)  # ListenerSession checked them
-                    await self._take(delivery, liveness, reply)
-            elif isinstance(frame, Ping):
-                await ws.send(encode(Pong(frame.sent_at)))
-            elif isinstance(frame, Pong):
-                self._relay_queued = frame.queued
-            elif isinstance(frame, Error):
-                if frame.code == "replaced":
-                    raise RelayRefused(
-                        "another `hooktap listen` connected to this channel and took it over"
-                    )
-                raise ProtocolError(frame.reason, frame.code)
-
-    async def _take(self, frame: WireDelivery, liveness: Liveness, reply: Reply) -> None:
-        """Start handling a delivery once a slot is free."""
-        if self._slots.locked():
-            # Back-pressure: frames wait in the socket while the handler is busy, which is
-            # not the relay going silent.
-            self._waiting_for_slot = True
-            liveness.seen(time.monotonic())
-        await self._slots.acquire()
-        self._waiting_for_slot = False
-        liveness.seen(time.monotonic())
-        task = asyncio.create_task(self.pipeline.handle(reply, frame))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slots.release()
@@ -471,25 +372,8 @@ class Listener:
             return
         log.error("delivery handling failed", exc_info=exc)
 
-    async def _heartbeat(self, ws: ClientConnection, liveness: Liveness) -> None:
-        """Ping the relay; if it goes silent (half-open socket, sleep), drop the connection so
-        the reconnect loop runs instead of a listener that looks connected but is not."""
-        while True:
-            await asyncio.sleep(liveness.interval)
-            if self._waiting_for_slot:
-                liveness.seen(time.monotonic())
-            elif liveness.dead(time.monotonic()):
-                log.info("relay silent for %.0f s; reconnecting", liveness.window)
-                ws.transport.abort()
-                return
-            try:
-                await ws.send(encode(Ping(time.time())))
-            except ConnectionClosed:
-                return
-
-    async def _refused(self, exc: InvalidStatus) -> None:
-        status = exc.response.status_code
-        reason = _reason(exc)
+    async def _refused(self, exc: HandshakeRefused) -> None:
+        status, reason = exc.status, exc.reason
         reclaimed = getattr(self, "_reclaimed", False)
         if status in (403, 404) and self.creds is not None and not reclaimed:
             # The relay does not know our channel for our token (it lost its data, or is not
@@ -507,25 +391,6 @@ class Listener:
         raise ConnectionError(f"relay answered {status}: {reason}")
 
 
-async def _send_quietly(ws: ClientConnection, outbox: Outbox | None, result: Result) -> None:
-    """A result lost with the connection is fine: the relay re-sends, we answer from history."""
-    with contextlib.suppress(ConnectionClosed):
-        if outbox is not None:
-            await outbox.put(encode(result))
-        else:
-            await ws.send(encode(result))
-
-
-def _reason(exc: InvalidStatus) -> str:
-    try:
-        body = json.loads(exc.response.body or b"")
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            return body["error"]
-    except ValueError:
-        pass
-    return exc.response.reason_phrase or "refused"
-
-
 def _why(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"the relay's certificate is not trusted: {exc.verify_message or exc}"
@@ -533,8 +398,6 @@ def _why(exc: BaseException) -> str:
         return f"TLS with the relay failed: {getattr(exc, 'reason', None) or exc}"
     if isinstance(exc, ConnectionRefusedError):
         return "relay not reachable (connection refused)"
-    if isinstance(exc, ConnectionClosed):
-        return "connection to the relay closed"
     if isinstance(exc, TimeoutError):
         return "relay did not answer in time"
     return str(exc) or type(exc).__name__

@@ -1,8 +1,9 @@
 """What the relay does with a listener's link, whether it is a websocket or the in-process
-link of the embedded relay: attach it, hand over the queue, take results, pause, let go.
+link of the embedded relay: admit it, hand over the queue, take results, pause, let go.
 
 Both kinds of link go through these functions, so a delivery is queued, re-offered and
-confirmed the same way whichever way it travels.
+confirmed the same way whichever way it travels: the websocket endpoint (listener_ws.py)
+calls them for its frames, and relay/embed.py for a listener in the same process.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import web
 
-from hooktap.protocol import Delivery, Error, ProtocolError, Result, encode
+from hooktap.protocol import Error, ProtocolError, Result, encode
 from hooktap.relay.hub import REOFFER_FIRST, REOFFER_MAX, Link
 from hooktap.relay.keys import DB, HUB
 
@@ -73,46 +74,6 @@ async def refuse(ws: web.WebSocketResponse, exc: ProtocolError) -> None:
         await ws.close(code=1002 if exc.code != "replaced" else 4000, message=exc.code.encode())
     except (ConnectionError, RuntimeError):
         pass
-
-
-def attach_local(
-    app: web.Application,
-    channel: str,
-    token: str,
-    deliver: Callable[[Delivery], Awaitable[None]],
-    timeout: float,
-    paused: bool,
-    *,
-    instance: str = "",
-    history: str = "",
-) -> Link:
-    """Connect the listener that owns this embedded relay by function call: the same hub, queue
-    and answers as a websocket listener, without framing each delivery twice over loopback.
-
-    It owns the relay, so it always takes its channel: a websocket listener holding it (one
-    that joined this relay before this process took the port over) is replaced."""
-    link = Link(
-        channel,
-        None,
-        timeout=timeout,
-        paused=paused,
-        local=deliver,
-        instance=instance,
-        history=history,
-        client="in-process",
-    )
-    if not app[DB].channel_exists(channel):
-        # This process took the port over with a data dir that never saw the channel: keep the
-        # URL the listener already printed (its token re-registers it, as a websocket would).
-        app[DB].claim(token)  # the id derives from the token: it comes back under its name
-    admit(app, link, takeover=True)
-    if not paused:
-        spawn(link, flush(app, link))
-    return link
-
-
-def queue_depth(app: web.Application, channel: str) -> int:
-    return app[DB].depth(channel)
 
 
 def take_result(app: web.Application, link: Link, result: Result) -> None:

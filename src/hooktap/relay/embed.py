@@ -1,0 +1,96 @@
+"""What the relay offers a program that runs it in its own process: the one door `listen/`
+goes through.
+
+`hooktap listen` serves a relay on loopback and links its listener to it by function call, no
+websocket framing and no loopback hop per delivery. Everything it needs from the relay is here:
+making and stopping the app, and `InProcessRelay`, the relay as an in-process listener sees
+it (attach, take a result, pause, release, queue depth), plus what the HOOKTAP_HOME guard
+needs to move the relay's queue file. The listener never reaches past it into the relay's
+parts, so these can change behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from hooktap.protocol import Delivery, Result
+from hooktap.relay import links
+from hooktap.relay.app import SERVICE, RelayConfig, make_app
+from hooktap.relay.config import CONFIG
+from hooktap.relay.drain import stop as stop_relay
+from hooktap.relay.hub import Link
+from hooktap.relay.keys import DB
+
+__all__ = ["SERVICE", "InProcessRelay", "Link", "RelayConfig", "make_app", "stop_relay"]
+
+
+class InProcessRelay:
+    """A relay app this process serves, seen from a listener in the same process.
+
+    A delivery goes through the same hub, queue and answers as one over a websocket: the
+    listener attaches a `Link` whose `deliver` the relay awaits (it returns once the listener
+    has room for the delivery: back-pressure), and hands each Result back to `take_result`."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    def attach(
+        self,
+        channel: str,
+        token: str,
+        deliver: Callable[[Delivery], Awaitable[None]],
+        *,
+        timeout: float,
+        paused: bool,
+        instance: str = "",
+        history: str = "",
+    ) -> Link:
+        """Make this listener the channel's: it owns the relay, so it always takes the channel,
+        replacing a websocket listener that joined this relay before this process took the
+        port over. The queue is handed over at once unless `paused`."""
+        app = self.app
+        link = Link(
+            channel,
+            None,
+            timeout=timeout,
+            paused=paused,
+            local=deliver,
+            instance=instance,
+            history=history,
+            client="in-process",
+        )
+        if not app[DB].channel_exists(channel):
+            # This process took the port over with a data dir that never saw the channel:
+            # keep the URL the listener already printed (its token re-registers it, as a
+            # websocket would). The id derives from the token: it comes back under its name.
+            app[DB].claim(token)
+        links.admit(app, link, takeover=True)
+        if not paused:
+            links.spawn(link, links.flush(app, link))
+        return link
+
+    def take_result(self, link: Link, result: Result) -> None:
+        links.take_result(self.app, link, result)
+
+    def pause(self, link: Link, paused: bool) -> None:
+        links.set_paused(self.app, link, paused)
+
+    def release(self, link: Link) -> None:
+        links.release(self.app, link)
+
+    def depth(self, channel: str) -> int:
+        """How many deliveries wait in the channel's queue (read in memory)."""
+        return self.app[DB].depth(channel)
+
+    # For listen/home_guard.py: HOOKTAP_HOME deleted under the embedded relay.
+
+    @property
+    def queue_path(self) -> Path:
+        return self.app[CONFIG].data_dir / "relay.db"
+
+    def move_queue(self, path: Path) -> Path:
+        """Copy the queue to `path` and carry on there; where it now is (see RelayDB.reopen)."""
+        return self.app[DB].reopen(path)
