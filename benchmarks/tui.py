@@ -175,9 +175,9 @@ def build_history(path: Path, count: int) -> None:
                 event_type=kinds[i % len(kinds)],
                 state="dispatched",
             )
-            store.add_delivery(d)
             status = 500 if i % 13 == 0 else 200
-            store.finish(d.id, Attempt(d.id, "forward", received, d.target, status=status))
+            forward = Attempt(d.id, "forward", received, d.target, status=status)
+            store.write_batch([d], [(d.id, forward)])  # as the listener writes: one commit
             if i and i % 20000 == 0:
                 print(f"  … {i:,} stored", flush=True)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from hooktap.store import INLINE_BODY_MAX, Store
+from support.history import record
 from test_store_bodies import delivery  # a small delivery record
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -125,7 +126,7 @@ def seeded(home: Path, count: int = 200) -> Path:
         for i in range(count):
             big = i == count - 1
             body = b"B" * (INLINE_BODY_MAX + 1) if big else b'{"x":"' + b"y" * 2000 + b'"}'
-            store.add_delivery(delivery(f"dlv_{i:05d}", body, at=1.7e9 + i))
+            record(store, delivery(f"dlv_{i:05d}", body, at=1.7e9 + i))
     assert (home / "bodies").is_dir()
     return path
 

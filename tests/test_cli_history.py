@@ -22,6 +22,7 @@ from hooktap.cli.replay_cmd import replay_cmd
 from hooktap.home import history_db
 from hooktap.records import Attempt, Delivery
 from hooktap.store import Store
+from support.history import finish, record
 from support.verifying import BODY, VerifyingHandler, stored_delivery
 
 
@@ -80,13 +81,13 @@ def seed(secret: str, target: str) -> list[Delivery]:
         ]:
             d = stored_delivery(secret, target, id=id, age=age)
             d.event_type = event_type
-            store.add_delivery(d)
-            store.finish(d.id, forward(d, status))
+            record(store, d)
+            finish(store, d.id, forward(d, status))
             made.append(d)
         binary = stored_delivery(secret, target, id="bin_1", age=10, signed=False)
         binary.body, binary.event_type, binary.event_id = b"\x89PNG\x00\xff", None, None
-        store.add_delivery(binary)
-        store.finish(binary.id, forward(binary, None, "connection refused by http://x"))
+        record(store, binary)
+        finish(store, binary.id, forward(binary, None, "connection refused by http://x"))
         made.append(binary)
     return made
 
@@ -390,7 +391,7 @@ def test_big_body_file_deleted_by_hand_is_a_clear_error(secret: str) -> None:
     big = stored_delivery(secret, "http://127.0.0.1:9", id="dlv_big")
     big.body = b'{"type":"task.completed","pad":"' + b"x" * 100_000 + b'"}'
     with Store(history_db()) as store:
-        store.add_delivery(big)
+        record(store, big)
     files = list((history_db().parent / "bodies").iterdir())
     assert len(files) == 1
     shown = json.loads(run(deliveries_cmd, "show", "dlv_big", "--json").stdout)

@@ -17,6 +17,7 @@ from hooktap.pivotal.signing import signed_headers
 from hooktap.records import Attempt, Delivery
 from hooktap.replay import FORCED, NotGenuine, check_options, describe_replay, replay
 from hooktap.store import AmbiguousId, Store
+from support.history import finish, record
 from support.servers import running_listener, running_relay, serve
 from support.verifying import BODY, VerifyingHandler, stored_delivery
 from test_pivotal_path import _hooktap as hooktap  # the CLI in its own process, awaited
@@ -34,8 +35,9 @@ async def handler(secret: str) -> AsyncIterator[VerifyingHandler]:
 
 def store_with(tmp_path: Path, delivery: Delivery) -> Store:
     store = Store(tmp_path / "history.db")
-    store.add_delivery(delivery)
-    store.finish(
+    record(store, delivery)
+    finish(
+        store,
         delivery.id,
         Attempt(
             delivery_id=delivery.id,
@@ -182,7 +184,7 @@ async def test_unsigned_delivery_is_not_signed(
 
 async def test_refusals(tmp_path: Path, secret: str) -> None:
     with store_with(tmp_path, stored_delivery(secret, "")) as store:
-        store.add_delivery(stored_delivery(secret, "", id="dlv_02"))
+        record(store, stored_delivery(secret, "", id="dlv_02"))
         with pytest.raises(LookupError, match="no stored delivery"):
             await replay(store, "nope")
         with pytest.raises(AmbiguousId):
@@ -283,7 +285,7 @@ async def test_the_rule_is_decided_now_with_the_secret_given_now(
             await replay(store, "dlv_01", secret=other)  # stored "valid" or not: not this one's
         tampered = forged(secret, handler.url, id="dlv_02")
         tampered.signature = "no-secret"
-        store.add_delivery(tampered)
+        record(store, tampered)
         with pytest.raises(NotGenuine):
             await replay(store, "dlv_02", secret=secret)
         assert len(handler.seen) == 1
@@ -296,7 +298,7 @@ async def test_broken_svix_headers_are_refused_with_the_reason(
     broken.headers = [(n, v) for n, v in broken.headers if n != "svix-timestamp"]
     unsigned = stored_delivery(secret, handler.url, id="dlv_02", signed=False)
     with store_with(tmp_path, broken) as store:
-        store.add_delivery(unsigned)
+        record(store, unsigned)
         with pytest.raises(NotGenuine, match="missing svix-timestamp header"):
             await replay(store, "dlv_01", secret=secret)
         # Signature headers typed into an unsigned delivery's edit are a forgery too.

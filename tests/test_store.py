@@ -11,12 +11,21 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hooktap.filters import parse_filter
 from hooktap.records import Attempt, Delivery
-from hooktap.store import SCHEMA_VERSION, AmbiguousId, HistoryDamaged, Store, StoreError
+from hooktap.store import (
+    SCHEMA_VERSION,
+    AmbiguousId,
+    HistoryDamaged,
+    Store,
+    StoreClosed,
+    StoreError,
+)
+from support.history import finish, record
 
 NOW = 1_750_000_000.0
 
@@ -91,7 +100,7 @@ def test_delivery_round_trips_byte_for_byte(store: Store) -> None:
     ]
     body = bytes(range(256)) * 4
     d = delivery("d1", body=body, headers=headers, event_type=None)
-    assert store.add_delivery(d) is True
+    assert record(store, d) is True
     got = store.get("d1")
     assert got == d
     assert got.headers == headers
@@ -101,8 +110,8 @@ def test_delivery_round_trips_byte_for_byte(store: Store) -> None:
 def test_ten_megabyte_body(store: Store) -> None:
     body = os.urandom(10 * 1024 * 1024)
     started = time.perf_counter()
-    store.add_delivery(delivery("big", body=body))
-    store.finish("big", forward("big", 200))
+    record(store, delivery("big", body=body))
+    finish(store, "big", forward("big", 200))
     elapsed = time.perf_counter() - started
     assert store.get("big").body == body
     assert store.query()[0].body_size == len(body)
@@ -110,17 +119,17 @@ def test_ten_megabyte_body(store: Store) -> None:
 
 
 def test_duplicate_id_is_refused_and_original_kept(store: Store) -> None:
-    assert store.add_delivery(delivery("d1", body=b"first"))
-    assert store.add_delivery(delivery("d1", body=b"second")) is False
+    assert record(store, delivery("d1", body=b"first"))
+    assert record(store, delivery("d1", body=b"second")) is False
     assert store.get("d1").body == b"first"
     assert store.count() == 1
 
 
 def test_finish_stores_attempt_and_marks_done(store: Store) -> None:
-    store.add_delivery(delivery("d1"))
+    record(store, delivery("d1"))
     assert store.get_state("d1") == "dispatched"
     attempt = forward("d1", 201)
-    attempt_id = store.finish("d1", attempt)
+    attempt_id = finish(store, "d1", attempt)
     assert attempt.id == attempt_id
     assert store.get_state("d1") == "done"
     first = store.first_attempt("d1")
@@ -134,13 +143,13 @@ def test_finish_stores_attempt_and_marks_done(store: Store) -> None:
 
 def test_finish_of_unknown_delivery_stores_nothing(store: Store) -> None:
     with pytest.raises(LookupError, match="nope"):
-        store.finish("nope", forward("nope", 200))
+        finish(store, "nope", forward("nope", 200))
     assert store.attempts("nope") == []
 
 
 def test_replays_are_new_attempts_never_overwriting(store: Store) -> None:
-    store.add_delivery(delivery("d1"))
-    store.finish("d1", forward("d1", 500))
+    record(store, delivery("d1"))
+    finish(store, "d1", forward("d1", 500))
     replay = Attempt(
         delivery_id="d1",
         kind="replay",
@@ -168,7 +177,7 @@ def test_replay_attempt_for_unknown_delivery(store: Store) -> None:
 
 
 def test_mark_interrupted(store: Store) -> None:
-    store.add_delivery(delivery("d1"))
+    record(store, delivery("d1"))
     store.mark("d1", "interrupted")
     assert store.get_state("d1") == "interrupted"
     assert store.get_state("missing") is None
@@ -176,7 +185,7 @@ def test_mark_interrupted(store: Store) -> None:
 
 def test_get_by_unique_prefix_and_ambiguous(store: Store) -> None:
     for i in ("abc123", "abd456", "abd789"):
-        store.add_delivery(delivery(i))
+        record(store, delivery(i))
     assert store.get("abc").id == "abc123"
     assert store.get("abd456").id == "abd456"
     assert store.get("zzz") is None
@@ -191,7 +200,7 @@ def test_file_is_owner_only_even_with_open_umask(tmp_path: Path) -> None:
     try:
         path = tmp_path / "sub" / "history.db"
         with Store(path) as s:
-            s.add_delivery(delivery("d1"))
+            record(s, delivery("d1"))
             assert stat.S_IMODE(path.stat().st_mode) == 0o600
             wal = Path(str(path) + "-wal")
             assert wal.exists()
@@ -231,21 +240,45 @@ def test_not_a_database(tmp_path: Path) -> None:
 
 
 def test_a_closed_store_raises_what_the_inspector_tells_from_damage(tmp_path: Path) -> None:
-    """SQLite's errors become StoreError, but not "closed": tui/loader.py takes that one for
-    a read cut short by quitting, not for a broken history."""
+    """A call after close() is a StoreClosed, a StoreError of its own: tui/loader.py takes it
+    for a read cut short by quitting, not for a broken history."""
     store = Store(tmp_path / "history.db")
     store.close()
-    with pytest.raises(sqlite3.ProgrammingError):
-        store.count()
-    with pytest.raises(sqlite3.ProgrammingError):
-        store.mark("d1", "done")
+    for call in (
+        store.count,
+        lambda: store.mark("d1", "done"),
+        lambda: store.write_batch([delivery("d1")], []),
+        lambda: store.background_checkpoints(True),
+    ):
+        with pytest.raises(StoreClosed, match="closed"):
+            call()
+
+
+def test_no_sqlite_error_leaves_a_store_method(tmp_path: Path) -> None:
+    """One error contract: whatever SQLite raises (here a value it cannot bind, which it
+    reports as a ProgrammingError) leaves every method as a StoreError naming the file."""
+    path = tmp_path / "history.db"
+    with Store(path) as store:
+        record(store, delivery("d1"))
+        odd: Any = object()
+        calls = (
+            lambda: store.get_state(odd),
+            lambda: store.add_attempt(Attempt("d1", "replay", time.time(), "http://x", note=odd)),
+            lambda: store.write_batch([delivery(odd)], []),
+            lambda: store.mark("d1", odd),
+        )
+        for call in calls:
+            with pytest.raises(StoreError, match=f"cannot .* {path}") as info:
+                call()
+            assert isinstance(info.value.__cause__, sqlite3.Error)
+        assert store.get_state("d1") == "dispatched"  # and the store goes on working
 
 
 def test_history_survives_restart(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     with Store(path) as s:
-        s.add_delivery(delivery("d1"))
-        s.finish("d1", forward("d1", 204))
+        record(s, delivery("d1"))
+        finish(s, "d1", forward("d1", 204))
     with Store(path) as s:
         assert s.get_state("d1") == "done"
         assert s.first_attempt("d1").status == 204
@@ -254,8 +287,8 @@ def test_history_survives_restart(tmp_path: Path) -> None:
 def test_reader_in_another_process_sees_writes(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     with Store(path) as s:
-        s.add_delivery(delivery("d1"))
-        s.finish("d1", forward("d1", 200))
+        record(s, delivery("d1"))
+        finish(s, "d1", forward("d1", 200))
         code = (
             "import sys; from hooktap.store import Store\n"
             "s = Store(sys.argv[1]); print(s.count(), s.query()[0].status)"
@@ -264,7 +297,7 @@ def test_reader_in_another_process_sees_writes(tmp_path: Path) -> None:
             [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
         ).stdout
         assert out.split() == ["1", "200"]
-        s.add_delivery(delivery("d2"))  # the writer is not blocked by the reader having been there
+        record(s, delivery("d2"))  # the writer is not blocked by the reader having been there
 
 
 def test_writer_waits_for_another_writer(tmp_path: Path) -> None:
@@ -275,7 +308,7 @@ def test_writer_waits_for_another_writer(tmp_path: Path) -> None:
         release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
         release.start()
         started = time.perf_counter()
-        assert s.add_delivery(delivery("d1"))  # waits on busy_timeout instead of failing
+        assert record(s, delivery("d1"))  # waits on busy_timeout instead of failing
         assert time.perf_counter() - started >= 0.25
         release.join()
         other.close()
@@ -284,7 +317,7 @@ def test_writer_waits_for_another_writer(tmp_path: Path) -> None:
 def test_reader_opens_and_reads_while_another_process_writes(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     with Store(path) as s:
-        s.add_delivery(delivery("d1"))
+        record(s, delivery("d1"))
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
     writer.execute("UPDATE deliveries SET state = 'done'")
@@ -309,9 +342,9 @@ def seed(store: Store) -> None:
     ]
     for id, at, event_type, sig, status, error in rows:
         body = envelope(event_type, "ACME Corp") if event_type else b"\xff\x00plain ACME"
-        store.add_delivery(delivery(id, at=at, event_type=event_type, signature=sig, body=body))
-        store.finish(id, forward(id, status, error=error))
-    store.add_delivery(delivery("f", at=NOW - 30, event_type="customer.churned"))
+        record(store, delivery(id, at=at, event_type=event_type, signature=sig, body=body))
+        finish(store, id, forward(id, status, error=error))
+    record(store, delivery("f", at=NOW - 30, event_type="customer.churned"))
     store.mark("f", "interrupted")
 
 
@@ -370,9 +403,9 @@ def test_filter_values_are_parameters_not_sql(store: Store) -> None:
 
 
 def test_duplicate_svix_id(store: Store) -> None:
-    store.add_delivery(delivery("one", at=NOW - 100, svix_id="msg_same"))
-    store.add_delivery(delivery("two", at=NOW - 50, svix_id="msg_same"))
-    store.add_delivery(delivery("three", at=NOW - 10, svix_id="msg_other"))
+    record(store, delivery("one", at=NOW - 100, svix_id="msg_same"))
+    record(store, delivery("two", at=NOW - 50, svix_id="msg_same"))
+    record(store, delivery("three", at=NOW - 10, svix_id="msg_other"))
     rows = {r.id: r.duplicate for r in store.query()}
     assert rows == {"one": False, "two": True, "three": False}
     assert store.seen_svix_id("msg_same", before_id="two")
@@ -383,7 +416,7 @@ def test_duplicate_svix_id(store: Store) -> None:
 
 def test_keyset_and_offset_pagination(store: Store) -> None:
     for i in range(25):
-        store.add_delivery(delivery(f"d{i:02}", at=NOW + i // 2))  # pairs share a timestamp
+        record(store, delivery(f"d{i:02}", at=NOW + i // 2))  # pairs share a timestamp
     pages, before = [], None
     while True:
         page = store.query(limit=10, before=before)
@@ -400,7 +433,7 @@ def test_keyset_and_offset_pagination(store: Store) -> None:
 
 def test_stats(store: Store) -> None:
     seed(store)
-    store.add_delivery(delivery("g", at=NOW))  # still dispatched
+    record(store, delivery("g", at=NOW))  # still dispatched
     assert store.stats() == {
         "received": 7,
         "forwarded_ok": 1,
@@ -414,11 +447,11 @@ def test_stats(store: Store) -> None:
 def test_prune_removes_old_deliveries_with_everything(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     with Store(path) as s:
-        s.add_delivery(delivery("old", at=NOW - 91 * 86400))
-        s.finish("old", forward("old", 200))
+        record(s, delivery("old", at=NOW - 91 * 86400))
+        finish(s, "old", forward("old", 200))
         s.add_attempt(Attempt(delivery_id="old", kind="replay", started_at=NOW, target_url="x"))
-        s.add_delivery(delivery("new", at=NOW - 89 * 86400))
-        s.finish("new", forward("new", 200))
+        record(s, delivery("new", at=NOW - 89 * 86400))
+        finish(s, "new", forward("new", 200))
         assert s.prune(now=NOW) == 1
         assert ids(s.query()) == ["new"]
         assert s.attempts("old") == []
@@ -437,8 +470,8 @@ def test_hot_path_is_two_short_transactions(tmp_path: Path) -> None:
         ]
         started = time.perf_counter()
         for d, attempt in pairs:
-            s.add_delivery(d)
-            s.finish(d.id, attempt)
+            record(s, d)
+            finish(s, d.id, attempt)
         per_delivery_ms = (time.perf_counter() - started) / len(pairs) * 1000
     assert per_delivery_ms < 1.0  # ~0.15 ms measured here; the forward itself costs more
 
@@ -446,7 +479,7 @@ def test_hot_path_is_two_short_transactions(tmp_path: Path) -> None:
 def fill(path: Path, n: int) -> None:
     """n deliveries (each with a forward attempt) in one transaction, straight into the schema.
 
-    Going through add_delivery would spend most of this test writing; the API's own speed is
+    Going through write_batch would spend most of this test writing; the API's own speed is
     measured above, and rows made here pass through the same reads as the listener's.
     """
     Store(path).close()
@@ -518,7 +551,7 @@ def test_background_checkpoints_keep_the_wal_from_stalling_or_growing(tmp_path: 
         assert checkpointer is not None
         checkpointer.interval = 0.05
         for i in range(300):
-            store.add_delivery(delivery(f"d{i}"))
+            record(store, delivery(f"d{i}"))
         deadline = time.monotonic() + 10
         while not (checkpointer.last and checkpointer.last[1] == checkpointer.last[2] > 0):
             assert time.monotonic() < deadline, f"no full checkpoint: {checkpointer.last}"
@@ -548,7 +581,7 @@ def test_wal_is_rewound_under_a_steady_stream_of_commits(tmp_path: Path) -> None
         store._db.execute("PRAGMA wal_autocheckpoint = 200")
         largest = 0
         for i in range(3000):  # never pausing, like a listener under load
-            store.add_delivery(delivery(f"d{i}"))
+            record(store, delivery(f"d{i}"))
             largest = max(largest, wal.stat().st_size)
         frames = 200 + 200 * 20  # the threshold, plus what a slow round lets through
         assert largest < frames * 4200, f"WAL reached {largest} bytes after 3000 commits"

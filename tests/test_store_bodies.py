@@ -15,6 +15,7 @@ import pytest
 from hooktap.filters import parse_filter
 from hooktap.records import Attempt, Delivery
 from hooktap.store import INLINE_BODY_MAX, Store, StoreError
+from support.history import record
 
 NOW = 1_750_000_000.0
 MB = 1024 * 1024
@@ -74,17 +75,12 @@ def store(path: Path) -> Store:
 
 
 @pytest.mark.parametrize("size", [MB, 10 * MB], ids=["1MB", "10MB"])
-@pytest.mark.parametrize("how", ["add_delivery", "write_batch"])
 def test_big_binary_body_round_trips_byte_exact(
-    store: Store, path: Path, tmp_path: Path, size: int, how: str
+    store: Store, path: Path, tmp_path: Path, size: int
 ) -> None:
     body = binary(size)
     d = delivery("big", body)
-    if how == "add_delivery":
-        assert store.add_delivery(d) is True
-    else:
-        (added,) = store.write_batch([d], [])
-        assert added.new is True
+    assert record(store, d) is True
     got = store.get("big")
     assert got is not None
     assert got.body == body
@@ -112,10 +108,10 @@ def test_64_kib_stays_inline_and_one_byte_more_goes_to_a_file(
 ) -> None:
     assert INLINE_BODY_MAX == 64 * 1024
     exact, over = binary(INLINE_BODY_MAX), binary(INLINE_BODY_MAX + 1)
-    store.add_delivery(delivery("exact", exact))
+    record(store, delivery("exact", exact))
     assert files(tmp_path) == []
     assert stored_prefix(path, "exact") == exact
-    store.add_delivery(delivery("over", over))
+    record(store, delivery("over", over))
     assert files(tmp_path) == ["2.body"]
     assert (tmp_path / "bodies" / "2.body").read_bytes() == over
     assert stored_prefix(path, "over") == over[:INLINE_BODY_MAX]
@@ -127,7 +123,7 @@ def test_file_is_0600_and_folder_0700_even_with_open_umask(path: Path, tmp_path:
     old = os.umask(0)
     try:
         with Store(path) as s:
-            s.add_delivery(delivery("big", binary(MB)))
+            record(s, delivery("big", binary(MB)))
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "bodies").stat().st_mode) == 0o700
@@ -138,13 +134,13 @@ def test_too_open_folder_is_tightened(path: Path, tmp_path: Path) -> None:
     (tmp_path / "bodies").mkdir(mode=0o755)
     (tmp_path / "bodies").chmod(0o755)
     with Store(path) as s:
-        s.add_delivery(delivery("big", binary(MB)))
+        record(s, delivery("big", binary(MB)))
     assert stat.S_IMODE((tmp_path / "bodies").stat().st_mode) == 0o700
 
 
 def test_file_is_named_by_seq_never_by_the_network_id(store: Store, tmp_path: Path) -> None:
     body = binary(MB)
-    store.add_delivery(delivery("../../escape", body))
+    record(store, delivery("../../escape", body))
     assert files(tmp_path) == ["1.body"]
     assert not (tmp_path.parent / "escape").exists()
     assert store.get("../../escape").body == body
@@ -153,8 +149,8 @@ def test_file_is_named_by_seq_never_by_the_network_id(store: Store, tmp_path: Pa
 def test_text_filter_searches_the_first_64_kib_of_a_big_body(store: Store) -> None:
     near = b"x" * 1000 + b"Needle-Early" + b"y" * (INLINE_BODY_MAX - 1100)
     body = near + b"z" * MB + b"needle-late"
-    store.add_delivery(delivery("big", body))
-    store.add_delivery(delivery("small", b"nothing to see"))
+    record(store, delivery("big", body))
+    record(store, delivery("small", b"nothing to see"))
     assert [r.id for r in store.query(parse_filter("needle-early"))] == ["big"]
     assert store.count(parse_filter("NEEDLE-EARLY")) == 1
     assert store.query(parse_filter("needle-late")) == []  # past the stored prefix, documented
@@ -164,9 +160,9 @@ def test_retention_deletes_the_files_of_pruned_deliveries(
     store: Store, path: Path, tmp_path: Path
 ) -> None:
     old_body, new_body = binary(MB), binary(MB)
-    store.add_delivery(delivery("old", old_body, at=NOW - 91 * 86400))
-    store.add_delivery(delivery("old-small", b"small", at=NOW - 91 * 86400))
-    store.add_delivery(delivery("new", new_body, at=NOW - 89 * 86400))
+    record(store, delivery("old", old_body, at=NOW - 91 * 86400))
+    record(store, delivery("old-small", b"small", at=NOW - 91 * 86400))
+    record(store, delivery("new", new_body, at=NOW - 89 * 86400))
     assert files(tmp_path) == ["1.body", "3.body"]
     assert store.prune(now=NOW) == 2
     assert files(tmp_path) == ["3.body"]
@@ -175,21 +171,21 @@ def test_retention_deletes_the_files_of_pruned_deliveries(
     assert files(tmp_path) == []
     # Everything pruned: the next insert is handed seq 1 again and keeps its file.
     again = binary(MB)
-    store.add_delivery(delivery("again", again, at=NOW))
+    record(store, delivery("again", again, at=NOW))
     assert files(tmp_path) == ["1.body"]
     assert store.get("again").body == again
 
 
 def test_retention_survives_a_file_deleted_by_hand(store: Store, tmp_path: Path) -> None:
-    store.add_delivery(delivery("old", binary(MB), at=NOW - 91 * 86400))
+    record(store, delivery("old", binary(MB), at=NOW - 91 * 86400))
     (tmp_path / "bodies" / "1.body").unlink()
     assert store.prune(now=NOW) == 1
 
 
 def test_duplicate_id_writes_no_file_and_keeps_the_original(store: Store, tmp_path: Path) -> None:
     first, second = binary(MB), binary(2 * MB)
-    assert store.add_delivery(delivery("d1", first)) is True
-    assert store.add_delivery(delivery("d1", second)) is False
+    assert record(store, delivery("d1", first)) is True
+    assert record(store, delivery("d1", second)) is False
     (again,) = store.write_batch([delivery("d1", second)], [])
     assert again.new is False
     assert files(tmp_path) == ["1.body"]
@@ -198,7 +194,7 @@ def test_duplicate_id_writes_no_file_and_keeps_the_original(store: Store, tmp_pa
 
 
 def test_missing_file_is_a_store_error_naming_it(store: Store, tmp_path: Path) -> None:
-    store.add_delivery(delivery("big", binary(MB)))
+    record(store, delivery("big", binary(MB)))
     file = tmp_path / "bodies" / "1.body"
     file.unlink()
     with pytest.raises(StoreError) as info:
@@ -212,7 +208,7 @@ def test_missing_file_is_a_store_error_naming_it(store: Store, tmp_path: Path) -
 
 def test_short_or_foreign_file_is_a_store_error(store: Store, tmp_path: Path) -> None:
     body = binary(MB)
-    store.add_delivery(delivery("big", body))
+    record(store, delivery("big", body))
     file = tmp_path / "bodies" / "1.body"
     file.write_bytes(body[: MB // 2])
     with pytest.raises(StoreError, match="cut short") as info:
@@ -238,11 +234,11 @@ def test_failed_batch_leaves_no_row_and_no_file(store: Store, tmp_path: Path) ->
 def test_unwritable_file_is_a_store_error_and_stores_nothing(store: Store, tmp_path: Path) -> None:
     (tmp_path / "bodies").write_bytes(b"a file where the folder should be")
     with pytest.raises(StoreError, match="cannot write the body of delivery big") as info:
-        store.add_delivery(delivery("big", binary(MB)))
+        record(store, delivery("big", binary(MB)))
     assert str(tmp_path / "bodies" / "1.body") in str(info.value)
     assert "bodies exists and is not a folder; move it aside" in str(info.value)
     assert store.count() == 0
-    assert store.add_delivery(delivery("small", b"still works")) is True
+    assert record(store, delivery("small", b"still works")) is True
 
 
 def test_orphan_from_a_crash_is_overwritten_by_the_seq_reused(store: Store, tmp_path: Path) -> None:
@@ -250,13 +246,13 @@ def test_orphan_from_a_crash_is_overwritten_by_the_seq_reused(store: Store, tmp_
     (tmp_path / "bodies").mkdir(mode=0o700)
     (tmp_path / "bodies" / "1.body").write_bytes(binary(3 * MB))
     body = binary(MB)
-    store.add_delivery(delivery("big", body))
+    record(store, delivery("big", body))
     assert store.get("big").body == body
 
 
 def test_big_body_stored_inline_by_an_older_hooktap_still_reads(path: Path) -> None:
     with Store(path) as s:
-        s.add_delivery(delivery("old", b"placeholder"))
+        record(s, delivery("old", b"placeholder"))
     body = binary(MB)
     raw = sqlite3.connect(path)
     with raw:
@@ -270,7 +266,7 @@ def test_big_body_stored_inline_by_an_older_hooktap_still_reads(path: Path) -> N
 
 def test_another_store_on_the_same_file_reads_the_big_body(store: Store, path: Path) -> None:
     body = binary(MB)
-    store.add_delivery(delivery("big", body))
+    record(store, delivery("big", body))
     with Store(path) as reader:  # the TUI's own connection
         assert reader.get("big").body == body
     code = (

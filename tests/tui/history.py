@@ -18,6 +18,7 @@ from hooktap.pivotal.signing import signed_headers
 from hooktap.records import Attempt, Delivery
 from hooktap.store import Store
 from hooktap.tui.app import HooktapApp
+from support.history import finish, record
 
 T0 = 1_750_000_000.0  # 2025-06-15 15:06:40 UTC
 NOW = T0 + 3 * 86400
@@ -99,9 +100,10 @@ def add(
         event_type=event_type,
         state="dispatched",
     )
-    store.add_delivery(d)
+    record(store, d)
     if status is not None:
-        store.finish(
+        finish(
+            store,
             d.id,
             Attempt(
                 d.id,

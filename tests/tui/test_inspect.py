@@ -14,6 +14,7 @@ from hooktap.pivotal.signing import signed_headers
 from hooktap.records import Attempt, Delivery
 from hooktap.store import Store
 from hooktap.tui.app import HooktapApp
+from support.history import finish, record
 from support.servers import running_handler
 
 
@@ -35,8 +36,8 @@ def store_delivery(store: Store, n: int, target: str, secret: str, status: int =
         event_type="customer.updated",
         state="dispatched",
     )
-    store.add_delivery(d)
-    store.finish(d.id, Attempt(d.id, "forward", received, target, status=status, duration_ms=4))
+    record(store, d)
+    finish(store, d.id, Attempt(d.id, "forward", received, target, status=status, duration_ms=4))
     return d.id
 
 

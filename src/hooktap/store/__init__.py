@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from hooktap.bodies import INLINE_BODY_MAX
 from hooktap.store.core import BUSY_TIMEOUT_MS, SCHEMA_VERSION
-from hooktap.store.errors import AmbiguousId, BodyMissing, HistoryDamaged, StoreError
+from hooktap.store.errors import (
+    AmbiguousId,
+    BodyMissing,
+    HistoryDamaged,
+    StoreClosed,
+    StoreError,
+)
 from hooktap.store.reads import StoreReads
 from hooktap.store.rows import Added, Summary
 from hooktap.store.writes import DEFAULT_RETENTION_DAYS, StoreWrites
@@ -30,6 +36,7 @@ __all__ = [
     "BodyMissing",
     "HistoryDamaged",
     "Store",
+    "StoreClosed",
     "StoreError",
     "Summary",
 ]

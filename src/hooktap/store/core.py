@@ -26,7 +26,7 @@ from typing import Any, Self
 from hooktap.bodies import BodyFiles
 from hooktap.home import copy_open_database, folder_in_the_way, put_in_place
 from hooktap.store.checkpoint import REWIND_FRAMES, Checkpointer
-from hooktap.store.errors import StoreError, database_failure, history_damaged
+from hooktap.store.errors import StoreClosed, StoreError, database_failure, history_damaged
 from hooktap.store.sql import META_SCHEMA, SCHEMA
 
 SCHEMA_VERSION = 1
@@ -51,6 +51,7 @@ class StoreCore:
         # one history from another (a fresh HOOKTAP_HOME, say) where a path cannot.
         self.history_id = ""
         self._refusing: str | None = None  # why writes are refused now (refuse_writes)
+        self._closed = False
         self._create_file()
         try:
             self._db = sqlite3.connect(
@@ -66,7 +67,7 @@ class StoreCore:
         self.file_id = _file_id(self.path)
         try:
             self._setup()
-        except sqlite3.DatabaseError as err:
+        except sqlite3.Error as err:
             self._db.close()
             raise database_failure(self.path, "use", err) from err
         except StoreError:
@@ -147,59 +148,60 @@ class StoreCore:
     def _version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-    # Every read and write goes through these two, so SQLite's errors leave the store as a
-    # StoreError naming the file (a damaged page found at any query included), never as a
-    # traceback. Except ProgrammingError: a connection closed under a running read, which the
-    # inspector's reader tells from a real failure (tui/loader.py).
+    # Every use of the connection goes through these, so no sqlite3.Error leaves a Store: it
+    # becomes a StoreError naming the file (HistoryDamaged for a damaged page found at any
+    # query), and StoreClosed for a call that came after close() (a read the inspector had
+    # queued as it quit, which tui/loader.py tells from a real failure).
+
+    @contextmanager
+    def _using(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock, with SQLite's errors made StoreErrors."""
+        with self._lock:
+            if self._closed:
+                raise StoreClosed(f"cannot {doing} {self.path}: this history was closed")
+            try:
+                yield self._db
+            except sqlite3.Error as err:
+                raise database_failure(self.path, doing, err) from err
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._using("write to") as db:
             if self._refusing is not None:
                 raise StoreError(self._refusing)
+            db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                    self._db.execute("COMMIT")
-                    self.commits += 1
-                except BaseException:
-                    # The body files of rows that will not exist go first, while our write
-                    # lock still keeps any other writer from being handed the same seqs.
-                    self._bodies.remove(self._tx_bodies)
-                    if self._db.in_transaction:  # some errors (disk full) rolled back already
-                        self._db.execute("ROLLBACK")
-                    raise
-                finally:
-                    self._tx_bodies.clear()
-            except sqlite3.ProgrammingError:
+                yield db
+                db.execute("COMMIT")
+                self.commits += 1
+            except BaseException:
+                # The body files of rows that will not exist go first, while our write lock
+                # still keeps any other writer from being handed the same seqs.
+                self._bodies.remove(self._tx_bodies)
+                if db.in_transaction:  # some errors (disk full) rolled back already
+                    db.execute("ROLLBACK")
                 raise
-            except sqlite3.DatabaseError as err:
-                raise database_failure(self.path, "write to", err) from err
+            finally:
+                self._tx_bodies.clear()
 
     def _read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.ProgrammingError:
-                raise
-            except sqlite3.DatabaseError as err:
-                raise database_failure(self.path, "read", err) from err
+        with self._using("read") as db:
+            return db.execute(sql, params).fetchall()
 
     def background_checkpoints(self, on: bool) -> None:
         """Checkpoint the WAL from a thread instead of inside our commits (see checkpoint.py):
         for the listener, whose event loop must not stall on an fsync."""
         if on and self._checkpointer is None:
-            with self._lock:
+            with self._using("set up") as db:
                 # Not off: this is what rewinds the WAL under load (see checkpoint.py).
-                self._db.execute(f"PRAGMA wal_autocheckpoint = {REWIND_FRAMES}")
+                db.execute(f"PRAGMA wal_autocheckpoint = {REWIND_FRAMES}")
             self._checkpointer = Checkpointer(self.path, lambda: self.commits)
             self._checkpointer.start()
         elif not on and self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None
-            with self._lock:
-                self._db.execute("PRAGMA wal_autocheckpoint = 1000")  # SQLite's default
+            with self._using("set up") as db:
+                db.execute("PRAGMA wal_autocheckpoint = 1000")  # SQLite's default
 
     def close(self) -> None:
         _OPEN.discard(self)
@@ -207,6 +209,7 @@ class StoreCore:
             self._checkpointer.stop()
             self._checkpointer = None
         with self._lock:
+            self._closed = True
             self._db.close()
 
     # -- the file lost under a running process (listen/home_guard.py) -----------------------

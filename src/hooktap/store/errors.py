@@ -14,6 +14,11 @@ class StoreError(Exception):
     delivery's body file missing or unwritable. The message names the file."""
 
 
+class StoreClosed(StoreError):
+    """A call on a Store after close(): a read the inspector queued as it quit, say, which it
+    tells from a history that failed."""
+
+
 class HistoryDamaged(StoreError):
     """The history file cannot be used as a database at all: a folder, not a database, pages
     SQLite finds malformed. The message gives the command that sets it aside (home.py says why

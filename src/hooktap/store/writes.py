@@ -27,11 +27,6 @@ DEFAULT_RETENTION_DAYS = 90.0  # Pivotal's own Deliveries tab keeps 90 days
 class StoreWrites(StoreCore):
     """Every change to history: each is one transaction through StoreCore._write."""
 
-    def add_delivery(self, d: Delivery) -> bool:
-        """Store a delivery; False if its id is already stored (the relay handed it over again)."""
-        with self._write() as db:
-            return self._insert_delivery(db, d)
-
     def write_batch(
         self, added: list[Delivery], finished: list[tuple[str, Attempt]]
     ) -> list[Added]:
@@ -46,14 +41,11 @@ class StoreWrites(StoreCore):
         signal that history is unwritable, whatever layer noticed it.
         """
         out: list[Added] = []
-        try:
-            with self._write() as db:
-                for d in added:
-                    seen = bool(d.svix_id) and bool(db.execute(SVIX_SEEN, (d.svix_id,)).fetchone())
-                    out.append(Added(self._insert_delivery(db, d), seen))
-                self._finish_in(db, finished)
-        except sqlite3.Error as err:
-            raise StoreError(f"cannot write to {self.path}: {err}") from err
+        with self._write() as db:
+            for d in added:
+                seen = bool(d.svix_id) and bool(db.execute(SVIX_SEEN, (d.svix_id,)).fetchone())
+                out.append(Added(self._insert_delivery(db, d), seen))
+            self._finish_in(db, finished)
         return out
 
     def _insert_delivery(self, db: sqlite3.Connection, d: Delivery) -> bool:
@@ -109,18 +101,9 @@ class StoreWrites(StoreCore):
                 f"{err.strerror or err}"
             ) from err
 
-    def finish(self, delivery_id: str, attempt: Attempt) -> int:
-        """Record the forward attempt and mark the delivery done, atomically.
-
-        Either both happen or neither, so a crash never leaves "done" without its outcome.
-        Returns the attempt id (also set on `attempt.id`).
-        """
-        with self._write() as db:
-            self._finish_in(db, [(delivery_id, attempt)])
-        assert attempt.id is not None
-        return attempt.id
-
     def _finish_in(self, db: sqlite3.Connection, finished: list[tuple[str, Attempt]]) -> None:
+        """Each forward's attempt and its delivery marked done, in the caller's transaction:
+        both or neither, so a crash never leaves "done" without its outcome."""
         for delivery_id, attempt in finished:
             attempt_id = self._insert_attempt(db, attempt)
             cur = db.execute(

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from hooktap.filters import Filter
 from hooktap.records import Attempt
 from hooktap.replay import describe_replay
-from hooktap.store import Store, StoreError, Summary
+from hooktap.store import Store, StoreClosed, StoreError, Summary
 from hooktap.tui.feed import Counts
 from hooktap.tui.widgets.detail import DetailData
 from hooktap.tui.window import PAGE
@@ -63,6 +63,8 @@ class Loader:
 
     def _changed(self) -> bool:
         with self._watch_lock:
+            if self._closed:  # as the store's own reads say it (Store.close)
+                raise StoreClosed("the inspector closed its history")
             version = int(self._watch.execute("PRAGMA data_version").fetchone()[0])
         changed, self._version = version != self._version, version
         return changed
@@ -86,7 +88,7 @@ class Loader:
             raise asyncio.CancelledError
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
-        except sqlite3.ProgrammingError:  # closed under a read that was already running
+        except StoreClosed:  # closed under a read that was already on its way
             if self._closed:
                 raise asyncio.CancelledError from None
             raise
