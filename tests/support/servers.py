@@ -19,7 +19,9 @@ from hooktap.listen.listener import Listener, ListenerConfig
 from hooktap.listen.target import parse_target
 from hooktap.listen.transport.inprocess import InProcessTransport
 from hooktap.listen.transport.websocket import WebSocketTransport
+from hooktap.relay import server as relay_server
 from hooktap.relay.app import RelayConfig, make_app
+from hooktap.relay.config import CONFIG
 from hooktap.relay.embed import InProcessRelay
 from hooktap.store import Store
 
@@ -62,10 +64,14 @@ class Handler:
 
 @contextlib.asynccontextmanager
 async def serve(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    """Serve `app` on loopback: a relay app as hooktap serves it (its limits, its refusals),
+    any other app (a handler) with aiohttp's defaults."""
+    if CONFIG in app:
+        runner = await relay_server.serve(app, "127.0.0.1", 0, shutdown_timeout=0.5)
+    else:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
     try:
         yield f"http://{host}:{port}"

@@ -11,12 +11,11 @@ import ssl
 from pathlib import Path
 
 import click
-from aiohttp import web
 
 from hooktap import aio, tls
 from hooktap.cli.common import BadInput, Finite, valid_relay_url
 from hooktap.home import UnusableFile, relay_data_dir
-from hooktap.relay import drain, logs
+from hooktap.relay import drain, logs, server
 from hooktap.relay.app import RelayConfig, make_app
 from hooktap.relay.config import Network, key_digest
 from hooktap.relay.drain import DRAIN
@@ -320,18 +319,11 @@ async def _serve(
     config: RelayConfig, host: str, port: int, ssl_context: ssl.SSLContext | None
 ) -> None:
     app = make_app(config)
-    runner = web.AppRunner(
-        app,
-        access_log=logging.getLogger("hooktap.relay.access"),
-        access_log_class=logs.AccessLogger,
-        handle_signals=False,
-        # After the drain (drain.stop), what handlers still run get this long.
-        shutdown_timeout=2.0,
+    # After the drain (drain.stop), what handlers still run get shutdown_timeout.
+    runner = await server.serve(
+        app, host, port, ssl_context=ssl_context, access_log=True, shutdown_timeout=2.0
     )
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        await site.start()
         _announce(config, runner.addresses, ssl_context is not None)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -15,6 +15,7 @@ from aiohttp import web
 from hooktap.home import relay_data_dir
 from hooktap.listen.channel import RelayRefused
 from hooktap.relay.embed import SERVICE, InProcessRelay, RelayConfig, make_app, stop_relay
+from hooktap.relay.server import serve
 
 EMBEDDED_DRAIN = 1.0  # seconds
 
@@ -63,15 +64,9 @@ class EmbeddedRelay:
         config = RelayConfig(
             data_dir=relay_data_dir(), heartbeat=self.heartbeat, drain_timeout=EMBEDDED_DRAIN
         )
-        runner = web.AppRunner(
-            make_app(config), access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self.port)
         try:
-            await site.start()
+            runner = await serve(make_app(config), "127.0.0.1", self.port)
         except OSError as exc:
-            await runner.cleanup()
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 return False
             raise RelayRefused(f"cannot serve the relay on port {self.port}: {exc}") from None

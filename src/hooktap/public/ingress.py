@@ -21,8 +21,10 @@ import re
 from aiohttp import web
 
 from hooktap.public.base import AsyncScoped
+from hooktap.relay.app import json_refusals
 from hooktap.relay.config import CONFIG, problem
 from hooktap.relay.ingress import ingress
+from hooktap.relay.server import serve
 
 PROBE_HEADER = "X-Hooktap-Probe"
 
@@ -56,7 +58,7 @@ class PublicIngress(AsyncScoped):
     def make_app(self) -> web.Application:
         relay = self._relay_app
         config = relay[CONFIG]
-        app = web.Application(client_max_size=config.max_body)
+        app = web.Application(client_max_size=config.max_body, middlewares=[json_refusals])
         # Every part the relay keeps on its app (its db, hub, metrics, and whatever it gains
         # later) is the same object here; read once the relay is running, so all are set.
         for key in relay:
@@ -73,16 +75,8 @@ class PublicIngress(AsyncScoped):
         return app
 
     async def start(self) -> str:
-        runner = web.AppRunner(
-            self.make_app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
+        # What the tunnel forwards from the internet gets the relay's limits and refusals.
+        runner = await serve(self.make_app(), "127.0.0.1", 0)
         self._runner = runner
         self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
         return self.url
