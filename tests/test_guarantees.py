@@ -33,7 +33,14 @@ from hooktap.protocol import (
 )
 from hooktap.tui.present import Marks
 from support.procs import Procs, free_port
-from support.servers import running_handler, running_listener, running_relay, serve, until
+from support.servers import (
+    TRANSPORTS,
+    running_handler,
+    running_listener,
+    running_relay,
+    serve,
+    until,
+)
 from support.verifying import VerifyingHandler
 
 # --- 2. a listener that answers pings but never reports a result ------------------------------
@@ -156,7 +163,8 @@ def test_a_second_hooktap_listen_on_the_embedded_relay_exits_2_naming_takeover(
     assert first.popen.poll() is None  # the first keeps its channel
 
 
-async def test_a_takeover_sends_no_delivery_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_takeover_sends_no_delivery_twice(tmp_path: Path, transport: str) -> None:
     """Thirty deliveries are in the first listener's hands (its handler is slow) when a second
     listener, with its own history, takes the channel over. The relay keeps them, since their
     senders were never answered; the new listener must not forward what the old one may
@@ -168,7 +176,7 @@ async def test_a_takeover_sends_no_delivery_twice(tmp_path: Path) -> None:
     ):
         handler.delay = 1.0
         bodies = [f'{{"n": {i}}}'.encode() for i in range(30)]
-        async with running_listener(relay, handler.url, tmp_path / "a.db") as first:
+        async with running_listener(relay, handler.url, tmp_path / "a.db", transport) as first:
 
             async def post(body: bytes) -> int:
                 async with http.post(first.webhook_url, data=body) as resp:
@@ -177,7 +185,7 @@ async def test_a_takeover_sends_no_delivery_twice(tmp_path: Path) -> None:
             senders = [asyncio.create_task(post(b)) for b in bodies]
             await handler.wait_for(30)
             async with running_listener(
-                relay, handler.url, tmp_path / "b.db", takeover=True
+                relay, handler.url, tmp_path / "b.db", transport, takeover=True
             ) as second:
                 statuses = await asyncio.gather(*senders)
                 assert set(statuses) <= {200, 202}
@@ -274,8 +282,9 @@ async def test_without_a_secret_a_held_delivery_is_sent_as_is_and_the_note_says_
 # --- 5. handed back after a refusal ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_delivery_handed_back_is_offered_again_once_the_listener_can_take_it(
-    tmp_path: Path,
+    tmp_path: Path, transport: str
 ) -> None:
     """`bodies` is a file, so a big body cannot be recorded and the listener hands it back.
     Once the disk is fixed, the same connection gets it: no reconnect needed."""
@@ -284,7 +293,7 @@ async def test_a_delivery_handed_back_is_offered_again_once_the_listener_can_tak
     async with (
         running_handler() as handler,
         running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, handler.url, tmp_path / "h.db") as listener,
+        running_listener(relay, handler.url, tmp_path / "h.db", transport) as listener,
         aiohttp.ClientSession() as http,
     ):
         async with http.post(listener.webhook_url, data=body) as resp:
@@ -299,15 +308,16 @@ async def test_a_delivery_handed_back_is_offered_again_once_the_listener_can_tak
 # --- 6. a channel nobody claims any more ------------------------------------------------------
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_channel_no_listener_claimed_for_its_ttl_stops_answering_202(
-    tmp_path: Path,
+    tmp_path: Path, transport: str
 ) -> None:
     async with (
         running_handler() as handler,
         running_relay(tmp_path / "relay", channel_ttl=0.3) as relay,
         aiohttp.ClientSession() as http,
     ):
-        async with running_listener(relay, handler.url, tmp_path / "h.db") as listener:
+        async with running_listener(relay, handler.url, tmp_path / "h.db", transport) as listener:
             url = listener.webhook_url
             await asyncio.sleep(0.5)  # past the TTL, but a listener is connected
             async with http.post(url, data=b"live") as resp:
@@ -327,7 +337,7 @@ async def test_a_channel_no_listener_claimed_for_its_ttl_stops_answering_202(
             await asyncio.sleep(0.1)
         # Early posts, inside the TTL, were kept: they reach the next listener.
         kept = statuses.count(202)
-        async with running_listener(relay, handler.url, tmp_path / "h.db"):
+        async with running_listener(relay, handler.url, tmp_path / "h.db", transport):
             await handler.wait_for(1 + kept)
             async with http.post(url, data=b"revived") as resp:
                 assert resp.status == 200
@@ -336,7 +346,10 @@ async def test_a_channel_no_listener_claimed_for_its_ttl_stops_answering_202(
 # --- 10. forwarding headers from a trusted proxy -------------------------------------------------
 
 
-async def test_forwarding_headers_are_believed_only_from_a_trusted_proxy(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_forwarding_headers_are_believed_only_from_a_trusted_proxy(
+    tmp_path: Path, transport: str
+) -> None:
     spoof = {
         "X-Forwarded-For": "203.0.113.9",
         "X-Forwarded-Proto": "https",
@@ -352,7 +365,9 @@ async def test_forwarding_headers_are_believed_only_from_a_trusted_proxy(tmp_pat
         async with (
             running_handler() as handler,
             running_relay(tmp_path / f"relay{len(trusted)}", trusted_proxies=trusted) as relay,
-            running_listener(relay, handler.url, tmp_path / f"h{len(trusted)}.db") as listener,
+            running_listener(
+                relay, handler.url, tmp_path / f"h{len(trusted)}.db", transport
+            ) as listener,
             aiohttp.ClientSession() as http,
         ):
             async with http.post(listener.webhook_url, data=b"{}", headers=spoof) as resp:
@@ -367,13 +382,16 @@ async def test_forwarding_headers_are_believed_only_from_a_trusted_proxy(tmp_pat
             assert got["x-forwarded-host"] == [expect[2] or relay_host]
 
 
-async def test_a_paused_listener_hears_how_many_wait_at_a_websocket_relay(tmp_path: Path) -> None:
-    """The inspector's "paused · N waiting at the relay": the embedded relay's count is read in
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_paused_listener_hears_how_many_wait_at_the_relay(
+    tmp_path: Path, transport: str
+) -> None:
+    """The inspector's "paused · N waiting at the relay": a relay in process is asked in
     memory; a relay over the websocket says it in each heartbeat's Pong."""
     async with (
         running_handler() as handler,
         running_relay(tmp_path / "relay", heartbeat=0.1) as relay,
-        running_listener(relay, handler.url, tmp_path / "h.db") as lst,
+        running_listener(relay, handler.url, tmp_path / "h.db", transport) as lst,
         aiohttp.ClientSession() as http,
     ):
         await lst.listener.set_paused(True)
@@ -387,8 +405,9 @@ async def test_a_paused_listener_hears_how_many_wait_at_a_websocket_relay(tmp_pa
         await until(lambda: lst.listener.queued_at_relay() == 0)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_delivery_one_listener_refused_is_forwarded_by_the_next_with_another_history(
-    tmp_path: Path,
+    tmp_path: Path, transport: str
 ) -> None:
     """A refusal means the handler never had it: the next listener, whatever its history,
     forwards it instead of recording it as one the last listener "may have"."""
@@ -399,13 +418,15 @@ async def test_a_delivery_one_listener_refused_is_forwarded_by_the_next_with_ano
         running_relay(tmp_path / "relay") as relay,
         aiohttp.ClientSession() as http,
     ):
-        async with running_listener(relay, handler.url, tmp_path / "a.db", paused=True) as a:
+        async with running_listener(
+            relay, handler.url, tmp_path / "a.db", transport, paused=True
+        ) as a:
             async with http.post(a.webhook_url, data=body) as resp:
                 assert resp.status == 202  # paused: queued
             await a.listener.set_paused(False)  # handed over from the queue, and refused
             await until(lambda: a.listener.queued_at_relay() == 1)
         (tmp_path / "bodies").unlink()
-        async with running_listener(relay, handler.url, tmp_path / "b.db") as b:
+        async with running_listener(relay, handler.url, tmp_path / "b.db", transport) as b:
             (seen,) = await handler.wait_for(1)
             assert seen.body == body
             await until(lambda: [r.state for r in b.store.query(None, limit=5)] == ["done"])
@@ -416,7 +437,8 @@ async def test_a_live_delivery_the_relay_gave_up_on_is_not_forwarded_later(
 ) -> None:
     """One forwarding slot, a slow first delivery: the second waits in the listener past the
     relay's deadline, and its sender gets 504. Forwarding it afterwards would reach the handler
-    while the sender retries it: it is recorded, not sent."""
+    while the sender retries it: it is recorded, not sent. Over the websocket only: the relay
+    caps a websocket listener's timeout (max_handler_timeout), never its own in-process one's."""
     async with (
         running_handler() as handler,
         running_relay(tmp_path / "relay", max_handler_timeout=0.5, result_grace=0.1) as relay,

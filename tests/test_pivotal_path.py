@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+import pytest
 from click.testing import CliRunner
 
 from hooktap.cli.pivotal_cmd import trigger_cmd
@@ -18,7 +19,13 @@ from hooktap.listen.output import delivery_json
 from hooktap.pivotal.catalog import encode, event_types, sample
 from hooktap.pivotal.signing import signed_headers
 from support.fastapi_app import SECRET, Handled, correct_handler, docs_handler, serve
-from support.servers import RunningListener, running_handler, running_listener, running_relay
+from support.servers import (
+    TRANSPORTS,
+    RunningListener,
+    running_handler,
+    running_listener,
+    running_relay,
+)
 
 
 class Tunnel:
@@ -37,20 +44,24 @@ class Tunnel:
 
 
 @asynccontextmanager
-async def tunnel(target: str, tmp_path: Path) -> AsyncIterator[Tunnel]:
+async def tunnel(target: str, tmp_path: Path, transport: str) -> AsyncIterator[Tunnel]:
     """Relay and listener forwarding to `target`, and a way to post signed bodies to them."""
     async with (
         running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, target, tmp_path / "h.db", secret=SECRET) as listener,
+        running_listener(relay, target, tmp_path / "h.db", transport, secret=SECRET) as listener,
         aiohttp.ClientSession(skip_auto_headers=["Content-Type"]) as http,
     ):
         yield Tunnel(listener, http)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_docs_handler_accepts_tunnelled_deliveries_and_rejects_tampering(
-    tmp_path: Path,
+    tmp_path: Path, transport: str
 ) -> None:
-    async with serve(correct_handler(SECRET)) as handler_url, tunnel(handler_url, tmp_path) as t:
+    async with (
+        serve(correct_handler(SECRET)) as handler_url,
+        tunnel(handler_url, tmp_path, transport) as t,
+    ):
         body = encode(sample("customer.at_risk"))
         assert await t.post(body) == (200, "ok")
         tampered = body.replace(b"customer", b"kustomer", 1)
@@ -58,14 +69,17 @@ async def test_docs_handler_accepts_tunnelled_deliveries_and_rejects_tampering(
         assert [e.delivery.signature for e in t.forwarded()] == ["valid", "invalid"]
 
 
-async def test_docs_handler_reads_every_types_record_from_data_object(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_docs_handler_reads_every_types_record_from_data_object(
+    tmp_path: Path, transport: str
+) -> None:
     """Pivotal's own handler types the event as { id, type, data: { object } } and reads the
     record there: every sample, tunnelled, must be processed, not crash it."""
     handled = Handled()
     sent = []
     async with (
         serve(docs_handler(SECRET, handled)) as handler_url,
-        tunnel(handler_url, tmp_path) as t,
+        tunnel(handler_url, tmp_path, transport) as t,
     ):
         for event_type in event_types():
             doc = sample(event_type)
@@ -74,14 +88,15 @@ async def test_docs_handler_reads_every_types_record_from_data_object(tmp_path: 
     assert handled.events == sent
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_wrong_forward_path_gets_a_rule_naming_the_path_and_the_fix(
-    tmp_path: Path,
+    tmp_path: Path, transport: str
 ) -> None:
     """`listen --forward 127.0.0.1:PORT` in front of Pivotal's handler: every delivery gets
     404 for /, and the rule line says so, with the --forward that reaches the handler."""
     async with serve(correct_handler(SECRET)) as handler_url:
         root = handler_url.removesuffix("/webhooks/pivotal")
-        async with tunnel(root, tmp_path) as t:
+        async with tunnel(root, tmp_path, transport) as t:
             assert (await t.post(encode(sample("customer.at_risk"))))[0] == 404
             (event,) = t.forwarded()
     # As --json prints it (listen's log lines and the inspector word the same rules).
@@ -94,13 +109,16 @@ async def test_a_wrong_forward_path_gets_a_rule_naming_the_path_and_the_fix(
     ]
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_trigger_every_catalog_type_through_the_tunnel_is_valid(
-    tmp_path: Path, hooktap_home: Path
+    tmp_path: Path, hooktap_home: Path, transport: str
 ) -> None:
     async with (
         running_handler() as handler,
         running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, handler.url, tmp_path / "h.db", secret=SECRET) as listener,
+        running_listener(
+            relay, handler.url, tmp_path / "h.db", transport, secret=SECRET
+        ) as listener,
     ):
         types = event_types()
         assert len(types) >= 20

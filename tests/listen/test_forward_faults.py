@@ -14,10 +14,13 @@ from raw_http import OK, Reply, answer, raw_server
 
 from hooktap.listen.forward import MAX_RESPONSE_BODY, Forwarder
 from hooktap.listen.target import parse_target
-from support.servers import running_handler, running_listener, running_relay
+from support.servers import TRANSPORTS, running_handler, running_listener, running_relay
 
 
-async def test_a_handler_closing_a_reused_socket_gets_each_delivery_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_handler_closing_a_reused_socket_gets_each_delivery_once(
+    tmp_path: Path, transport: str
+) -> None:
     """gunicorn's max_requests and a crashed worker: the handler answers the first request on
     each connection, keeps it alive, and closes it after reading the second. That second
     delivery must not be written again behind the listener's back: its sender gets a 502 and
@@ -35,7 +38,7 @@ async def test_a_handler_closing_a_reused_socket_gets_each_delivery_once(tmp_pat
     async with (
         raw_server(reply) as handler,
         running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, handler.target, tmp_path / "history.db") as listener,
+        running_listener(relay, handler.target, tmp_path / "history.db", transport) as listener,
         aiohttp.ClientSession() as http,
     ):
         for body in sent:  # one at a time, so the listener reuses its pooled socket
@@ -139,12 +142,15 @@ async def test_a_complete_body_over_the_cap_is_cut_too(size: int, truncated: boo
     assert server.connections == (2 if truncated else 1)
 
 
-async def test_the_sender_of_an_endless_answer_gets_the_first_mebibyte(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_the_sender_of_an_endless_answer_gets_the_first_mebibyte(
+    tmp_path: Path, transport: str
+) -> None:
     head, chunked = ENDLESS["chunked"]
     async with (
         raw_server(streaming(head, chunked)) as handler,
         running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, handler.target, tmp_path / "history.db") as listener,
+        running_listener(relay, handler.target, tmp_path / "history.db", transport) as listener,
         aiohttp.ClientSession() as http,
     ):
         started = time.monotonic()
@@ -161,11 +167,14 @@ async def test_the_sender_of_an_endless_answer_gets_the_first_mebibyte(tmp_path:
 # --- a sender claiming to be someone else -------------------------------------------------------
 
 
-async def test_spoofed_forwarding_headers_never_reach_the_handler(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_spoofed_forwarding_headers_never_reach_the_handler(
+    tmp_path: Path, transport: str
+) -> None:
     async with (
         running_handler() as handler,
         running_relay(tmp_path / "relay") as relay,
-        running_listener(relay, handler.url, tmp_path / "history.db") as listener,
+        running_listener(relay, handler.url, tmp_path / "history.db", transport) as listener,
         aiohttp.ClientSession() as http,
     ):
         spoofed = {
