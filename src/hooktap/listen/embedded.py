@@ -14,8 +14,14 @@ from aiohttp import web
 
 from hooktap.home import relay_data_dir
 from hooktap.listen.channel import RelayRefused
-from hooktap.relay.embed import SERVICE, InProcessRelay, RelayConfig, make_app, stop_relay
-from hooktap.relay.server import serve
+from hooktap.relay.embed import (
+    SERVICE,
+    InProcessRelay,
+    RelayConfig,
+    make_app,
+    serve,
+    stop_relay,
+)
 
 EMBEDDED_DRAIN = 1.0  # seconds
 

@@ -3,10 +3,11 @@ goes through.
 
 `hooktap listen` serves a relay on loopback and links its listener to it by function call, no
 websocket framing and no loopback hop per delivery. Everything it needs from the relay is here:
-making and stopping the app, and `InProcessRelay`, the relay as an in-process listener sees
-it (attach, take a result, pause, release, queue depth), plus what the HOOKTAP_HOME guard
-needs to move the relay's queue file. The listener never reaches past it into the relay's
-parts, so these can change behind it.
+making, serving and stopping the app, and `InProcessRelay`, the relay as an in-process
+listener sees it (attach, take a result, pause, release, queue depth), plus what the
+HOOKTAP_HOME guard needs to move the relay's queue file. The listener never reaches past it
+into the relay's parts, so these can change behind it (the relay service object of issue 14
+will stand behind InProcessRelay's methods).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from hooktap.relay.config import CONFIG
 from hooktap.relay.drain import stop as stop_relay
 from hooktap.relay.hub import Link
 from hooktap.relay.keys import DB
+from hooktap.relay.server import serve
 
-__all__ = ["SERVICE", "InProcessRelay", "Link", "RelayConfig", "make_app", "stop_relay"]
+__all__ = ["SERVICE", "InProcessRelay", "Link", "RelayConfig", "make_app", "serve", "stop_relay"]
 
 
 class InProcessRelay:
