@@ -27,6 +27,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from hooktap.relay.config import CONFIG, RelayConfig, problem
+from hooktap.relay.db import RelayDB
+from hooktap.relay.keys import DB
 
 # A body without Content-Length (chunked) takes room this much at a time, ahead of reading:
 # more than aiohttp ever hands over in one piece, so what is read always fits what is held.
@@ -77,14 +79,16 @@ class Budget:
             fut.set_result(None)
 
 
-_BUDGETS: weakref.WeakKeyDictionary[web.Application, Budget] = weakref.WeakKeyDictionary()
+# One budget per relay, made on first use. Keyed by its database, the part every app that
+# serves the relay shares (its own, and the door `listen --public` opens), so that what
+# comes in through either draws on the same memory.
+_BUDGETS: weakref.WeakKeyDictionary[RelayDB, Budget] = weakref.WeakKeyDictionary()
 
 
 def budget(app: web.Application) -> Budget:
-    """The app's budget, made on first use from its config."""
-    found = _BUDGETS.get(app)
+    found = _BUDGETS.get(app[DB])
     if found is None:
-        found = _BUDGETS[app] = Budget(app[CONFIG].max_inflight_bytes)
+        found = _BUDGETS[app[DB]] = Budget(app[CONFIG].max_inflight_bytes)
     return found
 
 
