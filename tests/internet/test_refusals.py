@@ -36,6 +36,11 @@ ROUTED = {
         405,
     ),
     "no such route": (b"GET /nowhere HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n", 404),
+    # Refused by the relay's own ingress (problem()), not by routing: its reason is logged too.
+    "no such channel": (
+        b"POST /c/abc HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        404,
+    ),
 }
 
 

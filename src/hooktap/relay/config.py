@@ -11,6 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from hooktap.relay.logs import REFUSAL
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -78,8 +80,11 @@ CONFIG = web.AppKey("config", RelayConfig)
 
 
 def problem(status: int, reason: str, **extra: object) -> web.Response:
-    """Every refusal carries a sentence saying why, as JSON a script can read."""
-    return web.json_response({"error": reason, **extra}, status=status)
+    """Every refusal carries a sentence saying why, as JSON a script can read; the access log
+    line for it carries the reason too (the log never reads a response body back)."""
+    resp = web.json_response({"error": reason, **extra}, status=status)
+    resp[REFUSAL] = reason
+    return resp
 
 
 def bearer(request: web.Request) -> str | None:
