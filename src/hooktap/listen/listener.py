@@ -96,6 +96,8 @@ class Listener:
         self.embedded: EmbeddedRelay | None = (
             None if config.relay_url else EmbeddedRelay(config.port)
         )
+        if in_process is not None and self.embedded is not None:
+            raise ValueError("in_process is a relay served at config.relay_url: give its URL")
         self._in_process = in_process
         self.creds: ChannelCredentials | None = None
         self.state = "connecting"

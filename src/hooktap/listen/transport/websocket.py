@@ -114,7 +114,8 @@ class WebSocketTransport(Transport):
                 elif isinstance(frame, Batch):
                     deliveries = frame.frames  # ListenerSession checked: Delivery frames only
                 elif isinstance(frame, Ping):
-                    await ws.send(encode(Pong(frame.sent_at)))
+                    for pong in session.data_to_send():  # the session queued its Pong
+                        await ws.send(pong)
                     continue
                 elif isinstance(frame, Pong):
                     self._queued = frame.queued
