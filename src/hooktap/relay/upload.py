@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,8 +26,6 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from hooktap.relay.config import CONFIG, RelayConfig, problem
-from hooktap.relay.db import RelayDB
-from hooktap.relay.keys import DB
 
 # A body without Content-Length (chunked) takes room this much at a time, ahead of reading:
 # more than aiohttp ever hands over in one piece, so what is read always fits what is held.
@@ -79,17 +76,13 @@ class Budget:
             fut.set_result(None)
 
 
-# One budget per relay, made on first use. Keyed by its database, the part every app that
-# serves the relay shares (its own, and the door `listen --public` opens), so that what
-# comes in through either draws on the same memory.
-_BUDGETS: weakref.WeakKeyDictionary[RelayDB, Budget] = weakref.WeakKeyDictionary()
+# One budget per relay, set by make_app. The door `listen --public` opens copies every key
+# of the relay's app, this one too, so what comes in through either draws on one memory.
+BUDGET = web.AppKey("budget", Budget)
 
 
 def budget(app: web.Application) -> Budget:
-    found = _BUDGETS.get(app[DB])
-    if found is None:
-        found = _BUDGETS[app[DB]] = Budget(app[CONFIG].max_inflight_bytes)
-    return found
+    return app[BUDGET]
 
 
 @dataclass
