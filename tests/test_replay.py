@@ -17,7 +17,7 @@ from hooktap.pivotal.signing import signed_headers
 from hooktap.records import Attempt, Delivery
 from hooktap.replay import FORCED, NotGenuine, check_options, describe_replay, replay
 from hooktap.store import AmbiguousId, Store
-from support.history import finish, record
+from support.history import another_writer, finish, longest_stall, record
 from support.servers import running_listener, running_relay, serve
 from support.verifying import BODY, VerifyingHandler, stored_delivery
 from test_pivotal_path import _hooktap as hooktap  # the CLI in its own process, awaited
@@ -72,6 +72,21 @@ async def test_resigned_replay_passes_verification(
         names = [n for n, _ in seen.headers]
         assert names.index("X-Trace") > names.index("svix-signature")
         assert names.index("Content-Type") < names.index("X-Trace")
+
+
+async def test_replay_waits_for_a_busy_history_off_the_event_loop(
+    tmp_path: Path, handler: VerifyingHandler, secret: str
+) -> None:
+    """With another process mid-write, recording the replay waits on SQLite's busy timeout:
+    on a worker thread (the listener's history thread in `hooktap listen`), never on the
+    event loop that forwards deliveries and draws the inspector."""
+    original = stored_delivery(secret, handler.url + "/webhooks/pivotal")
+    with store_with(tmp_path, original) as store:
+        with another_writer(store.path, 0.8):
+            attempt, stall = await longest_stall(replay(store, "dlv_01", secret=secret))
+        assert stall < 0.4, f"the event loop stalled {stall:.2f} s"
+        assert attempt.status == 200 and attempt.id is not None
+        assert [a.kind for a in store.attempts("dlv_01")] == ["forward", "replay"]
 
 
 async def test_as_is_is_rejected_and_says_why(

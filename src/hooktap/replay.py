@@ -15,7 +15,10 @@ NotGenuine before sending anything.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from hooktap.listen.forward import Forwarder, parse_target, prepare_headers
 from hooktap.pivotal.signing import (
@@ -31,6 +34,15 @@ from hooktap.records import Attempt, Delivery, Headers
 from hooktap.store import Store
 
 FORCED = "forced: re-signed although its original signature did not match"
+T = TypeVar("T")
+
+
+class StoreCall(Protocol):
+    """How replay reaches the store off the event loop: a worker thread (asyncio.to_thread),
+    or in the listener's process its history thread (GroupCommit.call), where the call takes
+    its turn with the listener's commits instead of waiting on the loop for the store."""
+
+    def __call__(self, fn: Callable[..., T], /, *args: Any) -> Awaitable[T]: ...
 
 
 class NotGenuine(ValueError):
@@ -167,17 +179,19 @@ async def replay(
     as_is: bool = False,
     force: bool = False,
     timeout: float = 10.0,
+    call: StoreCall = asyncio.to_thread,
 ) -> Attempt:
     """Send a stored delivery again and record the try as a new "replay" attempt.
 
     `target` overrides the delivery's stored forward target; `body`/`headers` replace the stored
     ones (an edit). Network failures come back as an Attempt with `error` set, like a forward.
+    Its two store calls (read the delivery, record the attempt) go through `call`.
     Raises LookupError for an unknown id (AmbiguousId for an ambiguous prefix), NotGenuine when
     it would re-sign a delivery whose original signature does not match and `force` is not set,
     and ValueError for a bad target, a bad secret or contradictory options.
     """
     key = check_options(secret=secret, as_is=as_is, new_id=new_id, force=force)
-    delivery = store.get(delivery_id)
+    delivery = await call(store.get, delivery_id)
     if delivery is None:
         raise LookupError(f"no stored delivery with id {delivery_id!r}")
     where = target or delivery.target
@@ -231,5 +245,5 @@ async def replay(
         request_body=send_body if body_edited else None,
         note=note,
     )
-    store.add_attempt(attempt)
+    await call(store.add_attempt, attempt)
     return attempt

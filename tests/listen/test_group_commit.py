@@ -4,6 +4,7 @@ sharing never changes what is stored or who hears about a failure."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -11,13 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from hooktap.listen.forward import Forwarder
 from hooktap.listen.group_commit import GroupCommit
 from hooktap.listen.listener import Listener, ListenerConfig
+from hooktap.listen.pipeline import Pipeline
 from hooktap.listen.target import parse_target
 from hooktap.protocol import Delivery as WireDelivery
 from hooktap.protocol import Result
 from hooktap.records import Attempt, Delivery
 from hooktap.store import Store
+from support.history import another_writer, longest_stall, record
 from support.servers import running_handler
 
 
@@ -144,6 +148,67 @@ async def test_a_big_body_commits_on_a_worker_thread_and_the_next_batch_waits(
     assert store.get("big").body == b"x" * 1_000_000  # type: ignore[union-attr]
     group.close()
     other.close()
+
+
+def trace(store: Store) -> list[tuple[str, str]]:
+    """Every statement SQLite runs on the store's connection, with the thread that ran it."""
+    statements: list[tuple[str, str]] = []
+    store._db.set_trace_callback(
+        lambda sql: statements.append((sql, threading.current_thread().name))
+    )
+    return statements
+
+
+async def test_a_store_call_waits_on_the_history_thread_and_batches_wait_their_turn(
+    store: Store,
+) -> None:
+    """A call held up by another process's write (SQLite's busy timeout) waits on the history
+    thread: the event loop keeps turning, and a batch asked for meanwhile commits after the
+    call instead of waiting for the store on the loop."""
+    group = GroupCommit(store)
+    assert (await group.add(delivery("d1"))).new
+    statements = trace(store)
+    with another_writer(store.path, 0.8):
+        marking = asyncio.ensure_future(group.call(store.mark, "d1", "interrupted"))
+        await asyncio.sleep(0)  # the call is on the thread, waiting for the other writer
+        (_, added), stall = await longest_stall(asyncio.gather(marking, group.add(delivery("d2"))))
+    assert stall < 0.4, f"the event loop stalled {stall:.2f} s"
+    assert added.new and store.get_state("d1") == "interrupted"
+    commits = [name for sql, name in statements if sql == "COMMIT"]
+    assert [name.startswith("hooktap-history") for name in commits] == [True, False]
+    group.close()
+
+
+async def test_a_copy_answered_from_history_reads_and_marks_it_on_the_history_thread(
+    store: Store,
+) -> None:
+    """A re-sent copy of a delivery the listener took but never finished (it stopped
+    mid-forward) is answered from history and marked interrupted, and every store call of
+    that answer runs on the history thread, where it cannot stall the event loop."""
+    record(store, delivery("d_half"))  # dispatched, no attempt
+    statements = trace(store)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        target = parse_target(f"127.0.0.1:{sock.getsockname()[1]}")  # nothing listens
+    forwarder = Forwarder(target, timeout=5)
+    pipeline = Pipeline(store, forwarder, target, None, lambda _event: None)
+    results: list[Result] = []
+
+    async def reply(result: Result) -> None:
+        results.append(result)
+
+    frame = WireDelivery(
+        id="d_half", received_at=time.time(), method="POST", path="/", query="",
+        headers=[("Content-Type", "application/json")], body=b"{}",
+    )  # fmt: skip
+    await pipeline.handle(reply, frame)
+    await forwarder.close()
+    pipeline.commits.close()
+    answer = ("SELECT state FROM", "a.id = d.forward_attempt", "SET state = 'interrupted'")
+    threads = {name for sql, name in statements if any(part in sql for part in answer)}
+    assert threads and all(name.startswith("hooktap-history") for name in threads), threads
+    assert [(r.status, r.duplicate) for r in results] == [(502, True)]
+    assert store.get_state("d_half") == "interrupted"
 
 
 async def test_a_cancelled_waiter_still_gets_its_write(store: Store) -> None:

@@ -16,6 +16,12 @@ to its file and the 64 KiB prefix to SQLite takes ~1-3 ms with the GIL released,
 event loop spends on other deliveries instead of waiting. One commit runs at a time; writes
 asked for meanwhile wait for the next. Small batches stay on the loop, where a thread
 hand-off (~0.1 ms there and back) would cost more than the commit itself.
+
+That thread is also the listener process's one way to the store for anything else (`call`):
+a re-sent delivery answered from history, the inspector's re-send. On the loop, such a call
+could wait on the store's lock behind a big commit there, or on SQLite's busy timeout while
+another process writes, and stall every delivery. Calls take their turn on the thread with
+the commits, and no batch commits on the loop while the thread holds the store.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from hooktap.bodies import INLINE_BODY_MAX
 from hooktap.records import Attempt, Delivery
@@ -34,6 +41,11 @@ log = logging.getLogger("hooktap.listen")
 
 
 Then = Callable[[], None] | None
+T = TypeVar("T")
+
+
+# Per write of a failed batch retried one by one: its result, or what it raised.
+_Outcomes = tuple[list[Added | Exception], list[Exception | None]]
 
 
 @dataclass
@@ -46,7 +58,7 @@ class GroupCommit:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._batch: _Batch | None = None
-        self._on_thread: asyncio.Future[list[Added]] | None = None  # a commit running there
+        self._busy = 0  # store calls on (or queued for) the thread: commits and the others
         self._thread: ThreadPoolExecutor | None = None
 
     def add(self, delivery: Delivery, then: Then = None) -> asyncio.Future[Added]:
@@ -66,6 +78,26 @@ class GroupCommit:
         self._pending().finished.append((delivery_id, attempt, future))
         return future
 
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)`, a call on the store, run on the history thread in turn with the
+        commits there; a batch asked for meanwhile commits after it."""
+        running = self._on_thread(fn, *args)
+        running.add_done_callback(lambda _: self._idle())
+        # Shielded: a cancelled caller must not mark the thread free while `fn` still runs.
+        return await asyncio.shield(running)
+
+    def _on_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="hooktap-history")
+        self._busy += 1
+        return asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def _idle(self) -> None:
+        """A call on the thread ended: a batch that waited for the store goes now."""
+        self._busy -= 1
+        if not self._busy and self._batch is not None:
+            self._commit()
+
     def _pending(self) -> _Batch:
         if self._batch is None:
             self._batch = _Batch()
@@ -79,38 +111,43 @@ class GroupCommit:
             self._thread = None
 
     def _commit(self) -> None:
-        if self._on_thread is not None:
-            return  # the batch waits: _thread_done starts it when the running commit ends
+        if self._busy:
+            return  # the batch waits: _idle starts it when the thread lets go of the store
         batch, self._batch = self._batch, None
         if batch is None:
             return
         added = [d for d, _, _ in batch.added]
         finished = [(i, a) for i, a, _ in batch.finished]
         if any(len(d.body) > INLINE_BODY_MAX for d in added):
-            if self._thread is None:
-                self._thread = ThreadPoolExecutor(1, thread_name_prefix="hooktap-history")
-            loop = asyncio.get_running_loop()
-            running = loop.run_in_executor(self._thread, self.store.write_batch, added, finished)
-            self._on_thread = running
+            running = self._on_thread(self.store.write_batch, added, finished)
             running.add_done_callback(lambda f: self._thread_done(batch, f))
             return
         try:
             results = self.store.write_batch(added, finished)
         except Exception as exc:
-            self._commit_each(batch, exc)
+            log.debug("group commit failed; retrying its writes one by one", exc_info=exc)
+            self._settle_each(batch, self._write_each(batch))
             return
         self._settle(batch, results)
 
     def _thread_done(self, batch: _Batch, running: asyncio.Future[list[Added]]) -> None:
-        self._on_thread = None
-        if running.cancelled():
-            self._commit_each(batch, None)
-        elif (exc := running.exception()) is not None:
-            self._commit_each(batch, exc)
-        else:
+        why = asyncio.CancelledError() if running.cancelled() else running.exception()
+        if why is None:
             self._settle(batch, running.result())
-        if self._batch is not None:
-            self._commit()
+        else:
+            log.debug("group commit failed; retrying its writes one by one", exc_info=why)
+            # One by one on the thread too: a call queued there may be using the store now.
+            retry = self._on_thread(self._write_each, batch)
+            retry.add_done_callback(lambda f: self._retry_done(batch, f))
+        self._idle()
+
+    def _retry_done(self, batch: _Batch, retry: asyncio.Future[_Outcomes]) -> None:
+        if retry.cancelled():
+            for future in [f for _, f, _ in batch.added] + [f for _, _, f in batch.finished]:
+                future.cancel()
+        else:
+            self._settle_each(batch, retry.result())
+        self._idle()
 
     def _settle(self, batch: _Batch, results: list[Added]) -> None:
         for (_, future, then), result in zip(batch.added, results, strict=True):
@@ -118,24 +155,39 @@ class GroupCommit:
         for _, _, done in batch.finished:
             _resolve(done, None)
 
-    def _commit_each(self, batch: _Batch, why: BaseException | None) -> None:
+    def _write_each(self, batch: _Batch) -> _Outcomes:
         """One bad write must not fail its neighbours: the batch failed, so write them one by
-        one, and each caller hears only of its own failure."""
-        log.debug("group commit failed; retrying its writes one by one", exc_info=why)
-        for delivery, future, then in batch.added:
+        one, where the batch ran; _settle_each then tells each caller of its own outcome."""
+        added: list[Added | Exception] = []
+        for delivery, _, _ in batch.added:
             try:
                 (result,) = self.store.write_batch([delivery], [])
             except Exception as exc:
-                _fail(future, exc)
+                added.append(exc)
             else:
-                _committed(future, result, then)
-        for delivery_id, attempt, done in batch.finished:
+                added.append(result)
+        finished: list[Exception | None] = []
+        for delivery_id, attempt, _ in batch.finished:
             try:
                 self.store.write_batch([], [(delivery_id, attempt)])
             except Exception as exc:
-                _fail(done, exc)
+                finished.append(exc)
             else:
+                finished.append(None)
+        return added, finished
+
+    def _settle_each(self, batch: _Batch, outcomes: _Outcomes) -> None:
+        added, finished = outcomes
+        for (_, future, then), result in zip(batch.added, added, strict=True):
+            if isinstance(result, Exception):
+                _fail(future, result)
+            else:
+                _committed(future, result, then)
+        for (_, _, done), failure in zip(batch.finished, finished, strict=True):
+            if failure is None:
                 _resolve(done, None)
+            else:
+                _fail(done, failure)
 
 
 def _committed(future: asyncio.Future[Added], result: Added, then: Then) -> None:

@@ -248,8 +248,7 @@ class Pipeline:
 
     async def _answer_again(self, reply: Reply, delivery_id: str) -> None:
         """A delivery we already took: confirm it from history instead of forwarding twice."""
-        state = self.store.get_state(delivery_id) or "missing"
-        first = self.store.first_attempt(delivery_id)
+        state, first = await self.commits.call(self._from_history, delivery_id)
         if first is not None:
             result = Result(
                 delivery_id,
@@ -261,10 +260,6 @@ class Pipeline:
                 duplicate=True,
             )
         else:
-            # Stored as dispatched but no attempt: the listener stopped mid-forward. The
-            # handler may well have it; sending it again could double-process it.
-            self.store.mark(delivery_id, "interrupted")
-            state = "interrupted"
             result = Result(
                 delivery_id,
                 502,
@@ -275,6 +270,17 @@ class Pipeline:
             )
         self._emit(DuplicateSkipped(delivery_id, state))
         await reply(result)
+
+    def _from_history(self, delivery_id: str) -> tuple[str, Attempt | None]:
+        """A delivery's state and first forward, on the history thread (GroupCommit.call)."""
+        state = self.store.get_state(delivery_id) or "missing"
+        first = self.store.first_attempt(delivery_id)
+        if first is None:
+            # Stored as dispatched but no attempt: the listener stopped mid-forward. The
+            # handler may well have it; sending it again could double-process it.
+            self.store.mark(delivery_id, "interrupted")
+            state = "interrupted"
+        return state, first
 
 
 HANDED_BEFORE = (

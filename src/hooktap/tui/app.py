@@ -110,7 +110,10 @@ class HooktapApp(App[None]):
         self.loader = Loader(
             store.path, secret=self.secret, clock=clock, on_failure=self._history_failed
         )
-        self.sender = Sender(self, store, secret=self.secret, target=target)
+        # A re-send's store calls run off the loop: on the listener's history thread when one
+        # runs here, in turn with its commits.
+        call = listener.pipeline.commits.call if listener is not None else asyncio.to_thread
+        self.sender = Sender(self, store, secret=self.secret, target=target, call=call)
         self.ended_by: BaseException | None = None
         self.webhook_url: str | None = None
         self.total: int | None = None

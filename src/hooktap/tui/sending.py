@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from hooktap.listen.target import parse_target
 from hooktap.pivotal.signing import is_signed, resign
 from hooktap.records import Delivery
-from hooktap.replay import NotGenuine, replay, resign_refusal
+from hooktap.replay import NotGenuine, StoreCall, replay, resign_refusal
 from hooktap.store import Store
 from hooktap.tui import present
 from hooktap.tui.screens.confirm import ForceScreen
@@ -29,10 +29,17 @@ _CLIPBOARD_WARN = 100_000  # many terminals drop OSC 52 payloads past ~100 KB
 
 class Sender:
     def __init__(
-        self, app: HooktapApp, store: Store, *, secret: str | None, target: str | None
+        self,
+        app: HooktapApp,
+        store: Store,
+        *,
+        secret: str | None,
+        target: str | None,
+        call: StoreCall,
     ) -> None:
         self.app = app
         self.store = store
+        self.call = call  # how a re-send reaches the store off the event loop
         self.secret = secret
         self.target = target  # None: each delivery's own stored target
 
@@ -107,6 +114,7 @@ class Sender:
                 body=edit.body if edit else None,
                 headers=edit.headers if edit else None,
                 force=force,
+                call=self.call,
             )
         except NotGenuine as exc:
             # Asked already for a delivery that did not match; this is an unsigned one given
