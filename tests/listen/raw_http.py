@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from hooktap.listen.forward import Dispatch
+from hooktap.listen.forward import Exchange, Forwarder, Outcome, Request
 
 # reply(writer, request, index): index counts requests on this connection from 0. It answers
 # (or not) and returns whether to keep reading requests from this connection.
@@ -81,11 +81,24 @@ def answer(data: bytes, keep: bool = True) -> Reply:
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-def counter() -> tuple[list[int], Dispatch]:
+# What the listener does while an exchange holds its connection: commit the record, write.
+Between = Callable[[Exchange], Awaitable[None]]
+
+
+async def in_steps(fwd: Forwarder, request: Request, between: Between) -> Outcome:
+    """Send as the listener's pipeline does: open an exchange, run `between` while it holds
+    its connection (only when it has one), then answer."""
+    async with fwd.open(request) as exchange:
+        if exchange.ready:
+            await between(exchange)
+        return await exchange.answer()
+
+
+def counter() -> tuple[list[int], Between]:
     calls: list[int] = []
 
-    async def on_dispatch(write: Callable[[], None]) -> None:
+    async def between(_exchange: Exchange) -> None:
         await asyncio.sleep(0)  # really awaited, not just called
         calls.append(1)
 
-    return calls, on_dispatch
+    return calls, between

@@ -11,12 +11,11 @@ import asyncio
 import hashlib
 import socket
 import time
-from collections.abc import Callable
 
 import pytest
-from raw_http import OK, answer, counter, raw_server
+from raw_http import OK, answer, counter, in_steps, raw_server
 
-from hooktap.listen.forward import Forwarder
+from hooktap.listen.forward import Exchange, Forwarder
 from hooktap.listen.target import parse_target
 
 # --- framing ---------------------------------------------------------------------------------
@@ -275,15 +274,18 @@ async def test_an_endless_response_head_is_cut_off() -> None:
     assert "invalid HTTP: its response head is larger than" in out.error
 
 
-async def test_connection_refused_is_reported_and_on_dispatch_never_runs() -> None:
+async def test_connection_refused_is_reported_and_the_exchange_is_never_ready() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens here once it is closed
-    calls, on_dispatch = counter()
-    fwd = Forwarder(parse_target(f"127.0.0.1:{port}"), timeout=5)
-    out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
-    assert out.status is None and out.error is not None and "connection refused" in out.error
-    assert calls == []
+    fwd = Forwarder(parse_target(f"127.0.0.1:{port}"), timeout=5, max_connections=1)
+    for _ in range(2):  # the one slot is free again after a failed connect
+        async with fwd.open(fwd.prepare("POST", "", "", [], b"{}")) as exchange:
+            assert not exchange.ready
+            exchange.write()  # nothing to write to
+            out = await exchange.answer()
+        assert out.status is None and out.error is not None and "connection refused" in out.error
+        assert not exchange.written
 
 
 async def test_a_handler_that_never_answers_times_out() -> None:
@@ -299,7 +301,7 @@ async def test_a_handler_that_never_answers_times_out() -> None:
     assert "did not answer within 0.2 s" in out.error
 
 
-# --- keep-alive, dead sockets and on_dispatch ---------------------------------------------------
+# --- keep-alive, dead sockets, and the steps of an exchange -------------------------------------
 
 
 async def test_a_closed_keep_alive_socket_is_replaced_without_losing_the_request() -> None:
@@ -320,7 +322,7 @@ async def test_a_socket_closed_after_the_request_is_reported_not_sent_again(
 ) -> None:
     """gunicorn's max_requests, a crashed worker: the handler read the request on a reused
     socket and closed it without a byte of answer. It may have acted on the request, so the
-    forwarder reports it, also when on_dispatch calls write() itself as the listener does."""
+    forwarder reports it, also when write() was called before answer() as the listener does."""
 
     async def reply(writer: asyncio.StreamWriter, _req: bytes, index: int) -> bool:
         if index == 1:
@@ -331,17 +333,17 @@ async def test_a_socket_closed_after_the_request_is_reported_not_sent_again(
 
     calls: list[int] = []
 
-    async def on_dispatch(write: Callable[[], None]) -> None:
+    async def between(exchange: Exchange) -> None:
         await asyncio.sleep(0)
         calls.append(1)
         if writes_itself:
-            write()
+            exchange.write()
 
     async with raw_server(reply) as server:
         fwd = Forwarder(parse_target(server.target), timeout=5)
-        out = await fwd.send("POST", "/1", "", [], b"{}", on_dispatch=on_dispatch)
+        out = await in_steps(fwd, fwd.prepare("POST", "/1", "", [], b"{}"), between)
         assert out.status == 200 and calls == [1]
-        out = await fwd.send("POST", "/2", "", [], b"{}", on_dispatch=on_dispatch)
+        out = await in_steps(fwd, fwd.prepare("POST", "/2", "", [], b"{}"), between)
         assert out.status is None and not out.timed_out and calls == [1, 1]
         assert out.error is not None
         assert out.error.startswith("connection closed before an answer"), out.error
@@ -353,7 +355,7 @@ async def test_a_socket_closed_after_the_request_is_reported_not_sent_again(
     assert server.connections == 2
 
 
-async def test_a_socket_the_handler_closes_while_on_dispatch_waits_is_replaced() -> None:
+async def test_a_socket_the_handler_closes_before_the_write_is_replaced() -> None:
     """Nothing was written to it yet, so the request goes out once, on a fresh socket."""
     drop_idle = asyncio.Event()
 
@@ -368,16 +370,16 @@ async def test_a_socket_the_handler_closes_while_on_dispatch_waits_is_replaced()
         assert (await fwd.send("POST", "/1", "", [], b"{}")).status == 200
         (idle,) = fwd._idle  # white-box: only to wait until its FIN has arrived
 
-        async def close_then_write(write: Callable[[], None]) -> None:
+        async def close_then_write(exchange: Exchange) -> None:
             drop_idle.set()
             deadline = asyncio.get_running_loop().time() + 5
             while not idle.reader.at_eof():
                 assert asyncio.get_running_loop().time() < deadline
                 await asyncio.sleep(0.005)
-            write()  # the socket is dead: this writes nothing
-            write()
+            exchange.write()  # the socket is dead: this writes nothing
+            exchange.write()
 
-        out = await fwd.send("POST", "/2", "", [], b"{}", on_dispatch=close_then_write)
+        out = await in_steps(fwd, fwd.prepare("POST", "/2", "", [], b"{}"), close_then_write)
         await fwd.close()
     assert out.status == 200 and out.body == b"ok", out.error
     assert [r.split(b" ", 2)[1] for r in server.requests] == [b"/1", b"/2"]
@@ -404,29 +406,29 @@ async def test_no_retry_once_the_handler_started_answering() -> None:
         await writer.drain()
         return index == 0
 
-    calls, on_dispatch = counter()
+    calls, between = counter()
     async with raw_server(reply) as server:
         fwd = Forwarder(parse_target(server.target), timeout=5)
         assert (await fwd.send("POST", "", "", [], b"{}")).status == 200
-        out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
+        out = await in_steps(fwd, fwd.prepare("POST", "", "", [], b"{}"), between)
         await fwd.close()
     assert out.status is None and out.error is not None
     assert "without a complete response" in out.error
     assert len(server.requests) == 2 and calls == [1]
 
 
-async def test_on_dispatch_is_awaited_before_the_first_byte_is_written() -> None:
+async def test_opening_an_exchange_writes_nothing_before_write_or_answer() -> None:
     seen: list[int] = []
     async with raw_server(answer(OK)) as server:
         fwd = Forwarder(parse_target(server.target), timeout=5)
 
-        async def on_dispatch(write: Callable[[], None]) -> None:
+        async def between(_exchange: Exchange) -> None:
             await asyncio.sleep(0.05)  # long enough for any early bytes to arrive
             seen.append(server.received)
 
-        out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
+        out = await in_steps(fwd, fwd.prepare("POST", "", "", [], b"{}"), between)
         assert out.status == 200 and seen == [0] and server.connections == 1
-        out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=on_dispatch)
+        out = await in_steps(fwd, fwd.prepare("POST", "", "", [], b"{}"), between)
         assert out.status == 200 and seen == [0, len(server.requests[0])]
         await fwd.close()
 
@@ -436,10 +438,10 @@ class Abort(OSError):
 
 
 @pytest.mark.parametrize("warm", [False, True])
-async def test_on_dispatch_raising_aborts_the_send_and_keeps_the_socket(warm: bool) -> None:
+async def test_an_exchange_left_unwritten_sends_nothing_and_keeps_the_socket(warm: bool) -> None:
     abort = Abort("listener said no")
 
-    async def refuse(write: Callable[[], None]) -> None:
+    async def refuse(_exchange: Exchange) -> None:
         await asyncio.sleep(0)
         raise abort
 
@@ -449,12 +451,12 @@ async def test_on_dispatch_raising_aborts_the_send_and_keeps_the_socket(warm: bo
             assert (await fwd.send("POST", "", "", [], b"{}")).status == 200
         before = server.received
         with pytest.raises(Abort) as raised:
-            await fwd.send("POST", "/aborted", "", [], b"{}", on_dispatch=refuse)
+            await in_steps(fwd, fwd.prepare("POST", "/aborted", "", [], b"{}"), refuse)
         assert raised.value is abort
         await asyncio.sleep(0.02)
         assert server.received == before  # nothing of the aborted request was written
-        calls, on_dispatch = counter()
-        out = await fwd.send("POST", "/next", "", [], b"{}", on_dispatch=on_dispatch)
+        calls, between = counter()
+        out = await in_steps(fwd, fwd.prepare("POST", "/next", "", [], b"{}"), between)
         assert out.status == 200 and calls == [1]
         await fwd.close()
     assert server.connections == 1
@@ -462,47 +464,63 @@ async def test_on_dispatch_raising_aborts_the_send_and_keeps_the_socket(warm: bo
     assert len(server.requests) == (2 if warm else 1)
 
 
-async def test_write_handed_to_on_dispatch_sends_at_once_and_only_once() -> None:
+async def test_write_sends_at_once_and_only_once() -> None:
     """The listener writes the request in the commit callback itself, before its own task
     resumes: the bytes must be on their way when write() returns, and not sent twice."""
     async with raw_server(answer(OK)) as server:
         fwd = Forwarder(parse_target(server.target), timeout=5)
 
-        async def write_then_wait(write: Callable[[], None]) -> None:
-            write()
-            write()  # a second call is a no-op
+        async def write_then_wait(exchange: Exchange) -> None:
+            exchange.write()
+            exchange.write()  # a second call is a no-op
             deadline = asyncio.get_running_loop().time() + 5
-            while server.received == 0:  # arrives while on_dispatch is still running
+            while server.received == 0:  # arrives before answer() is called
                 assert asyncio.get_running_loop().time() < deadline
                 await asyncio.sleep(0.005)
 
-        out = await fwd.send("POST", "/once", "", [], b"{}", on_dispatch=write_then_wait)
+        out = await in_steps(fwd, fwd.prepare("POST", "/once", "", [], b"{}"), write_then_wait)
         await fwd.close()
     assert out.status == 200
     assert len(server.requests) == 1 and server.requests[0].count(b"POST /once") == 1
 
 
-async def test_on_dispatch_raising_after_write_drops_the_socket() -> None:
-    async def write_then_fail(write: Callable[[], None]) -> None:
-        write()
+async def test_an_exchange_left_after_its_write_drops_the_socket() -> None:
+    async def write_then_fail(exchange: Exchange) -> None:
+        exchange.write()
         raise Abort("recorded, written, then failed")
 
     async with raw_server(answer(OK)) as server:
         fwd = Forwarder(parse_target(server.target), timeout=5)
         with pytest.raises(Abort):
-            await fwd.send("POST", "/first", "", [], b"{}", on_dispatch=write_then_fail)
+            await in_steps(fwd, fwd.prepare("POST", "/first", "", [], b"{}"), write_then_fail)
         assert (await fwd.send("POST", "/second", "", [], b"{}")).status == 200
         await fwd.close()
     assert server.connections == 2  # the half-used socket was not put back in the pool
 
 
-async def test_on_dispatch_time_counts_against_neither_timeout_nor_duration() -> None:
-    async def slow_dispatch(write: Callable[[], None]) -> None:
+async def test_a_write_after_the_exchange_is_over_writes_nothing() -> None:
+    """A commit callback that runs after its exchange was left (its task cancelled while the
+    record committed) must not write into the socket now back in the pool: the next request
+    on that socket would read this one's answer as its own."""
+    async with raw_server(answer(OK)) as server:
+        fwd = Forwarder(parse_target(server.target), timeout=5)
+        async with fwd.open(fwd.prepare("POST", "/left", "", [], b"{}")) as left:
+            assert left.ready
+        left.write()
+        out = await fwd.send("POST", "/next", "", [], b"{}")
+        await fwd.close()
+    assert out.status == 200 and not left.written
+    assert [r.split(b" ", 2)[1] for r in server.requests] == [b"/next"]
+    assert server.connections == 1  # the socket left unwritten was reused, clean
+
+
+async def test_time_before_answer_counts_against_neither_timeout_nor_duration() -> None:
+    async def slow_commit(_exchange: Exchange) -> None:
         await asyncio.sleep(0.3)
 
     async with raw_server(answer(OK)) as server:
         fwd = Forwarder(parse_target(server.target), timeout=0.2)
-        out = await fwd.send("POST", "", "", [], b"{}", on_dispatch=slow_dispatch)
+        out = await in_steps(fwd, fwd.prepare("POST", "", "", [], b"{}"), slow_commit)
         await fwd.close()
     assert out.status == 200 and not out.timed_out, out.error
     assert out.duration_ms < 200

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from raw_http import OK, answer, counter, raw_server
+from raw_http import OK, answer, counter, in_steps, raw_server
 
 from hooktap.listen.forward import Forwarder, prepare_headers, request_head
 from hooktap.listen.target import parse_target
@@ -26,7 +26,9 @@ async def test_the_request_head_arrives_exactly_as_given() -> None:
             ("X-Name", "café"),
             ("svix-signature", "v1,abc= v1,def="),
         ]
-        out = await fwd.send("PUT", "/in/x", "a=1&b=%20", headers, b"hi", remote="1.2.3.4")
+        request = fwd.prepare("PUT", "/in/x", "a=1&b=%20", headers, b"hi", remote="1.2.3.4")
+        async with fwd.open(request) as exchange:
+            out = await exchange.answer()
         await fwd.close()
     assert out.status == 200
     assert server.requests == [
@@ -73,10 +75,10 @@ async def test_the_request_head_arrives_exactly_as_given() -> None:
 async def test_unsafe_requests_are_refused_without_a_byte_written(
     method: str, tail: str, query: str, headers: list[tuple[str, str]], words: str
 ) -> None:
-    calls, on_dispatch = counter()
+    calls, between = counter()
     async with raw_server(answer(OK)) as server:
         fwd = Forwarder(parse_target(server.target), timeout=5)
-        out = await fwd.send(method, tail, query, headers, b"{}", on_dispatch=on_dispatch)
+        out = await in_steps(fwd, fwd.prepare(method, tail, query, headers, b"{}"), between)
         await asyncio.sleep(0.02)  # anything written would have reached the server by now
         await fwd.close()
     assert out.status is None and out.error is not None and not out.timed_out

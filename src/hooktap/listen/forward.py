@@ -1,37 +1,38 @@
-"""Hand a delivery to the local handler byte-for-byte, over HTTP/1.1.
+"""Hand a delivery to the local handler byte-for-byte, over HTTP/1.1, in steps the listener
+can put its record between: prepare the request, open an exchange (a slot and a connection),
+write, read the answer.
 
-The request head is written by hand: aiohttp's client merges repeated header names and moves
-Host first, so it cannot keep a sender's header list in its original order, case and
-repeats; joining the lines ourselves can, and costs a few µs where h11's validation and
-pure-Python state machine cost ~60 µs of the listener's ~700 µs per 1 KB delivery. Writing
-by hand means this module alone stands between a delivery and request smuggling, so every
-head is checked against the HTTP grammar before a byte is written (`request_head`).
-
-Responses are parsed by httptools (`http_response`). Connections are kept alive and pooled: a
-webhook burst should not pay a TCP handshake per delivery. A request is written at most once:
-a kept-alive socket found dead before writing is replaced, but one that ends after the
-request went out is reported, since the handler may have acted on what it read.
+The head is built and checked against the HTTP grammar by `http_request` (which says why
+by hand). Responses are parsed by httptools (`http_response`). Connections are kept alive and
+pooled: a webhook burst should not pay a TCP handshake per delivery. A request is written at
+most once: a kept-alive socket found dead before writing is replaced, but one that ends after
+the request went out is reported, since the handler may have acted on what it read.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from hooktap.http_grammar import TARGET_CHAR, TCHAR, VALUE_CHAR, is_token
+from hooktap.listen.http_request import (
+    HOP_BY_HOP,
+    UnsafeRequest,
+    prepare_headers,
+    request_head,
+)
 from hooktap.listen.http_response import BadResponse, ClosedBeforeAnswer, ResponseParser
 from hooktap.listen.target import Target, parse_target
 from hooktap.records import Attempt, Headers
 
 __all__ = [
+    "HOP_BY_HOP",
     "MAX_RESPONSE_BODY",
-    "Dispatch",
+    "Exchange",
     "Forwarder",
     "Outcome",
+    "Request",
     "Target",
     "UnsafeRequest",
     "parse_target",
@@ -39,27 +40,6 @@ __all__ = [
     "request_head",
 ]
 
-# The listener's hook around writing a request: given `write`, it records, then writes.
-Dispatch = Callable[[Callable[[], None]], Awaitable[None]]
-
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-# What a sender may claim about where a request came from. Dropped on the way to the handler,
-# which would believe a client address of the sender's choosing: only the relay's own values
-# (the Delivery frame's remote, scheme and host) are sent.
-_FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
 _READ_CHUNK = 1 << 18
 # The most of a handler's response body kept: a handler streaming an endless body (or one
 # announcing a huge Content-Length) must not grow the listener without bound. It is checked
@@ -73,16 +53,6 @@ KEEPALIVE_EXPIRY = 1.0
 # Bodies up to this size go out in one write with the head (one send, one small copy);
 # bigger ones are written separately so a 10 MB body is not copied just to prepend a head.
 _COALESCE = 1 << 16
-
-# The whole head as `request_head` joins it, with NUL standing in for each ": " separator.
-# NUL may appear nowhere else, so every line is exactly one token name, one separator and one
-# clean value: a name holding ":" or a value holding CR LF cannot fake a line of its own.
-# Possessive quantifiers: nothing here needs backtracking, and they make it a third faster.
-_HEAD = re.compile(
-    rf"{TCHAR}++ {TARGET_CHAR}++ HTTP/1\.1\r\n(?:{TCHAR}++\x00{VALUE_CHAR}*+\r\n)*+\r\n"
-).fullmatch
-_BAD_TARGET_CHAR = re.compile(rf"(?!{TARGET_CHAR}).", re.DOTALL).search
-_BAD_VALUE_CHAR = re.compile(rf"(?!{VALUE_CHAR}).", re.DOTALL).search
 
 
 @dataclass
@@ -130,105 +100,6 @@ class Outcome:
         )
 
 
-def prepare_headers(
-    method: str,
-    headers: Headers,
-    body: bytes,
-    netloc: str,
-    *,
-    remote: str = "",
-    scheme: str = "",
-    host: str = "",
-) -> Headers:
-    """The sender's headers as the handler should see them.
-
-    Hop-by-hop headers (and any the Connection header names) go, Host points at the target,
-    Content-Length matches the body. The sender's own X-Forwarded-For/-Proto/-Host and
-    Forwarded go too, and X-Forwarded-For/-Proto/-Host carry `remote`, `scheme` and `host`
-    verbatim, each only if given: the relay decided them (for a trusted proxy `remote` is
-    already the chain "client, proxy"), so nothing is merged here. Everything else keeps its
-    position, case and repeats.
-    """
-    named = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == "connection"
-        for token in value.split(",")
-    }
-    drop = HOP_BY_HOP | _FORWARDING | named
-    out: Headers = []
-    seen_host = seen_length = False
-    for name, value in headers:
-        lower = name.lower()
-        if lower in drop:
-            continue
-        if lower == "host":
-            if seen_host:
-                continue
-            seen_host = True
-            value = netloc
-        elif lower == "content-length":
-            if seen_length:
-                continue
-            seen_length = True
-            value = str(len(body))
-        out.append((name, value))
-    if not seen_host:
-        out.insert(0, ("Host", netloc))
-    if not seen_length and (body or method.upper() in ("POST", "PUT", "PATCH")):
-        out.append(("Content-Length", str(len(body))))
-    if remote:
-        out.append(("X-Forwarded-For", remote))
-    if scheme:
-        out.append(("X-Forwarded-Proto", scheme))
-    if host:
-        out.append(("X-Forwarded-Host", host))
-    return out
-
-
-class UnsafeRequest(ValueError):
-    """A request the forwarder will not write: it would not parse as the request it claims
-    to be (a header value with CR LF in it could smuggle a second request to the handler)."""
-
-
-def request_head(method: str, target: str, headers: Headers) -> bytes:
-    """The HTTP/1.1 request head, latin-1, with `headers` exactly as given: order, case and
-    repeats. Raises `UnsafeRequest`, having written nothing, if any part breaks the grammar.
-
-    The lines are joined with NUL in place of ": " and the whole head is checked with one
-    precompiled regex, then NUL becomes ": " (NUL is refused everywhere else): ~3 µs for a
-    Pivotal-sized head, against ~6 µs for two regex calls per header.
-    """
-    lines = "\r\n".join(map("\0".join, headers))  # C-level loops: no Python per header
-    text = (
-        f"{method} {target} HTTP/1.1\r\n{lines}\r\n\r\n"
-        if headers
-        else f"{method} {target} HTTP/1.1\r\n\r\n"
-    )
-    if _HEAD(text) is None:
-        raise UnsafeRequest(_why_unsafe(method, target, headers))
-    return text.replace("\0", ": ").encode("latin-1")
-
-
-def _why_unsafe(method: str, target: str, headers: Headers) -> str:
-    """Name the first part of a refused request that breaks the grammar (the slow path)."""
-    if not is_token(method):
-        return f"refused to forward: method {method!r} is not a valid HTTP token"
-    if not target:
-        return "refused to forward: the request target is empty"
-    if bad := _BAD_TARGET_CHAR(target):
-        return f"refused to forward: request target {target!r} contains character {bad.group()!r}"
-    for name, value in headers:
-        if not is_token(name):
-            return f"refused to forward: header name {name!r} is not a valid HTTP token"
-        if bad := _BAD_VALUE_CHAR(value):
-            return (
-                f"refused to forward: header {name!r} has a forbidden character "
-                f"{bad.group()!r} in its value (at position {bad.start()})"
-            )
-    return "refused to forward: the request head is not valid HTTP/1.1"  # pragma: no cover
-
-
 class _Conn:
     __slots__ = ("idle_since", "reader", "response", "writer")
 
@@ -264,7 +135,7 @@ class Forwarder:
         self._slots = asyncio.Semaphore(max_connections)
         self._ssl = ssl.create_default_context() if target.scheme == "https" else None
 
-    async def send(
+    def prepare(
         self,
         method: str,
         tail: str,
@@ -275,83 +146,32 @@ class Forwarder:
         remote: str = "",
         scheme: str = "",
         host: str = "",
-        on_dispatch: Dispatch | None = None,
-    ) -> Outcome:
-        """Forward one request; never raises for network trouble or a bad request, it reports.
-
-        `on_dispatch(write)` is awaited once, after the connection is ready and the request's
-        bytes are built, and is handed `write`, which writes them. The listener records
-        "handed to the handler" (group-committed with the deliveries of the same loop tick)
-        and calls `write` synchronously right after that commit, so the record is durable
-        before the handler can have the request and a crash between the two is a matter of
-        microseconds. If it returns without calling `write`, the request is written then;
-        if `write` finds the socket already closed by the handler, it writes nothing and the
-        request goes out after on_dispatch returns, on a fresh socket. Once written, a
-        request is never written again: a socket that ends before an answer is reported
-        (status None, "connection closed before an answer"). It is not awaited if the request
-        is refused or no connection could be made: nothing was sent. If it raises before
-        calling `write`, nothing was sent either: the connection goes back to the pool and
-        the exception propagates unchanged, which is how the listener aborts a send. Its wait
-        counts against neither `timeout` nor `duration_ms`: both are about the handler.
-        """
-        url = self.target.url(tail, query)
-        outcome = Outcome(url=url)
+    ) -> Request:
+        """The request as the handler will get it (see prepare_headers), its head checked
+        against the HTTP grammar: one that fails is never written, and says why."""
         started = time.perf_counter()
+        url = self.target.url(tail, query)
         wire_headers = prepare_headers(
             method, headers, body, self.target.netloc, remote=remote, scheme=scheme, host=host
         )
         try:
             head = request_head(method, self.target.request_target(tail, query), wire_headers)
         except UnsafeRequest as exc:
-            outcome.error = str(exc)
-            outcome.duration_ms = (time.perf_counter() - started) * 1000
-            return outcome
-        async with self._slots:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.timeout
-            conn = self._take_idle()
-            if conn is None:  # the deadline context only when connecting: it costs ~5 µs
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        conn = await self._connect()
-                except (TimeoutError, OSError) as exc:
-                    return self._failed(outcome, exc, started)
-            written = False
-            if on_dispatch is not None:
-                ready = conn
+            return Request(url, b"", body, False, started, str(exc))
+        return Request(url, head, body, method == "HEAD", started)
 
-                def write() -> None:
-                    # A socket the handler closed while on_dispatch waited gets nothing:
-                    # the request then goes out once, on a fresh socket, after it returns.
-                    nonlocal written
-                    if not written and ready.usable():
-                        written = True
-                        _write(ready.writer, head, body)
+    def open(self, request: Request) -> Exchange:
+        """`async with forwarder.open(request) as exchange`: a slot and a connection for it
+        (see Exchange)."""
+        return Exchange(self, request)
 
-                paused = time.perf_counter()
-                try:
-                    await on_dispatch(write)
-                except BaseException:
-                    if written or not conn.usable():
-                        conn.close()
-                    else:
-                        self._idle.append(conn)  # nothing was written: it is still clean
-                    raise
-                waited = time.perf_counter() - paused
-                started += waited
-                deadline += waited
-            try:
-                async with asyncio.timeout_at(deadline):
-                    if not written and not conn.usable():
-                        # Found dead before a byte of this request was written: replacing
-                        # it cannot make the handler see the request twice.
-                        conn.close()
-                        conn = await self._connect()
-                    await self._exchange(conn, head, body, method == "HEAD", outcome, written)
-            except (TimeoutError, OSError, BadResponse, ClosedBeforeAnswer) as exc:
-                return self._failed(outcome, exc, started)
-        outcome.duration_ms = (time.perf_counter() - started) * 1000
-        return outcome
+    async def send(
+        self, method: str, tail: str, query: str, headers: Headers, body: bytes
+    ) -> Outcome:
+        """Forward one request and report; never raises for network trouble or a bad request.
+        For a sender with nothing to do between connecting and writing (hooktap replay)."""
+        async with self.open(self.prepare(method, tail, query, headers, body)) as exchange:
+            return await exchange.answer()
 
     def _failed(self, outcome: Outcome, exc: Exception, started: float) -> Outcome:
         """The outcome of a send that got no complete answer, saying why."""
@@ -367,49 +187,6 @@ class Forwarder:
             outcome.error = _describe(exc, outcome.url)
         outcome.duration_ms = (time.perf_counter() - started) * 1000
         return outcome
-
-    async def _exchange(
-        self,
-        conn: _Conn,
-        head: bytes,
-        body: bytes,
-        head_request: bool,
-        out: Outcome,
-        written: bool,
-    ) -> None:
-        """Write the request (unless on_dispatch did) and read its response, exactly once:
-        whatever goes wrong after the first byte is written is reported, never retried."""
-        response = conn.response
-        response.begin(head_request)
-        writer = conn.writer
-        cap = self.max_response_body
-        try:
-            if not written:
-                _write(writer, head, body)
-            await writer.drain()
-            read = conn.reader.read
-            while not response.done:
-                data = await read(_READ_CHUNK)
-                if data:
-                    response.feed(data)
-                    if response.size > cap:
-                        break
-                else:
-                    response.feed_eof()
-        except BaseException as exc:
-            conn.close()
-            if isinstance(exc, ConnectionError) and not response.received:
-                raise ClosedBeforeAnswer from exc  # a reset, not a FIN: the same for the sender
-            raise
-        out.status = response.status
-        out.headers = response.headers
-        out.body = response.body(cap)
-        if response.size > cap:
-            # The rest of the body may still be coming: the socket is out of step for good.
-            out.truncated = True
-            conn.close()
-        else:
-            self._release(conn)
 
     def _take_idle(self) -> _Conn | None:
         idle = self._idle
@@ -448,6 +225,164 @@ class Forwarder:
         for conn in self._idle:
             conn.close()
         self._idle.clear()
+
+
+class Request:
+    """One request, prepared: its head built and checked, ready to write. `unsafe` says why
+    it may not be written (then `head` is empty and it never is)."""
+
+    __slots__ = ("body", "head", "head_request", "started", "unsafe", "url")
+
+    def __init__(
+        self,
+        url: str,
+        head: bytes,
+        body: bytes,
+        head_request: bool,
+        started: float,
+        unsafe: str | None = None,
+    ) -> None:
+        self.url = url
+        self.head = head
+        self.body = body
+        self.head_request = head_request  # a HEAD: its answer has no body to read
+        self.started = started  # perf_counter when prepared: duration_ms counts from here
+        self.unsafe = unsafe
+
+
+class Exchange:
+    """One request's turn with the handler, for `async with forwarder.open(request)`.
+
+    Entering waits for a forwarding slot and takes a kept-alive connection or opens one;
+    `ready` says whether it has one (not for an unsafe request, nor when connecting failed:
+    then `answer()` only reports why, and nothing was sent). Between entering and `answer()`
+    the caller may do what must come before the handler can see the request (the listener
+    commits its record), and may call `write()`: that time counts against neither `timeout`
+    nor `duration_ms`, which are about the handler. Leaving frees the slot; a connection
+    nothing was written to goes back to the pool, so an exchange left unanswered costs the
+    handler nothing. A request is written at most once, whatever happens.
+    """
+
+    __slots__ = (
+        "_conn",
+        "_deadline",
+        "_forwarder",
+        "_opened",
+        "outcome",
+        "ready",
+        "request",
+        "written",
+    )
+
+    def __init__(self, forwarder: Forwarder, request: Request) -> None:
+        self._forwarder = forwarder
+        self.request = request
+        self.outcome = Outcome(url=request.url)
+        self.ready = False
+        self.written = False
+        self._conn: _Conn | None = None  # while this exchange holds one
+        self._deadline = 0.0
+        self._opened = 0.0
+
+    async def __aenter__(self) -> Exchange:
+        forwarder, request = self._forwarder, self.request
+        if request.unsafe is not None:
+            self.outcome.error = request.unsafe
+            self.outcome.duration_ms = (time.perf_counter() - request.started) * 1000
+            return self
+        await forwarder._slots.acquire()
+        try:
+            self._deadline = asyncio.get_running_loop().time() + forwarder.timeout
+            conn = forwarder._take_idle()
+            if conn is None:  # the deadline context only when connecting: it costs ~5 µs
+                async with asyncio.timeout_at(self._deadline):
+                    conn = await forwarder._connect()
+        except BaseException as exc:
+            forwarder._slots.release()
+            if not isinstance(exc, (TimeoutError, OSError)):
+                raise
+            forwarder._failed(self.outcome, exc, request.started)
+            return self
+        self._conn = conn
+        self.ready = True
+        self._opened = time.perf_counter()
+        return self
+
+    def write(self) -> None:
+        """Put the request on the wire now, synchronously: the listener calls it in the very
+        callback that commits its record. Once only; nothing once the exchange is over, nor
+        on a socket the handler closed meanwhile (answer() then sends it on a fresh one)."""
+        conn = self._conn
+        if conn is not None and not self.written and conn.usable():
+            self.written = True
+            _write(conn.writer, self.request.head, self.request.body)
+
+    async def answer(self) -> Outcome:
+        """Write the request unless write() did, read the handler's response, and report it;
+        never raises for network trouble. Whatever goes wrong after the first byte is written
+        is reported, never retried: the handler may have acted on what it read."""
+        outcome, conn = self.outcome, self._conn
+        if conn is None:
+            return outcome  # never connected (or refused): the outcome says why
+        forwarder, request = self._forwarder, self.request
+        waited = time.perf_counter() - self._opened  # the caller's time, not the handler's
+        started = request.started + waited
+        cap = forwarder.max_response_body
+        try:
+            async with asyncio.timeout_at(self._deadline + waited):
+                if not self.written and not conn.usable():
+                    # Found dead before a byte of this request was written: replacing it
+                    # cannot make the handler see the request twice.
+                    self._conn = None
+                    conn.close()
+                    self._conn = conn = await forwarder._connect()
+                response = conn.response
+                response.begin(request.head_request)
+                writer = conn.writer
+                try:
+                    if not self.written:
+                        self.written = True
+                        _write(writer, request.head, request.body)
+                    await writer.drain()
+                    read = conn.reader.read
+                    while not response.done:
+                        data = await read(_READ_CHUNK)
+                        if data:
+                            response.feed(data)
+                            if response.size > cap:
+                                break
+                        else:
+                            response.feed_eof()
+                except BaseException as exc:
+                    self._conn = None
+                    conn.close()
+                    if isinstance(exc, ConnectionError) and not response.received:
+                        raise ClosedBeforeAnswer from exc  # a reset, not a FIN: the same
+                    raise
+        except (TimeoutError, OSError, BadResponse, ClosedBeforeAnswer) as exc:
+            return forwarder._failed(outcome, exc, started)
+        self._conn = None
+        outcome.status = response.status
+        outcome.headers = response.headers
+        outcome.body = response.body(cap)
+        if response.size > cap:
+            # The rest of the body may still be coming: the socket is out of step for good.
+            outcome.truncated = True
+            conn.close()
+        else:
+            forwarder._release(conn)
+        outcome.duration_ms = (time.perf_counter() - started) * 1000
+        return outcome
+
+    async def __aexit__(self, *_exc: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:  # not answered
+            if self.written or not conn.usable():
+                conn.close()
+            else:
+                self._forwarder._idle.append(conn)  # nothing was written: it is still clean
+        if self.ready:
+            self._forwarder._slots.release()
 
 
 def _write(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:

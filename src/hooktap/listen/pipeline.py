@@ -1,10 +1,11 @@
-"""One delivery, top to bottom: judge its signature, record it, write it to the handler,
-read the answer, record the outcome, answer the relay, tell the outputs.
+"""One delivery, top to bottom (`Pipeline._forward`): judge its signature, prepare the
+request, wait for its record to commit, write the request, read the handler's answer, record
+the outcome, answer the relay, tell the outputs.
 
 Exactly-once towards the handler rests on the store: a delivery is written (state
-"dispatched") in the instant before its bytes go to the handler, and confirmed to the relay
-only after its attempt is stored. A re-sent delivery that is already in the store is
-answered from history and never forwarded again.
+"dispatched") in the instant before its bytes go to the handler (the write rides in the
+commit's callback), and confirmed to the relay only after its attempt is stored. A re-sent
+delivery that is already in the store is answered from history and never forwarded again.
 
 When history cannot be written, a delivery not yet recorded is refused (handed back to the
 relay, which keeps it); one already forwarded is confirmed with the handler's answer, since
@@ -67,6 +68,9 @@ class Pipeline:
         self._inflight: dict[str, asyncio.Future[None]] = {}
 
     async def handle(self, reply: Reply, frame: WireDelivery) -> None:
+        """Take one delivery the relay handed over, forward it at most once, and send its
+        Result back through `reply`: the handler's answer, history's for a copy already
+        taken, or a refusal when it cannot be recorded (the relay then keeps it)."""
         while (earlier := self._inflight.get(frame.id)) is not None:
             # The relay re-sent it (a reconnect) while we still work on it: wait, then judge
             # it like any other copy. History answers it if the first was stored; if storing
@@ -118,49 +122,47 @@ class Pipeline:
         if frame.handed_before:
             await self._not_forwarded(reply, frame, verdict, HANDED_BEFORE)
             return
+        # 1. Prepare the request: re-signed if the relay held it past the signature's
+        # tolerance, its head built and checked (an unsafe one is never written).
         sending = held.prepare(self.secret, frame.headers, frame.body, frame.received_at, verdict)
         delivery = self._record(frame, sending.verdict)
-        adding: asyncio.Future[Added] | None = None
-
-        async def dispatched(write: Callable[[], None]) -> None:
-            if frame.answer_by is not None and time.time() > frame.answer_by:
-                raise _TooLate  # nothing recorded, nothing written
-            # The request's bytes are written right after the delivery is committed, in the
-            # same callback: from then on the handler may have it, so a restart must not
-            # forward it again. Deliveries dispatched in the same loop tick share the commit.
-            nonlocal adding
-            adding = self.commits.add(delivery, then=write)
-            if not (await asyncio.shield(adding)).new:
-                raise _AlreadyStored
-            self._emit(DeliveryReceived(delivery))
-
-        try:
-            outcome = await self.forwarder.send(
-                frame.method,
-                frame.path,
-                frame.query,
-                sending.headers,
-                frame.body,
-                remote=frame.remote,
-                scheme=frame.scheme,
-                host=frame.host,
-                on_dispatch=dispatched,
-            )
-        except _AlreadyStored:
-            await self._answer_again(reply, frame.id)
-            return
-        except _TooLate:
+        request = self.forwarder.prepare(
+            frame.method,
+            frame.path,
+            frame.query,
+            sending.headers,
+            frame.body,
+            remote=frame.remote,
+            scheme=frame.scheme,
+            host=frame.host,
+        )
+        added: Added | None = None  # the record, once committed
+        async with self.forwarder.open(request) as exchange:  # a free slot, a connection
+            late = exchange.ready and _too_late(frame)
+            if exchange.ready and not late:
+                # 2. Wait for the record to commit, and 3. write: in the commit's own
+                # callback, so no loop turn passes between the record being durable and the
+                # handler possibly having the bytes (a restart then never forwards it again).
+                # Deliveries of the same loop tick share the commit. A copy that history
+                # holds already is not written at all.
+                added = await asyncio.shield(self.commits.add(delivery, then=exchange.write))
+                if added.new:
+                    self._emit(DeliveryReceived(delivery))
+                    # 4. Exchange: write, if the socket died before the commit's callback
+                    # could (a fresh one then), and read the handler's answer.
+                    await exchange.answer()
+        if late:  # every slot was busy until the relay had answered the sender 504
             await self._not_forwarded(reply, frame, sending.verdict, TOO_LATE)
             return
-        if adding is None:  # never reached the handler (refused, timed out connecting)
-            adding = self.commits.add(delivery)
-            added = await adding
-            if not added.new:
-                await self._answer_again(reply, frame.id)
-                return
-            self._emit(DeliveryReceived(delivery))
-        else:
-            added = await adding
+        outcome = exchange.outcome
+        if added is None:  # never reached the handler (refused as unsafe, no connection)
+            added = await self.commits.add(delivery)
+            if added.new:
+                self._emit(DeliveryReceived(delivery))
+        if not added.new:
+            await self._answer_again(reply, frame.id)
+            return
+        # 5. Record the outcome, then answer the relay.
         attempt = outcome.attempt(
             delivery.id,
             "forward",
@@ -293,12 +295,9 @@ TOO_LATE = (
 )
 
 
-class _TooLate(Exception):
-    """Raised from the dispatch hook: the relay gave up on this sender before it could go."""
-
-
-class _AlreadyStored(Exception):
-    """Raised from the dispatch hook to abort a send: this id is in history already."""
+def _too_late(frame: WireDelivery) -> bool:
+    """The relay gave up on this delivery's sender (answered it 504) before a slot was free."""
+    return frame.answer_by is not None and time.time() > frame.answer_by
 
 
 def _result(delivery_id: str, outcome: Outcome) -> Result:
