@@ -19,8 +19,11 @@ import pytest
 
 from hooktap.bodies import INLINE_BODY_MAX
 from hooktap.listen.events import HomeLost
+from hooktap.listen.group_commit import GroupCommit
+from hooktap.listen.home_guard import HomeGuard
 from hooktap.records import Delivery
 from hooktap.store import BodyMissing, Store, StoreError
+from support.history import another_writer, longest_stall, record
 from support.procs import Procs, free_port
 from support.servers import running_handler, running_listener, running_relay
 
@@ -238,3 +241,49 @@ async def test_home_deleted_under_a_listener_whose_history_lives_elsewhere_gets_
         assert listening["webhook_url"] == running.webhook_url  # `hooktap trigger` finds it
         assert await _post(running.webhook_url, b"{}") == 200
         assert running.store.count() == 1 and running.listener.state == "connected"
+
+
+async def test_the_guard_waits_for_the_store_on_the_history_thread_not_on_the_event_loop(
+    tmp_path: Path, hooktap_home: Path
+) -> None:
+    """The guard's store calls (refuse writes, count the history) take their turn on the
+    listener's history thread: while that thread waits for the store (here on another
+    process's write), the event loop, which forwards deliveries, keeps turning. The home is
+    replaced by a file, with history kept elsewhere: the guard gives up and says so."""
+    hooktap_home.mkdir()
+    store = Store(tmp_path / "elsewhere" / "history.db")
+    commits = GroupCommit(store)
+    record(store, _delivery(0))
+    announced: list[HomeLost] = []
+    stopped = asyncio.Event()
+
+    async def on_failure() -> None:
+        stopped.set()
+
+    guard = HomeGuard(
+        store,
+        call=commits.call,
+        embedded=None,
+        credentials=lambda: None,
+        announce=announced.append,
+        on_failure=on_failure,
+        interval=0.05,
+    )
+    guard.start()
+    try:
+        with another_writer(store.path, 1.0):
+            marking = asyncio.ensure_future(commits.call(store.mark, "d0000", "interrupted"))
+            await asyncio.sleep(0)  # on the history thread, waiting for the other writer
+            shutil.rmtree(hooktap_home)
+            hooktap_home.write_text("a file where the folder was\n")
+            _, stall = await longest_stall(asyncio.wait_for(stopped.wait(), 10))
+            await marking
+    finally:
+        await guard.stop()
+        commits.close()
+        store.close()
+    assert stall < 0.4, f"the event loop stalled {stall:.2f} s"
+    (lost,) = announced
+    assert (lost.recovered, lost.stopping, lost.deliveries) == (False, True, 1)
+    assert f"HOOKTAP_HOME ({hooktap_home}) was replaced by a file" in lost.message
+    assert guard.failure is not None and str(guard.failure) == lost.message

@@ -34,6 +34,7 @@ from hooktap.listen.channel import ChannelCredentials
 from hooktap.listen.embedded import EmbeddedRelay
 from hooktap.listen.events import HomeLost
 from hooktap.relay.embed import InProcessRelay
+from hooktap.replay import StoreCall
 from hooktap.store import Store, StoreError
 
 log = logging.getLogger("hooktap.listen")
@@ -62,13 +63,16 @@ class HomeGuard:
     `credentials` gives the listener's channel as it is now (it can change on a reconnect);
     `announce` gets the HomeLost event; `restore_state` rewrites the listener's own small
     files in the home; `on_failure` is awaited once the home is given up, to stop the
-    listener, which then raises `failure`.
+    listener, which then raises `failure`. Every call on the store goes through `call`, the
+    listener's one way to it off the event loop (GroupCommit.call), in turn with its commits:
+    a move or a count must neither stall deliveries nor run beside a commit.
     """
 
     def __init__(
         self,
         store: Store,
         *,
+        call: StoreCall,
         embedded: EmbeddedRelay | None,
         credentials: Callable[[], ChannelCredentials | None],
         announce: Callable[[HomeLost], None],
@@ -77,6 +81,7 @@ class HomeGuard:
         interval: float = CHECK_INTERVAL,
     ) -> None:
         self.store = store
+        self.call = call
         self.embedded = embedded
         self.credentials = credentials
         self.announce = announce
@@ -188,15 +193,15 @@ class HomeGuard:
         displaced = ""
         if loss.history:
             displaced = _set_aside(self.store.path)
-            await asyncio.to_thread(self.store.move_to)
+            await self.call(self.store.move_to)
         if loss.relay:
             self._move_relay(self.home / "relay" / "relay.db")
         creds = self.credentials()
         if creds is not None:
             channels.remember(creds, self.home)
         self.restore_state()
-        self.store.refuse_writes(None)  # a home given up earlier, then made usable again
-        deliveries, bodies = self.store.count(), self.store.missing_bodies()
+        # A home given up earlier, then made usable again: history takes writes again.
+        deliveries, bodies = await self.call(self._accept_writes)
         restored = [_history(deliveries)] if loss.history else []
         restored += ["your channel (the same webhook URL)"] if creds is not None else []
         restored += ["the embedded relay's queue"] if loss.relay else []
@@ -210,6 +215,12 @@ class HomeGuard:
             message += f"; the file found at {self.store.path} was kept as {displaced}"
         self.announce(HomeLost(str(self.home), message, True, False, deliveries, bodies))
 
+    def _accept_writes(self) -> tuple[int, int]:
+        """On the history thread: accept writes again, then count the deliveries and the big
+        bodies lost with the folder, for the message."""
+        self.store.refuse_writes(None)
+        return self.store.count(), self.store.missing_bodies()
+
     def _move_relay(self, path: Path) -> Path:
         found = self._relay_db()
         assert found is not None
@@ -222,7 +233,7 @@ class HomeGuard:
         """No home to recreate: stop taking deliveries, save what only this process holds to
         a folder laid out as a HOOKTAP_HOME, and stop the listener with a message naming it."""
         refusal = loss.what + why
-        self.store.refuse_writes(refusal)
+        await self.call(self.store.refuse_writes, refusal)
         if loss.history or loss.relay:
             try:
                 await self._save_elsewhere(loss)
@@ -239,7 +250,7 @@ class HomeGuard:
                     )
                     self.announce(HomeLost(str(self.home), message, False, False))
                 return
-        deliveries = self.store.count()
+        deliveries = await self.call(self.store.count)
         saved = self._saved
         if saved is not None:
             what = [_history(deliveries)] if self.store.path.parent == saved else []
@@ -270,7 +281,7 @@ class HomeGuard:
             self._saved = Path(tempfile.mkdtemp(prefix="hooktap-rescue-"))
         saved = self._saved
         if loss.history:
-            await asyncio.to_thread(self.store.move_to, saved / "history.db")
+            await self.call(self.store.move_to, saved / "history.db")
         if loss.relay:
             self._move_relay(saved / "relay" / "relay.db")
         creds = self.credentials()

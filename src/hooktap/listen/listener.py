@@ -183,6 +183,7 @@ class Listener:
         # HOOKTAP_HOME deleted or unusable under us: put it back, or stop (see home_guard.py).
         guard = HomeGuard(
             self.store,
+            call=self.pipeline.commits.call,
             embedded=self.embedded,
             credentials=lambda: self.creds,
             announce=self._emit,
