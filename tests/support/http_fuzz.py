@@ -374,6 +374,24 @@ async def exchange(
     return result
 
 
+async def request(host: str, port: int, data: bytes, timeout: float = 30.0) -> Response | str:
+    """One request of raw bytes on its own connection: the answer, or what happened instead
+    (a reset, a timeout, a close without an answer), in words."""
+    method = data.split(b" ", 1)[0].decode("latin-1")
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port, limit=_HEAD_LIMIT)
+            try:
+                writer.write(data)
+                await writer.drain()
+                response = await _read_response(reader, method)
+            finally:
+                writer.close()
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+        return type(exc).__name__
+    return response if response is not None else "closed without an answer"
+
+
 async def _send(writer: asyncio.StreamWriter, conn: Connection) -> None:
     data = b"".join(m.raw for m in conn.messages)
     start = 0
@@ -446,8 +464,10 @@ class RawHandler:
 
     url: str = ""
     requests: list[Recorded] = field(default_factory=list)
+    _open: dict[asyncio.StreamWriter, asyncio.Task[None]] = field(default_factory=dict)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open[writer] = asyncio.current_task()  # type: ignore[assignment]
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -462,7 +482,16 @@ class RawHandler:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._open.pop(writer, None)
             writer.close()
+
+    async def close(self) -> None:
+        """End the connections the listener keeps open to us: their readers see the end of
+        the stream, rather than being cancelled when the loop closes."""
+        tasks = list(self._open.values())
+        for writer in list(self._open):
+            writer.transport.abort()
+        await asyncio.wait(tasks, timeout=5) if tasks else None
 
 
 @contextlib.asynccontextmanager
@@ -474,4 +503,5 @@ async def raw_handler() -> AsyncIterator[RawHandler]:
         yield handler
     finally:
         server.close()
+        await handler.close()
         await server.wait_closed()
