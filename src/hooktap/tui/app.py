@@ -1,8 +1,9 @@
-"""The inspector app: composes the widgets, binds the keys, and runs all work in workers.
+"""The inspector app: composes the widgets, binds the keys, and browses the stored history
+(list paging, counts, the detail pane), running all work in workers.
 
-It owns no rendering (widgets), no wording (present), no SQL (loader) and no sending
-(hooktap.replay): it routes messages from widgets to workers and results back to widgets.
-Listener events arrive through a Feed and are applied in one batch every FLUSH seconds.
+It owns no rendering (widgets), no wording (present), no SQL (loader), no sending
+(hooktap.replay) and no listener (live.py runs it for `hooktap listen` and hands new rows
+here): it routes messages from widgets to workers and results back to widgets.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ from textual.widgets import Footer
 
 from hooktap.filters import Filter
 from hooktap.listen import state as listener_state
-from hooktap.listen.channel import RelayRefused
-from hooktap.listen.home_guard import HomeUnusable
 from hooktap.listen.listener import Listener
+from hooktap.records import Attempt
 from hooktap.store import BodyMissing, Store, StoreError
-from hooktap.tui import notices
 from hooktap.tui.feed import Counts, Feed
+from hooktap.tui.live import LiveListener
 from hooktap.tui.loader import Loader
 from hooktap.tui.screens.editor import EditorScreen
 from hooktap.tui.screens.filter import FilterScreen
@@ -40,7 +40,6 @@ from hooktap.tui.widgets.header import NARROW, StatusHeader, UrlLabel
 from hooktap.tui.widgets.list_panel import ListPanel, NewBanner
 from hooktap.tui.window import PAGE
 
-FLUSH = 0.1  # seconds between applying listener events to the screen
 # A detail update re-lays out the screen (~40 ms with a big body), so it must not run per
 # key: while a key is held the detail waits for the cursor to rest (debounce), and while rows
 # stream in at the top it shows the newest at most every DETAIL_FOLLOWING s (throttle).
@@ -99,14 +98,15 @@ class HooktapApp(App[None]):
     ) -> None:
         super().__init__()
         self.store = store
-        self.listener = listener
         self.secret = (
             secret if secret is not None else (listener.config.secret if listener else None)
         )
         target = replay_target or (str(listener.config.target) if listener else None)
         self.utc = utc
         self.filter = initial_filter or Filter()
-        self.feed = Feed()
+        self.feed = Feed()  # the listener's events, between two flushes (feed.py)
+        # The live part, for `hooktap listen`; None for `hooktap inspect`.
+        self.live = LiveListener(self, listener, self.feed) if listener is not None else None
         self.loader = Loader(
             store.path, secret=self.secret, clock=clock, on_failure=self._history_failed
         )
@@ -125,8 +125,6 @@ class HooktapApp(App[None]):
         self._detail_data: DetailData | None = None
         self._history_count: int | None = None
         self._handle_signals = handle_signals
-        if listener is not None:
-            listener.subscribe(self.feed)
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -150,11 +148,8 @@ class HooktapApp(App[None]):
 
     def on_mount(self) -> None:
         header = self.header
-        if self.listener is not None:
-            header.show_state("connecting", f"relay {self.listener.relay_url}")
-            header.show_urls(None, str(self.listener.config.target))
-            header.show_counts(self.feed.counts, "this session")
-            self.run_worker(self._run_listener(), group="listener", exit_on_error=False)
+        if self.live is not None:
+            self.live.start()
         else:
             elsewhere = listener_state.current()
             self.webhook_url = listener_state.current_webhook_url()
@@ -173,7 +168,6 @@ class HooktapApp(App[None]):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(sig, lambda: self.call_later(self.action_quit))
         self._fit_footer()
-        self.set_interval(FLUSH, self._flush)
         self.set_interval(1.0, self._every_second)
         self.deliveries.focus()
 
@@ -189,7 +183,7 @@ class HooktapApp(App[None]):
             return False
         if action == "quit" and isinstance(self.screen, EditorScreen):
             return False  # ctrl+c copies in the editor; esc leaves it first
-        if action == "pause" and self.listener is None:
+        if action == "pause" and self.live is None:
             return None
         return True
 
@@ -197,40 +191,10 @@ class HooktapApp(App[None]):
         """Every key's action in the palette, once, under the name the footer and `?` use."""
         return palette_commands(self, self.BINDINGS)  # type: ignore[arg-type]
 
-    # --- the listener ----------------------------------------------------------------------
-
-    async def _run_listener(self) -> None:
-        listener = self.listener
-        assert listener is not None
-        try:
-            creds = await listener.prepare()
-        except (RelayRefused, ConnectionError, OSError) as exc:
-            self.ended_by = exc  # run_listen_tui reports it once the screen is gone
-            self.exit(return_code=2)
-            return
-        self.webhook_url = creds.webhook_url
-        self.header.show_urls(creds.webhook_url, str(listener.config.target))
-        try:
-            await listener.run()
-        except (RelayRefused, HomeUnusable) as exc:
-            # Another listener holds the channel, or history has nowhere to go: nothing this
-            # screen can fix. The message is printed once the terminal is back.
-            self.ended_by = exc
-            self.exit(return_code=2 if isinstance(exc, RelayRefused) else 1)
-        except (ConnectionError, OSError) as exc:
-            self.ended_by = exc
-            self.header.show_state("stopped", str(exc))
-            self.notify(str(exc), title="Listener stopped", severity="error", timeout=15)
-
     async def action_quit(self) -> None:
         """Stop the listener first, so in-flight deliveries finish and the relay port frees."""
-        if self.listener is not None:
-            await self.listener.stop()
-            for worker in self.workers:
-                if worker.group == "listener":
-                    # Timed out or failed: exiting cancels it anyway.
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(worker.wait(), 5)
+        if self.live is not None:
+            await self.live.stop()
         self.exit()
 
     def _history_failed(self, exc: StoreError) -> None:
@@ -241,45 +205,6 @@ class HooktapApp(App[None]):
 
     def on_unmount(self) -> None:
         self.loader.close()
-
-    def _flush(self) -> None:
-        batch = self.feed.drain()
-        if batch.empty:
-            return
-        header = self.header
-        if batch.ready is not None:
-            ready = batch.ready
-            # With --public the URL to paste into Pivotal is the public one: shown and copied.
-            self.webhook_url = ready.public_url or ready.webhook_url
-            header.show_urls(self.webhook_url, ready.forward_to)
-        if batch.public is not None and batch.public.url is not None:
-            self.webhook_url = batch.public.url
-            target = self.listener.config.target if self.listener else None
-            header.show_urls(self.webhook_url, str(target) if target else None)
-        for notice in notices.of(batch):
-            self.notify(
-                notice.message, title=notice.title, severity=notice.severity, timeout=notice.timeout
-            )
-        if batch.connection is not None:
-            c = batch.connection
-            header.show_state(c.state, c.detail, c.retry_in)
-        if batch.paused is not None:
-            self._show_paused()
-            self.refresh_bindings()
-        header.show_counts(self.feed.counts, "this session")
-        if batch.received or batch.forwarded:
-            lst = self.deliveries
-            if lst.following:
-                self._reload_head()
-            else:
-                lst.patch(batch.forwarded)
-                if batch.received and self._anchor is not None:
-                    self._count_new(self._anchor)
-            if any(a.delivery_id == lst.selected_id for a in batch.forwarded):
-                self._want_detail(lst.selected_id, force=True)
-            if batch.received and self.total is not None and self.filter.empty:
-                self.total += batch.received
-                self._show_status()
 
     # --- list paging (workers) -------------------------------------------------------------
 
@@ -325,7 +250,7 @@ class HooktapApp(App[None]):
         changed = total != self.total
         self.total = total
         self._show_status()
-        if self.listener is None:
+        if self.live is None:
             history = await self.loader.count(Filter()) if not self.filter.empty else total
             if history != self._history_count:
                 self._history_count = history
@@ -336,14 +261,24 @@ class HooktapApp(App[None]):
     def _every_second(self) -> None:
         self._refresh_counts()
         self._reread_visible()
-        self._show_paused()
+        if self.live is not None:
+            self.live.show_paused()
 
-    def _show_paused(self) -> None:
-        """Paused or not, and while paused how many deliveries wait (every second)."""
-        listener = self.listener
-        if listener is not None:
-            queued = listener.queued_at_relay() if listener.paused else None
-            self.header.show_paused(listener.paused, queued)
+    def show_arrivals(self, received: int, forwarded: list[Attempt]) -> None:
+        """New deliveries and finished forwards from the listener (live.py), since the last
+        flush: rows at the head while following, else patched in place and counted."""
+        lst = self.deliveries
+        if lst.following:
+            self._reload_head()
+        else:
+            lst.patch(forwarded)
+            if received and self._anchor is not None:
+                self._count_new(self._anchor)
+        if any(a.delivery_id == lst.selected_id for a in forwarded):
+            self._want_detail(lst.selected_id, force=True)
+        if received and self.total is not None and self.filter.empty:
+            self.total += received
+            self._show_status()
 
     @work(exclusive=True, group="reread")
     async def _reread_visible(self) -> None:
@@ -536,15 +471,10 @@ class HooktapApp(App[None]):
         self.notify(self.webhook_url, title="Copied the webhook URL")
 
     async def action_pause(self) -> None:
-        if self.listener is None:
+        if self.live is None:
             self.notify("No listener here to pause (this is hooktap inspect).", severity="warning")
             return
-        paused = not self.listener.paused
-        await self.listener.set_paused(paused)
-        self.notify(
-            "Deliveries now wait at the relay; p resumes." if paused else "Forwarding again.",
-            title="Paused" if paused else "Resumed",
-        )
+        await self.live.toggle_pause()
 
     def action_follow(self) -> None:
         self.deliveries.follow()
