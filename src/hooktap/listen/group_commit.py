@@ -7,9 +7,10 @@ a single shared commit, scheduled with call_soon: at C=1 that adds one loop turn
 turns ~64 commits into a few.
 
 Durability is unchanged: each caller resumes only after its own write is committed. And a
-new delivery's `then` (the forwarder writing its request) runs synchronously right after the
-COMMIT, in the same callback, not when its task next gets a turn: a crash between the two must
-stay a matter of microseconds, since a delivery recorded as handed over is never sent again.
+new delivery's `then` (the pipeline's Exchange.write: its request going out) runs
+synchronously right after the COMMIT, in the same callback, not when its task next gets a
+turn: a crash between the two must stay a matter of microseconds, since a delivery recorded
+as handed over is never sent again.
 
 A batch with a body over INLINE_BODY_MAX is committed on a worker thread: writing a megabyte
 to its file and the 64 KiB prefix to SQLite takes ~1-3 ms with the GIL released, which the
