@@ -25,6 +25,7 @@ from pathlib import Path
 
 from hooktap.listen import forward
 from hooktap.listen.forward import prepare_headers, request_head
+from hooktap.listen.http_response import ResponseParser
 from hooktap.pivotal.envelope import parse_envelope
 from hooktap.pivotal.signing import SVIX_MAX_BODY, verify
 from hooktap.protocol import Delivery, decode, encode
@@ -273,8 +274,8 @@ def bench_h11(plan: Plan, size_label: str) -> None:
 
     # The forwarder's own code, minus the socket: the checked head, the bytes _roundtrip
     # writes (one buffer for small bodies, head and body apart for big ones), and the
-    # connection's httptools parser reading the answer (measurement only: _Response is private).
-    reader = forward._Response()
+    # connection's httptools parser reading the answer.
+    reader = ResponseParser()
 
     def now() -> None:
         head = request_head("POST", "/webhooks/pivotal", wire)
