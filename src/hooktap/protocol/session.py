@@ -49,7 +49,9 @@ class Liveness:
         self.last_seen = now
 
     def ping_due(self, now: float) -> bool:
-        return now - self.last_ping >= self.interval
+        # A loop that sleeps one interval between beats may wake a hair early; it must still
+        # ping every interval, not every other one.
+        return now - self.last_ping >= self.interval - 1e-3
 
     def pinged(self, now: float) -> None:
         self.last_ping = now

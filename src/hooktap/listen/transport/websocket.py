@@ -30,12 +30,10 @@ from hooktap.protocol import (
     Frame,
     Hello,
     ListenerSession,
-    Liveness,
     Ping,
     Pong,
     ProtocolError,
     Result,
-    encode,
 )
 from hooktap.protocol import Delivery as WireDelivery
 
@@ -51,7 +49,6 @@ class WebSocketTransport(Transport):
         self.access = access
         self._ws: ClientConnection | None = None
         self._session = ListenerSession()
-        self._liveness: Liveness | None = None
         self._outbox: Outbox | None = None  # protocol 2: results leave as one Batch per tick
         self._take: Take | None = None
         self._waiting_for_slot = False
@@ -79,7 +76,9 @@ class WebSocketTransport(Transport):
         session = self._session
         try:
             await ws.send(session.send(hello))
-            first = session.receive(await asyncio.wait_for(ws.recv(), WELCOME_WAIT))
+            first = session.receive(
+                await asyncio.wait_for(ws.recv(), WELCOME_WAIT), time.monotonic()
+            )
         except ConnectionClosed as exc:
             raise Disconnected(CLOSED) from exc
         if isinstance(first, Error):
@@ -94,21 +93,19 @@ class WebSocketTransport(Transport):
                 hello.timeout,
             )
         self._take = take
-        self._liveness = Liveness(welcome.heartbeat, time.monotonic())
         self._outbox = Outbox(ws.send) if session.batches else None
         # The same protocol version brought both Batch and refusals the relay keeps.
         return Opened(welcome.webhook_url, welcome.queued, keeps_refused=session.batches)
 
     async def serve(self) -> None:
-        ws, session, liveness, take = self._ws, self._session, self._liveness, self._take
+        ws, session, liveness, take = self._ws, self._session, self._session.liveness, self._take
         assert ws is not None and liveness is not None and take is not None
-        beat = asyncio.create_task(self._heartbeat(ws, liveness))
+        beat = asyncio.create_task(self._heartbeat(ws))
         try:
             async for data in ws:
-                liveness.seen(time.monotonic())
                 if isinstance(data, str):
                     raise ProtocolError("the relay sent a text message")
-                frame = session.receive(data)
+                frame = session.receive(data, time.monotonic())
                 if isinstance(frame, WireDelivery):
                     deliveries: Sequence[Frame] = (frame,)
                 elif isinstance(frame, Batch):
@@ -144,14 +141,14 @@ class WebSocketTransport(Transport):
         assert ws is not None
         with contextlib.suppress(ConnectionClosed):
             if outbox is not None:
-                await outbox.put(encode(result))
+                await outbox.put(self._session.send(result))
             else:
-                await ws.send(encode(result))
+                await ws.send(self._session.send(result))
 
     async def pause(self, paused: bool) -> None:
         if self._ws is not None:
             with contextlib.suppress(ConnectionClosed):
-                await self._ws.send(encode(Flow(paused)))
+                await self._ws.send(self._session.send(Flow(paused)))
 
     def queued(self) -> int | None:
         return self._queued
@@ -165,21 +162,29 @@ class WebSocketTransport(Transport):
         if self._ws is not None:
             self._ws.transport.abort()
 
-    async def _heartbeat(self, ws: ClientConnection, liveness: Liveness) -> None:
-        """Ping the relay; if it goes silent (half-open socket, sleep), drop the connection so
-        the listener reconnects instead of looking connected when it is not."""
+    async def _heartbeat(self, ws: ClientConnection) -> None:
+        """Ping the relay (the session says when); if it goes silent (half-open socket,
+        sleep), drop the connection so the listener reconnects instead of looking connected
+        when it is not."""
+        session = self._session
+        liveness = session.liveness
+        assert liveness is not None
         while True:
             await asyncio.sleep(liveness.interval)
+            now = time.monotonic()
             if self._waiting_for_slot:
-                liveness.seen(time.monotonic())
-            elif liveness.dead(time.monotonic()):
+                liveness.seen(now)  # frames wait in the socket for our room, not the relay
+            try:
+                ping = session.beat(now)
+            except ProtocolError:
                 log.info("relay silent for %.0f s; reconnecting", liveness.window)
                 ws.transport.abort()
                 return
-            try:
-                await ws.send(encode(Ping(time.time())))
-            except ConnectionClosed:
-                return
+            if ping is not None:
+                try:
+                    await ws.send(ping)
+                except ConnectionClosed:
+                    return
 
 
 def _reason(exc: InvalidStatus) -> str:
