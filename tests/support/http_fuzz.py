@@ -422,7 +422,8 @@ async def _read_response(reader: asyncio.StreamReader, method: str) -> Response 
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
             raise ValueError(f"bad status line {lines[0][:80]!r}")
         status = int(parts[1])
-        headers = [(n.strip(), v.strip()) for n, _, v in (x.partition(":") for x in lines[1:])]
+        fields = (line.partition(":") for line in lines[1:] if line)
+        headers = [(name.strip(), value.strip()) for name, _, value in fields]
         response = Response(status, headers, b"")
         if 100 <= status < 200 and status != 101:
             continue
