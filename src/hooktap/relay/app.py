@@ -26,6 +26,7 @@ from hooktap.relay.keys import DB, HUB, METRICS
 from hooktap.relay.listener_ws import listener_socket
 from hooktap.relay.logs import REFUSAL
 from hooktap.relay.metrics import RelayMetrics
+from hooktap.relay.rates import RATES, Rates
 from hooktap.relay.upload import BUDGET, Budget
 
 __all__ = ["SERVICE", "RelayConfig", "json_refusals", "make_app"]
@@ -43,6 +44,7 @@ def make_app(config: RelayConfig) -> web.Application:
     app[METRICS] = RelayMetrics(app[DB], app[HUB])
     app[DRAIN] = Drain()
     app[BUDGET] = Budget(config.max_inflight_bytes)
+    app[RATES] = Rates(config)
     app.router.add_post("/api/channels", create_channel)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -25,7 +25,6 @@ import asyncio
 import ipaddress
 import math
 import time
-import weakref
 
 from aiohttp import web
 from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
@@ -33,8 +32,7 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from hooktap.relay.config import CONFIG, RelayConfig, problem, source_address
-from hooktap.relay.db import RelayDB
-from hooktap.relay.keys import DB, METRICS
+from hooktap.relay.keys import METRICS
 
 # The longest a source key may be: X-Forwarded-For from a trusted proxy is still a header.
 _MAX_SOURCE = 64
@@ -95,20 +93,9 @@ class Rates:
 
 RATES = web.AppKey("rates", Rates)
 
-# Until make_app puts Rates on the app under RATES, one per relay database object: the
-# public ingress shares that object with the relay, so both doors still count together.
-_BY_DB: weakref.WeakKeyDictionary[RelayDB, Rates] = weakref.WeakKeyDictionary()
-
 
 def rates_of(app: web.Application) -> Rates:
-    held = app.get(RATES)
-    if held is not None:
-        return held
-    db = app[DB]
-    rates = _BY_DB.get(db)
-    if rates is None:
-        rates = _BY_DB[db] = Rates(app[CONFIG])
-    return rates
+    return app[RATES]
 
 
 def _sender(request: web.Request) -> str:
