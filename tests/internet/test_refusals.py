@@ -36,6 +36,18 @@ ROUTED = {
         405,
     ),
     "no such route": (b"GET /nowhere HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n", 404),
+    # aiohttp would answer in the version asked for ("HTTP/2.0 200"), which no client reads.
+    "HTTP/2.0 in the request line": (
+        b"POST /c/abc HTTP/2.0\r\nHost: relay\r\nContent-Length: 2\r\n\r\nhi",
+        505,
+    ),
+    "HTTP/0.9 in the request line": (b"GET /healthz HTTP/0.9\r\nHost: relay\r\n\r\n", 505),
+    # aiohttp's own 417 is a text page, raised before any middleware runs.
+    "an Expect other than 100-continue": (
+        b"POST /c/abc HTTP/1.1\r\nHost: relay\r\nExpect: x-junk\r\nContent-Length: 2\r\n"
+        b"Connection: close\r\n\r\nhi",
+        417,
+    ),
     # Refused by the relay's own ingress (problem()), not by routing: its reason is logged too.
     "no such channel": (
         b"POST /c/abc HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -53,6 +65,8 @@ def exchange(port: int, raw: bytes, timeout: float = 5) -> tuple[int, dict[str, 
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
+    # HTTP/1.x whatever version the request named (an unparsable one is answered in 1.0).
+    assert lines[0].startswith(("HTTP/1.1 ", "HTTP/1.0 ")), lines[0]
     headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
     return int(lines[0].split()[1]), headers, body
 

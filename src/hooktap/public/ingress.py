@@ -21,7 +21,6 @@ import re
 from aiohttp import web
 
 from hooktap.public.base import AsyncScoped
-from hooktap.relay.app import json_refusals
 from hooktap.relay.config import CONFIG, problem
 from hooktap.relay.ingress import ingress
 from hooktap.relay.server import serve
@@ -58,7 +57,7 @@ class PublicIngress(AsyncScoped):
     def make_app(self) -> web.Application:
         relay = self._relay_app
         config = relay[CONFIG]
-        app = web.Application(client_max_size=config.max_body, middlewares=[json_refusals])
+        app = web.Application(client_max_size=config.max_body)
         # Every part the relay keeps on its app (its db, hub, metrics, and whatever it gains
         # later) is the same object here; read once the relay is running, so all are set.
         for key in relay:

@@ -17,19 +17,18 @@ from aiohttp import web
 
 from hooktap import __version__
 from hooktap.relay.channels_api import create_channel
-from hooktap.relay.config import CONFIG, RelayConfig, problem
+from hooktap.relay.config import CONFIG, RelayConfig
 from hooktap.relay.db import RelayDB
 from hooktap.relay.drain import DRAIN, Drain, release
 from hooktap.relay.hub import Hub
 from hooktap.relay.ingress import ingress
 from hooktap.relay.keys import DB, HUB, METRICS
 from hooktap.relay.listener_ws import listener_socket
-from hooktap.relay.logs import REFUSAL
 from hooktap.relay.metrics import RelayMetrics
 from hooktap.relay.rates import RATES, Rates
 from hooktap.relay.upload import BUDGET, Budget
 
-__all__ = ["SERVICE", "RelayConfig", "json_refusals", "make_app"]
+__all__ = ["SERVICE", "RelayConfig", "make_app"]
 
 SERVICE = "hooktap-relay"
 
@@ -37,7 +36,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_app(config: RelayConfig) -> web.Application:
-    app = web.Application(client_max_size=config.max_body, middlewares=[json_refusals])
+    app = web.Application(client_max_size=config.max_body)
     app[CONFIG] = config
     app[DB] = RelayDB(config.data_dir / "relay.db")
     app[HUB] = Hub()
@@ -59,44 +58,6 @@ def make_app(config: RelayConfig) -> web.Application:
 
 async def _close_db(app: web.Application) -> None:
     app[DB].close()
-
-
-# --- refusals aiohttp makes itself -----------------------------------------------------------
-
-# What a refusal's answer keeps from aiohttp's exception: the rest describe aiohttp's body.
-_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate", "Location")
-
-
-@web.middleware
-async def json_refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own refusals (no route: 404, wrong method: 405, a body over the limit: 413)
-    in the relay's shape, `{"error": reason}`, instead of a text/plain page."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise
-        reason = _reason(request, exc)
-        resp = problem(exc.status, reason)
-        for name in _KEPT_HEADERS:
-            if name in exc.headers:
-                resp.headers[name] = exc.headers[name]
-        resp[REFUSAL] = reason
-        return resp
-
-
-def _reason(request: web.Request, exc: web.HTTPException) -> str:
-    path = request.rel_url.raw_path  # as sent, so a %0A shows as itself, not as a line break
-    if isinstance(exc, web.HTTPMethodNotAllowed):
-        allowed = ", ".join(sorted(exc.allowed_methods))
-        return f"{exc.method} is not allowed on {path}; allowed: {allowed}"
-    if exc.status == 404:
-        return (
-            f"nothing is served at {path}: webhooks go to /c/<channel>[/path], with no "
-            "control characters in the path"
-        )
-    default = f"{exc.status}: {exc.reason}"
-    return exc.text if exc.text and exc.text != default else exc.reason
 
 
 # --- channels and health ---------------------------------------------------------------------

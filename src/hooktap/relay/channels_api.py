@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from hooktap.relay.config import CONFIG, bearer, problem, public_base
 from hooktap.relay.db import new_token, token_problem
@@ -44,7 +45,13 @@ async def create_channel(request: web.Request) -> web.Response:
     payload: object = {}
     if request.can_read_body:
         try:
-            payload = json.loads(await request.read() or b"{}")
+            raw = await request.read()
+        except (ConnectionError, HttpProcessingError) as exc:
+            # The sender left mid-body, or its chunked framing broke: nobody may be there to
+            # read this, but it is an answer, not a traceback in the log.
+            return problem(400, f"the request body could not be read ({exc}); {_EXAMPLE}")
+        try:
+            payload = json.loads(raw or b"{}")
         except (UnicodeDecodeError, json.JSONDecodeError):
             return problem(400, f"body must be JSON: {_EXAMPLE}")
     if not isinstance(payload, dict):

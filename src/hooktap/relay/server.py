@@ -29,12 +29,12 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
-from aiohttp import web
+from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from hooktap.relay import logs
 from hooktap.relay.config import CONFIG, problem
-from hooktap.relay.logs import REFUSAL, note
+from hooktap.relay.logs import note
 
 # File descriptors kept free of connections: the database, the listening sockets, TLS
 # handshakes not yet counted, outgoing connections (NATS), the log.
@@ -46,6 +46,7 @@ LINGER = 1.0
 MAX_LINGERING = 32
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+RequestFactory = Callable[..., web.BaseRequest]
 
 
 def raise_file_limit() -> int:
@@ -225,7 +226,6 @@ class RelayProtocol(web.RequestHandler):
             reason = "the relay failed handling this request; the failure is in its log"
             self.log_exception("Error handling %s %s", request.method, request.path, exc_info=exc)
         resp = problem(status, reason)
-        resp[REFUSAL] = reason
         resp.force_close()
         return resp
 
@@ -303,16 +303,88 @@ class RelaySite(web.BaseSite):
 
 
 def _tracking(handler: Handler) -> Handler:
-    """The app's request handler, with its connection marked busy while it runs."""
+    """The app's request handler, with its connection marked busy while it runs, and every
+    refusal in the relay's shape: a request in an HTTP version the relay does not speak gets
+    505, and aiohttp's own refusals (no route: 404, wrong method: 405, a body over the limit:
+    413, an `Expect` other than 100-continue: 417), raised before or inside the app's
+    middlewares, become `{"error": reason}` instead of a text/plain page."""
+
+    async def answer(request: web.BaseRequest) -> web.StreamResponse:
+        asked = request.get(ASKED_VERSION)
+        if asked is not None:
+            resp = problem(
+                505, f"HTTP/{asked.major}.{asked.minor} is not spoken here; send HTTP/1.1"
+            )
+            resp.force_close()
+            return resp
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            return _refusal(request, exc)
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         conn = request.protocol
         if not isinstance(conn, RelayProtocol):
-            return await handler(request)
+            return await answer(request)
         with conn.busy():
-            return await handler(request)
+            return await answer(request)
 
     return handle
+
+
+# The version a request asked for, when the relay does not speak it (see _in_http_11).
+ASKED_VERSION = web.RequestKey("asked_version", HttpVersion)
+_SPOKEN = (HttpVersion10, HttpVersion11)
+
+
+def _in_http_11(factory: RequestFactory) -> RequestFactory:
+    """aiohttp answers in the version a request line names, so `POST / HTTP/2.0` would get
+    `HTTP/2.0 200` back, which no client reads. Such a request is made an HTTP/1.1 one that
+    closes its connection, and remembers what it asked for, to be refused 505."""
+
+    def make(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        asked = message.version
+        if asked in _SPOKEN:
+            return factory(message, payload, protocol, writer, task)
+        message = message._replace(version=HttpVersion11, should_close=True)
+        request = factory(message, payload, protocol, writer, task)
+        request[ASKED_VERSION] = asked
+        return request
+
+    return make
+
+
+# What a refusal's answer keeps from aiohttp's exception: the rest describe aiohttp's body.
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate", "Location")
+
+
+def _refusal(request: web.BaseRequest, exc: web.HTTPException) -> web.Response:
+    reason = _reason(request, exc)
+    resp = problem(exc.status, reason)
+    for name in _KEPT_HEADERS:
+        if name in exc.headers:
+            resp.headers[name] = exc.headers[name]
+    if exc.status == 417:
+        resp.force_close()  # the body the sender holds back is never read
+    return resp
+
+
+def _reason(request: web.BaseRequest, exc: web.HTTPException) -> str:
+    path = request.rel_url.raw_path  # as sent, so a %0A shows as itself, not as a line break
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"{exc.method} is not allowed on {path}; allowed: {allowed}"
+    if exc.status == 404:
+        return (
+            f"nothing is served at {path}: webhooks go to /c/<channel>[/path], with no "
+            "control characters in the path"
+        )
+    if exc.status == 417:
+        return "the only Expect this relay meets is 100-continue"
+    default = f"{exc.status}: {exc.reason}"
+    return exc.text if exc.text and exc.text != default else exc.reason
 
 
 async def serve(
@@ -340,6 +412,7 @@ async def serve(
     try:
         assert runner.server is not None
         runner.server.request_handler = _tracking(runner.server.request_handler)
+        runner.server.request_factory = _in_http_11(runner.server.request_factory)
         site = RelaySite(
             runner,
             host,
