@@ -27,7 +27,7 @@ from hooktap.listen.events import ConnectionChanged
 from hooktap.pivotal.signing import signed_headers
 from hooktap.relay import drain
 from hooktap.relay.app import RelayConfig, make_app
-from hooktap.relay.drain import DRAIN
+from hooktap.relay.keys import RELAY
 from support.procs import Proc, Procs, free_port
 from support.servers import Handler, running_handler, running_listener, running_relay
 
@@ -294,7 +294,7 @@ async def test_draining_answers_the_waiting_sender_and_the_listener_comes_straig
         sending = asyncio.ensure_future(post(live.webhook_url, b"slow"))
         await handler.wait_for(1)
         stopping = asyncio.ensure_future(drain.stop(first))
-        while not first.app[DRAIN].draining:
+        while not first.app[RELAY].drain.draining:
             await asyncio.sleep(0.01)
         async with probe.get(f"{relay}/readyz") as resp:
             assert (resp.status, (await resp.json())["status"]) == (503, "draining")

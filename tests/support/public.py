@@ -15,7 +15,7 @@ from aiohttp import web
 
 from hooktap.public.probe import ConnectToResolver
 from hooktap.relay.app import RelayConfig, make_app
-from hooktap.relay.keys import DB, METRICS
+from hooktap.relay.keys import RELAY
 from support.servers import Handler, RunningListener, running_handler, running_listener, serve
 
 FAKE_CLOUDFLARED = Path(__file__).with_name("fake_cloudflared.py")
@@ -35,13 +35,13 @@ class Stage:
 
     def received(self) -> float:
         """Requests the relay counted as deliveries, on any of its doors."""
-        value = self.relay_app[METRICS].registry.get_sample_value(
+        value = self.relay_app[RELAY].metrics.registry.get_sample_value(
             "hooktap_relay_deliveries_received_total"
         )
         return value or 0.0
 
     def queued(self) -> int:
-        return self.relay_app[DB].depth(self.channel)
+        return self.relay_app[RELAY].depth(self.channel)
 
     def history(self) -> int:
         return len(self.listening.store.query(None, limit=100))

@@ -58,8 +58,10 @@ class PublicIngress(AsyncScoped):
         relay = self._relay_app
         config = relay[CONFIG]
         app = web.Application(client_max_size=config.max_body)
-        # Every part the relay keeps on its app (its db, hub, metrics, and whatever it gains
-        # later) is the same object here; read once the relay is running, so all are set.
+        # The relay's service object (its queue, links, counters, limits), and whatever the
+        # relay app gains later, is the same object here: this door is the relay's ingress on
+        # another socket. Read once the relay is running, so all are set. Only the door's own
+        # settings differ.
         for key in relay:
             app[key] = relay[key]
         app[CONFIG] = dataclasses.replace(

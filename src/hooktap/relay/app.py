@@ -1,7 +1,8 @@
 """The relay's aiohttp application: its routes, and the parts they share.
 
 The routes live in their own modules: `ingress` (what senders post to), `listener_ws` (the
-listener's websocket), `channels_api` (making channels); `links` is what the relay does with a
+listener's websocket), `channels_api` (making channels). Their state is one object,
+`service.RelayService` under `keys.RELAY`: what the relay does with a delivery and with a
 listener's link, over a websocket or in-process.
 
 `make_app()` is the one factory shared by `hooktap relay`, the embedded relay inside
@@ -18,15 +19,11 @@ from aiohttp import web
 from hooktap import __version__
 from hooktap.relay.channels_api import create_channel
 from hooktap.relay.config import CONFIG, RelayConfig
-from hooktap.relay.db import RelayDB
-from hooktap.relay.drain import DRAIN, Drain, release
-from hooktap.relay.hub import Hub
+from hooktap.relay.drain import DRAIN, release
 from hooktap.relay.ingress import ingress
-from hooktap.relay.keys import DB, HUB, METRICS
+from hooktap.relay.keys import RELAY
 from hooktap.relay.listener_ws import listener_socket
-from hooktap.relay.metrics import RelayMetrics
-from hooktap.relay.rates import RATES, Rates
-from hooktap.relay.upload import BUDGET, Budget
+from hooktap.relay.service import RelayService
 
 __all__ = ["SERVICE", "RelayConfig", "make_app"]
 
@@ -37,13 +34,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def make_app(config: RelayConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_body)
+    # The door's settings (what serve() and the proxy headers read; the --public door has
+    # its own), and the relay itself, which every door shares.
     app[CONFIG] = config
-    app[DB] = RelayDB(config.data_dir / "relay.db")
-    app[HUB] = Hub()
-    app[METRICS] = RelayMetrics(app[DB], app[HUB])
-    app[DRAIN] = Drain()
-    app[BUDGET] = Budget(config.max_inflight_bytes)
-    app[RATES] = Rates(config)
+    app[RELAY] = RelayService(config)
+    app[DRAIN] = app[RELAY].drain
     app.router.add_post("/api/channels", create_channel)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -52,12 +47,12 @@ def make_app(config: RelayConfig) -> web.Application:
     app.router.add_route("*", "/c/{channel}", ingress)
     app.router.add_route("*", "/c/{channel}/{tail:.*}", ingress)
     app.on_shutdown.append(release)
-    app.on_cleanup.append(_close_db)
+    app.on_cleanup.append(_close)
     return app
 
 
-async def _close_db(app: web.Application) -> None:
-    app[DB].close()
+async def _close(app: web.Application) -> None:
+    app[RELAY].close()
 
 
 # --- channels and health ---------------------------------------------------------------------
@@ -71,11 +66,11 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the relay can keep a delivery (its database answers, its write lock can be
     taken) and is not stopping. A load balancer sends senders elsewhere on a 503."""
-    app = request.app
-    if app[DRAIN].draining:
+    relay = request.app[RELAY]
+    if relay.drain.draining:
         return _not_ready("draining", "the relay is stopping (draining)")
     try:
-        app[DB].ping()
+        relay.db.ping()
     except sqlite3.Error as exc:
         return _not_ready("db-error", f"the relay's database does not answer: {exc}")
     return web.json_response({"service": SERVICE, "version": __version__, "status": "ready"})
@@ -87,5 +82,5 @@ def _not_ready(status: str, reason: str) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body, content_type = request.app[METRICS].render()
+    body, content_type = request.app[RELAY].metrics.render()
     return web.Response(body=body, headers={"Content-Type": content_type})

@@ -18,9 +18,9 @@ import json
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from hooktap.relay.config import CONFIG, bearer, problem, public_base
+from hooktap.relay.config import bearer, problem, public_base
 from hooktap.relay.db import new_token, token_problem
-from hooktap.relay.keys import DB
+from hooktap.relay.keys import RELAY
 from hooktap.relay.rates import creation_rate
 
 _EXAMPLE = 'send {} for a new channel, or {"token": "<your channel token>"} to re-claim yours'
@@ -68,9 +68,10 @@ async def create_channel(request: web.Request) -> web.Response:
         return problem(400, f"{why}; {_EXAMPLE}")
     else:
         token = payload["token"]
-    db = request.app[DB]
+    relay = request.app[RELAY]
+    db = relay.db
     reclaim = "token" in payload and db.owns(token)
-    if not reclaim and not request.app[CONFIG].key_matches(bearer(request)):
+    if not reclaim and not relay.config.key_matches(bearer(request)):
         return _key_refused(bearer(request) is not None)
     # Re-claiming a channel this relay knows makes nothing, so only a new one counts.
     if not reclaim and (limited := await creation_rate(request)) is not None:

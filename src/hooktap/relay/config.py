@@ -1,5 +1,6 @@
-"""The relay's settings, and the AppKeys its pieces share, in one small module so the ingress,
-the channel API and the websocket endpoint can import them without importing each other."""
+"""The relay's settings, and the helpers its doors share (refusals, proxy headers), in one
+small module so the ingress, the channel API and the websocket endpoint can import them
+without importing each other."""
 
 from __future__ import annotations
 
@@ -76,6 +77,10 @@ def key_digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+# The settings of the door an app is: what serve() applies to its socket, and the proxies
+# whose X-Forwarded-* it believes. The relay's own app and the --public door differ only
+# there (the door also believes its tunnel on loopback); the relay's settings for deliveries
+# are its service's (`app[RELAY].config`).
 CONFIG = web.AppKey("config", RelayConfig)
 
 

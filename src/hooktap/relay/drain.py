@@ -21,8 +21,7 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
-from hooktap.relay.config import CONFIG
-from hooktap.relay.keys import HUB
+from hooktap.relay.keys import RELAY
 from hooktap.relay.logs import note
 
 GOING_AWAY = 1001  # RFC 6455: "an endpoint is going away, such as a server going down"
@@ -63,6 +62,8 @@ class Drain:
         return self.waiting == 0
 
 
+# The service's Drain, under a key of its own only for cli/relay_cmd.py (a second SIGTERM sets
+# `hurry`), until it reads `app[RELAY].drain` like everything else: the same object.
 DRAIN = web.AppKey("drain", Drain)
 
 
@@ -77,7 +78,8 @@ async def stop(runner: web.AppRunner) -> None:
 async def drain(app: web.Application) -> None:
     """Give senders waiting on a listener up to drain_timeout, then keep the rest and send
     the listeners away. /readyz answers 503 from the start."""
-    state, timeout = app[DRAIN], app[CONFIG].drain_timeout
+    relay = app[RELAY]
+    state, timeout = relay.drain, relay.config.drain_timeout
     state.draining = True
     started = time.monotonic()
     if state.waiting:
@@ -96,7 +98,8 @@ async def release(app: web.Application, started: float | None = None) -> None:
     """Close every listener link: senders still waiting on one are answered 202 and their
     deliveries kept (ingress does it when their wait resolves to None); each websocket is
     closed with 1001. Also the app's on_shutdown, for runners stopped without `stop()`."""
-    state, hub = app[DRAIN], app[HUB]
+    relay = app[RELAY]
+    state, hub = relay.drain, relay.hub
     state.draining = True
     links = list(hub.links.values())
     if not links:

@@ -6,8 +6,8 @@ websocket framing and no loopback hop per delivery. Everything it needs from the
 making, serving and stopping the app, and `InProcessRelay`, the relay as an in-process
 listener sees it (attach, take a result, pause, release, queue depth), plus what the
 HOOKTAP_HOME guard needs to move the relay's queue file. The listener never reaches past it
-into the relay's parts, so these can change behind it (the relay service object of issue 14
-will stand behind InProcessRelay's methods).
+into the relay's parts, so these can change behind it: InProcessRelay's methods are the
+relay service object's (relay/service.py).
 """
 
 from __future__ import annotations
@@ -18,19 +18,18 @@ from pathlib import Path
 from aiohttp import web
 
 from hooktap.protocol import Delivery, Result
-from hooktap.relay import links
 from hooktap.relay.app import SERVICE, RelayConfig, make_app
-from hooktap.relay.config import CONFIG
 from hooktap.relay.drain import stop as stop_relay
 from hooktap.relay.hub import Link
-from hooktap.relay.keys import DB
+from hooktap.relay.keys import RELAY
 from hooktap.relay.server import serve
 
 __all__ = ["SERVICE", "InProcessRelay", "Link", "RelayConfig", "make_app", "serve", "stop_relay"]
 
 
 class InProcessRelay:
-    """A relay app this process serves, seen from a listener in the same process.
+    """A relay app this process serves, seen from a listener in the same process: a thin
+    face of its RelayService, which does the same for the websocket endpoint.
 
     A delivery goes through the same hub, queue and answers as one over a websocket: the
     listener attaches a `Link` whose `deliver` the relay awaits (it returns once the listener
@@ -38,6 +37,7 @@ class InProcessRelay:
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
+        self.service = app[RELAY]
 
     def attach(
         self,
@@ -52,47 +52,48 @@ class InProcessRelay:
     ) -> Link:
         """Make this listener the channel's: it owns the relay, so it always takes the channel,
         replacing a websocket listener that joined this relay before this process took the
-        port over. The queue is handed over at once unless `paused`."""
-        app = self.app
+        port over. The queue is handed over at once unless `paused`. The handler timeout is
+        capped by the relay's max_handler_timeout, as a websocket listener's is."""
+        relay = self.service
         link = Link(
             channel,
             None,
-            timeout=timeout,
+            timeout=relay.handler_timeout(timeout),
             paused=paused,
             local=deliver,
             instance=instance,
             history=history,
             client="in-process",
         )
-        if not app[DB].channel_exists(channel):
+        if not relay.db.channel_exists(channel):
             # This process took the port over with a data dir that never saw the channel:
             # keep the URL the listener already printed (its token re-registers it, as a
             # websocket would). The id derives from the token: it comes back under its name.
-            app[DB].claim(token)
-        links.admit(app, link, takeover=True)
+            relay.db.claim(token)
+        relay.admit(link, takeover=True)
         if not paused:
-            links.spawn(link, links.flush(app, link))
+            link.spawn(relay.flush(link))
         return link
 
     def take_result(self, link: Link, result: Result) -> None:
-        links.take_result(self.app, link, result)
+        self.service.take_result(link, result)
 
     def pause(self, link: Link, paused: bool) -> None:
-        links.set_paused(self.app, link, paused)
+        self.service.pause(link, paused)
 
     def release(self, link: Link) -> None:
-        links.release(self.app, link)
+        self.service.release(link)
 
     def depth(self, channel: str) -> int:
         """How many deliveries wait in the channel's queue (read in memory)."""
-        return self.app[DB].depth(channel)
+        return self.service.depth(channel)
 
     # For listen/home_guard.py: HOOKTAP_HOME deleted under the embedded relay.
 
     @property
     def queue_path(self) -> Path:
-        return self.app[CONFIG].data_dir / "relay.db"
+        return self.service.config.data_dir / "relay.db"
 
     def move_queue(self, path: Path) -> Path:
         """Copy the queue to `path` and carry on there; where it now is (see RelayDB.reopen)."""
-        return self.app[DB].reopen(path)
+        return self.service.db.reopen(path)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
 from hooktap.outbox import Outbox
-from hooktap.protocol import Delivery, Liveness, Result, encode
+from hooktap.protocol import Delivery, Error, ProtocolError, RelaySession, Result
 
 # After a listener hands a delivery back (its history cannot be written), the relay offers the
 # channel's queue again after this many seconds, doubling up to REOFFER_MAX while it keeps
@@ -30,7 +31,9 @@ class Link:
     channel: str
     ws: web.WebSocketResponse | None
     timeout: float
-    liveness: Liveness | None = None  # None for an in-process link: it cannot go silent
+    # The websocket's protocol state (encoding, pongs, liveness); None for an in-process
+    # link, which has no frames and cannot go silent.
+    session: RelaySession | None = None
     paused: bool = False
     local: Callable[[Delivery], Awaitable[None]] | None = None
     # Who is on the other end: a random id per listener run (the same listener reconnecting
@@ -58,12 +61,12 @@ class Link:
         if self.local is not None:
             await self.local(delivery)  # returns once the listener has room: back-pressure
             return True
-        assert self.ws is not None
+        assert self.ws is not None and self.session is not None
         try:
             if self.outbox is not None:
-                await self.outbox.put(encode(delivery))
+                await self.outbox.put(self.session.send(delivery))
             else:
-                await self.ws.send_bytes(encode(delivery))
+                await self.ws.send_bytes(self.session.send(delivery))
         except (ConnectionError, RuntimeError):
             self.close()
             return False
@@ -90,9 +93,10 @@ class Link:
         is; a websocket one if it spoke within two heartbeats (it pings every one)."""
         if self.closed:
             return False
-        if self.liveness is None:
+        liveness = self.session.liveness if self.session is not None else None
+        if liveness is None:
             return True
-        return now - self.liveness.last_seen <= 2 * self.liveness.interval
+        return now - liveness.last_seen <= 2 * liveness.interval
 
     def close(self) -> None:
         """Release every waiting sender: their deliveries stay queued for the next link."""
@@ -102,6 +106,29 @@ class Link:
             if not fut.done():
                 fut.set_result(None)
         self.waiting.clear()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` for as long as this link lives (its heartbeat, its flushes)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def refuse(self, exc: ProtocolError) -> None:
+        """Close the link and tell a websocket listener why (an in-process one sees `ended`)."""
+        self.close()
+        if self.ws is not None and self.session is not None:
+            await refuse(self.ws, self.session, exc)
+
+
+async def refuse(ws: web.WebSocketResponse, session: RelaySession, exc: ProtocolError) -> None:
+    """Say why, then close cleanly: the peer learns the reason, the relay keeps serving."""
+    if ws.closed:
+        return
+    try:
+        await ws.send_bytes(session.send(Error(exc.code, exc.reason)))
+        await ws.close(code=1002 if exc.code != "replaced" else 4000, message=exc.code.encode())
+    except (ConnectionError, RuntimeError):
+        pass
 
 
 class Hub:

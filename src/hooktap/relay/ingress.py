@@ -24,12 +24,11 @@ from hooktap.http_grammar import is_field_value, is_token
 from hooktap.protocol import Delivery
 from hooktap.relay.config import CONFIG, forwarded_from, problem
 from hooktap.relay.db import new_delivery_id
-from hooktap.relay.drain import DRAIN
 from hooktap.relay.hub import Link
-from hooktap.relay.keys import DB, HUB, METRICS
-from hooktap.relay.links import flush, handed_to_mark, spawn
+from hooktap.relay.keys import RELAY
 from hooktap.relay.metrics import RelayMetrics
 from hooktap.relay.rates import channel_rate
+from hooktap.relay.service import RelayService, handed_to_mark
 from hooktap.relay.upload import BodyRefused, read_body
 
 log = logging.getLogger("hooktap.relay")
@@ -67,8 +66,8 @@ def _tail_and_query(request: web.Request) -> tuple[str, str]:
 async def ingress(request: web.Request) -> web.StreamResponse:
     """Push to the live listener and pass its answer back, or keep the delivery and answer 202."""
     channel = request.match_info["channel"]
-    app = request.app
-    db, hub, config, stats = app[DB], app[HUB], app[CONFIG], app[METRICS]
+    relay = request.app[RELAY]
+    db, hub, config, stats = relay.db, relay.hub, relay.config, relay.metrics
     state = db.channel_state(channel, config.channel_ttl)
     if state == "unknown":
         stats.rejected.labels("unknown-channel").inc()
@@ -92,7 +91,7 @@ async def ingress(request: web.Request) -> web.StreamResponse:
         )
         resp.headers["Retry-After"] = "60"
         return resp
-    if hub.live(channel) is None and (refused := _over_cap(app, channel, request.content_length)):
+    if hub.live(channel) is None and (refused := _over_cap(relay, channel, request.content_length)):
         return refused
     try:
         async with read_body(request) as body:
@@ -105,11 +104,12 @@ async def ingress(request: web.Request) -> web.StreamResponse:
 
 async def _accept(request: web.Request, channel: str, body: bytes) -> web.Response:
     """Push the delivery to the live listener, or keep it."""
-    app = request.app
-    config, hub, stats = app[CONFIG], app[HUB], app[METRICS]
+    relay = request.app[RELAY]
+    hub, stats, drain = relay.hub, relay.metrics, relay.drain
     now = time.time()
     tail, query = _tail_and_query(request)
-    remote, scheme, host = forwarded_from(request, config.trusted_proxies)
+    # The door's own proxies: the --public door also believes its tunnel on loopback.
+    remote, scheme, host = forwarded_from(request, request.app[CONFIG].trusted_proxies)
     delivery = Delivery(
         id=new_delivery_id(now),
         received_at=now,
@@ -122,16 +122,16 @@ async def _accept(request: web.Request, channel: str, body: bytes) -> web.Respon
         scheme=scheme,
         host=host,
     )
-    link = None if app[DRAIN].draining else hub.live(channel)
-    if link is None and (refused := _over_cap(app, channel, len(body))):
+    link = None if drain.draining else hub.live(channel)
+    if link is None and (refused := _over_cap(relay, channel, len(body))):
         return refused  # checked again with its real size: no await until it is kept
     stats.received.inc()
-    if app[DRAIN].draining:
+    if drain.draining:
         # Its listener is about to be told to go: keep it for whoever serves this URL next.
-        return _keep(app, channel, delivery, "the relay is restarting", None)
+        return _keep(relay, channel, delivery, "the relay is restarting", None)
     if link is None:
-        return _keep(app, channel, delivery, "no listener is connected", None)
-    with app[DRAIN].passthrough():
+        return _keep(relay, channel, delivery, "no listener is connected", None)
+    with drain.passthrough():
         return await _pass_through(request, channel, delivery, link)
 
 
@@ -140,8 +140,8 @@ async def _pass_through(
 ) -> web.Response:
     """Hand a delivery to the live listener and answer with its handler's answer; keep it
     (202) if the listener cannot answer and the sender is still there to be told."""
-    app = request.app
-    config, stats = app[CONFIG], app[METRICS]
+    relay = request.app[RELAY]
+    config, stats = relay.config, relay.metrics
     # A live listener gets it straight from memory: the sender has not been answered yet, so
     # if the relay dies now the sender retries. Only what we answer 202 for must be on disk,
     # and it is written there before that answer.
@@ -155,7 +155,7 @@ async def _pass_through(
         async with asyncio.timeout(wait):
             if not await link.push(delivery):
                 delivery.answer_by = None  # kept: whoever gets it next may take its time
-                return _keep(app, channel, delivery, "the listener disconnected", None, via=link)
+                return _keep(relay, channel, delivery, "the listener disconnected", None, via=link)
             result = await waiter
     except TimeoutError:
         # The listener has it (or will, past its deadline) and said nothing. Keeping it as
@@ -173,7 +173,7 @@ async def _pass_through(
     if result is None or result.refused:
         if result is not None:
             why = f"the listener could not take it: {result.error}"
-        elif app[DRAIN].draining:
+        elif relay.drain.draining:
             why = "the relay is restarting and the listener had not answered yet"
         else:
             why = "the listener disconnected before answering"
@@ -184,7 +184,7 @@ async def _pass_through(
         # A refused delivery never reached the handler; one cut off by a disconnect may have,
         # and the queue remembers which history was given it.
         handed = None if result is not None else handed_to_mark(link)
-        return _keep(app, channel, delivery, why, handed, via=link)
+        return _keep(relay, channel, delivery, why, handed, via=link)
     stats.answered.labels(str(result.status)).inc()
     # A listener is a peer too: a header it reports that HTTP cannot carry (CR, LF, NUL) is
     # dropped, not allowed to fail the response to the sender.
@@ -197,7 +197,7 @@ async def _pass_through(
     return web.Response(status=status, body=result.body, headers=headers)
 
 
-def _over_cap(app: web.Application, channel: str, size: int | None) -> web.Response | None:
+def _over_cap(relay: RelayService, channel: str, size: int | None) -> web.Response | None:
     """503 if keeping `size` more bytes would pass the channel's cap, 507 if the relay's;
     None if it fits (or its size is not known yet: it is checked again once read).
 
@@ -206,7 +206,7 @@ def _over_cap(app: web.Application, channel: str, size: int | None) -> web.Respo
     whatever the caps say, since its sender was never refused."""
     if size is None:
         return None
-    db, config = app[DB], app[CONFIG]
+    db, config = relay.db, relay.config
     mine, every = db.channel_bytes(channel), db.total_bytes()
     caps = (
         (503, "channel-bytes", "this channel", mine, config.max_channel_bytes, "--max-channel-mb"),
@@ -214,7 +214,7 @@ def _over_cap(app: web.Application, channel: str, size: int | None) -> web.Respo
     )
     for status, label, whose, kept, cap, option in caps:
         if kept + size > cap:
-            app[METRICS].rejected.labels(label).inc()
+            relay.metrics.rejected.labels(label).inc()
             mib = 1024 * 1024
             resp = problem(
                 status,
@@ -234,7 +234,7 @@ def _sender_gone(request: web.Request) -> bool:
 
 
 def _keep(
-    app: web.Application,
+    relay: RelayService,
     channel: str,
     delivery: Delivery,
     why: str,
@@ -245,7 +245,7 @@ def _keep(
 
     If another listener holds the channel by now (it took over from `via`), it may already
     have emptied the queue on connecting, so it is offered the queue again."""
-    db, stats = app[DB], app[METRICS]
+    db, stats = relay.db, relay.metrics
     try:
         db.enqueue(channel, delivery, handed_to=handed_to)
     except sqlite3.Error as exc:
@@ -254,9 +254,9 @@ def _keep(
         resp = problem(503, f"the relay could not store the delivery ({exc}); retry later")
         resp.headers["Retry-After"] = "30"
         return resp
-    holder = app[HUB].live(channel)
+    holder = relay.hub.live(channel)
     if holder is not None and holder is not via:
-        spawn(holder, flush(app, holder))
+        holder.spawn(relay.flush(holder))
     return _queued(stats, delivery.id, why)
 
 

@@ -1,13 +1,15 @@
-"""The AppKeys under which the relay's parts live on its aiohttp app."""
+"""The one AppKey under which a relay app keeps its parts: the relay service object.
+
+Its own module, so the parts (rates, upload, drain, the routes) can reach the service through
+a request's app without importing the module that builds it."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
-from hooktap.relay.db import RelayDB
-from hooktap.relay.hub import Hub
-from hooktap.relay.metrics import RelayMetrics
+if TYPE_CHECKING:
+    from hooktap.relay.service import RelayService
 
-DB = web.AppKey("db", RelayDB)
-HUB = web.AppKey("hub", Hub)
-METRICS = web.AppKey("metrics", RelayMetrics)
+RELAY: web.AppKey[RelayService] = web.AppKey("relay")

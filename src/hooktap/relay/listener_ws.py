@@ -14,30 +14,17 @@ from hooktap.protocol import (
     Error,
     Flow,
     Hello,
-    Liveness,
-    Ping,
-    Pong,
     ProtocolError,
     RelaySession,
     Result,
-    encode,
 )
-from hooktap.relay.config import CONFIG, bearer, problem, public_base
-from hooktap.relay.hub import Link
+from hooktap.relay.config import bearer, problem, public_base
+from hooktap.relay.hub import Link, refuse
 from hooktap.relay.ingress import ingress
-from hooktap.relay.keys import DB
-from hooktap.relay.links import (
-    ChannelBusy,
-    admit,
-    flush,
-    refuse,
-    release,
-    set_paused,
-    spawn,
-    take_result,
-)
+from hooktap.relay.keys import RELAY
 from hooktap.relay.logs import note
 from hooktap.relay.rates import LoginGate
+from hooktap.relay.service import ChannelBusy
 
 log = logging.getLogger("hooktap.relay")
 
@@ -50,7 +37,8 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
     if request.headers.get("Upgrade", "").lower() != "websocket":
         return await ingress(request)  # a webhook that happens to end in /ws
     channel = request.match_info["channel"]
-    db, config = request.app[DB], request.app[CONFIG]
+    relay = request.app[RELAY]
+    db, config = relay.db, relay.config
     async with LoginGate(request) as gate:
         if gate.limited is not None:
             return gate.limited
@@ -69,28 +57,28 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
         autoping=True,
     )
     await ws.prepare(request)
-    session = RelaySession()
+    # The session answers Pings with the channel's depth, and keeps the heartbeat clock.
+    session = RelaySession(config.heartbeat, time.monotonic(), queued=lambda: relay.depth(channel))
     try:
         hello = await _await_hello(ws, session, config.hello_timeout)
     except ProtocolError as exc:
-        await refuse(ws, exc)
+        await refuse(ws, session, exc)
         return ws
     if hello is None:
         return ws
-    # A listener may not hold senders longer than the relay allows: 1e9 s would hang them.
-    timeout = min(float(hello.timeout), config.max_handler_timeout)
+    timeout = relay.handler_timeout(hello.timeout)
     link = Link(
         channel,
         ws,
         timeout=timeout,
         paused=hello.paused,
-        liveness=Liveness(config.heartbeat, time.monotonic()),
+        session=session,
         instance=hello.instance,
         history=hello.history,
         client=f"{hello.client or 'a listener'} from {request.remote or 'unknown'}",
     )
     try:
-        admit(request.app, link, hello.takeover)
+        relay.admit(link, hello.takeover)
     except ChannelBusy as exc:
         note(
             logging.INFO,
@@ -100,13 +88,14 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
             remote=request.remote or "",
             reason="busy",
         )
-        await refuse(ws, ProtocolError(str(exc), "busy"))
+        await refuse(ws, session, ProtocolError(str(exc), "busy"))
         return ws
     if session.batches:
         link.outbox = Outbox(ws.send_bytes)
     webhook_url = f"{public_base(request)}/c/{channel}"
+    queued = relay.depth(channel)
     await ws.send_bytes(
-        session.welcome(channel, webhook_url, config.heartbeat, db.depth(channel), timeout=timeout)
+        session.welcome(channel, webhook_url, config.heartbeat, queued, timeout=timeout)
     )
     note(
         logging.INFO,
@@ -116,36 +105,33 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
         client=hello.client,
         remote=request.remote or "",
     )
-    spawn(link, _heartbeat(link, config.heartbeat))
+    link.spawn(_heartbeat(link, session, config.heartbeat))
     if not link.paused:
-        spawn(link, flush(request.app, link))
-    liveness = link.liveness
-    assert liveness is not None
+        link.spawn(relay.flush(link))
     try:
         async for msg in ws:
-            liveness.seen(time.monotonic())
             if msg.type != WSMsgType.BINARY:
                 if msg.type == WSMsgType.ERROR:
                     break
                 raise ProtocolError("text messages are not part of the protocol")
-            frame = session.receive(msg.data)
+            frame = session.receive(msg.data, time.monotonic())
             if isinstance(frame, Result):
-                take_result(request.app, link, frame)
+                relay.take_result(link, frame)
             elif isinstance(frame, Batch):
                 for result in frame.frames:
                     assert isinstance(result, Result)  # RelaySession checked every one
-                    take_result(request.app, link, result)
-            elif isinstance(frame, Ping):
-                await ws.send_bytes(encode(Pong(frame.sent_at, queued=db.depth(channel))))
+                    relay.take_result(link, result)
             elif isinstance(frame, Flow):
-                set_paused(request.app, link, frame.paused)
+                relay.pause(link, frame.paused)
             elif isinstance(frame, Error):
                 log.info("listener on %s closed: %s", channel, frame.reason)
                 break
+            for reply in session.data_to_send():  # the Pong a Ping asked for
+                await ws.send_bytes(reply)
     except ProtocolError as exc:
-        await refuse(ws, exc)
+        await refuse(ws, session, exc)
     finally:
-        release(request.app, link)
+        relay.release(link)
         if not ws.closed:
             await ws.close()
         note(
@@ -175,21 +161,21 @@ async def _await_hello(
     return frame
 
 
-async def _heartbeat(link: Link, interval: float) -> None:
-    """Ping every interval; a listener silent for three is dead and its link is closed."""
+async def _heartbeat(link: Link, session: RelaySession, interval: float) -> None:
+    """The one heartbeat loop: every interval, the Ping the session says is due; a listener
+    silent for the session's window is dead, and its link is closed."""
     assert link.ws is not None
     while not link.closed:
         await asyncio.sleep(interval)
-        liveness = link.liveness
-        if liveness is not None and liveness.dead(time.monotonic()):
-            log.info("listener on %s silent for %.0f s: closing", link.channel, liveness.window)
-            link.close()
-            await refuse(
-                link.ws,
-                ProtocolError(f"no frame for {liveness.window:g} s", "heartbeat-timeout"),
-            )
-            return
         try:
-            await link.ws.send_bytes(encode(Ping(time.time())))
+            ping = session.beat(time.monotonic())
+        except ProtocolError as exc:
+            log.info("listener on %s: %s; closing", link.channel, exc.reason)
+            await link.refuse(exc)
+            return
+        if ping is None:
+            continue
+        try:
+            await link.ws.send_bytes(ping)
         except (ConnectionError, RuntimeError):
             return

@@ -32,7 +32,7 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from hooktap.relay.config import CONFIG, RelayConfig, problem, source_address
-from hooktap.relay.keys import METRICS
+from hooktap.relay.keys import RELAY
 
 # The longest a source key may be: X-Forwarded-For from a trusted proxy is still a header.
 _MAX_SOURCE = 64
@@ -66,8 +66,8 @@ def source_key(address: str) -> str:
 
 
 class Rates:
-    """The relay's limiters; one per relay, shared by every door it has (the public
-    ingress copies the relay's app keys), so a channel's rate counts both."""
+    """The relay's limiters; one per relay (held by its service object), shared by every
+    door it has, so a channel's rate counts both."""
 
     def __init__(self, config: RelayConfig) -> None:
         self.storage = MemoryStorage()
@@ -83,7 +83,7 @@ class Rates:
     ) -> web.Response:
         """429, counted under `label`, with Retry-After: whole seconds (at least 1) until the
         window of `kind` for `key` has room again."""
-        request.app[METRICS].rejected.labels(label).inc()
+        request.app[RELAY].metrics.rejected.labels(label).inc()
         stats = await self.limiter.get_window_stats(item, kind, key)
         seconds = max(1, math.ceil(stats.reset_time - time.time()))
         resp = problem(429, f"{why}; retry after {seconds} s", retry_after=seconds)
@@ -91,11 +91,8 @@ class Rates:
         return resp
 
 
-RATES = web.AppKey("rates", Rates)
-
-
 def rates_of(app: web.Application) -> Rates:
-    return app[RATES]
+    return app[RELAY].rates
 
 
 def _sender(request: web.Request) -> str:
@@ -172,6 +169,6 @@ class LoginGate:
         return await self.rates.too_many(self.request, label, item, "wrong-token", self.source, why)
 
     async def failed(self) -> None:
-        self.request.app[METRICS].rejected.labels("wrong-token").inc()
+        self.request.app[RELAY].metrics.rejected.labels("wrong-token").inc()
         if self.rates.wrong_token is not None:
             await self.rates.limiter.hit(self.rates.wrong_token, "wrong-token", self.source)

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from hooktap.relay.config import CONFIG, RelayConfig, problem
+from hooktap.relay.config import RelayConfig, problem
+from hooktap.relay.keys import RELAY
 
 # A body without Content-Length (chunked) takes room this much at a time, ahead of reading:
 # more than aiohttp ever hands over in one piece, so what is read always fits what is held.
@@ -76,13 +77,10 @@ class Budget:
             fut.set_result(None)
 
 
-# One budget per relay, set by make_app. The door `listen --public` opens copies every key
-# of the relay's app, this one too, so what comes in through either draws on one memory.
-BUDGET = web.AppKey("budget", Budget)
-
-
 def budget(app: web.Application) -> Budget:
-    return app[BUDGET]
+    """The relay's one budget, held by its service object: the door `listen --public` opens
+    shares that object, so what comes in through either door draws on one memory."""
+    return app[RELAY].budget
 
 
 @dataclass
@@ -143,7 +141,7 @@ class _Lease:
 async def read_body(request: web.Request) -> AsyncIterator[bytes]:
     """The request's body, its bytes held in the budget until the `async with` ends (the
     sender has been answered); raises BodyRefused, before yielding, when it is not read."""
-    config = request.app[CONFIG]
+    config = request.app[RELAY].config
     length = request.content_length
     if length is not None and length > config.max_body:
         raise too_large(config)
