@@ -432,17 +432,18 @@ async def test_a_delivery_one_listener_refused_is_forwarded_by_the_next_with_ano
             await until(lambda: [r.state for r in b.store.query(None, limit=5)] == ["done"])
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_live_delivery_the_relay_gave_up_on_is_not_forwarded_later(
-    tmp_path: Path,
+    tmp_path: Path, transport: str
 ) -> None:
     """One forwarding slot, a slow first delivery: the second waits in the listener past the
     relay's deadline, and its sender gets 504. Forwarding it afterwards would reach the handler
-    while the sender retries it: it is recorded, not sent. Over the websocket only: the relay
-    caps a websocket listener's timeout (max_handler_timeout), never its own in-process one's."""
+    while the sender retries it: it is recorded, not sent. The relay caps the listener's
+    handler timeout (max_handler_timeout) however the listener is linked to it."""
     async with (
         running_handler() as handler,
         running_relay(tmp_path / "relay", max_handler_timeout=0.5, result_grace=0.1) as relay,
-        running_listener(relay, handler.url, tmp_path / "h.db", concurrency=1) as lst,
+        running_listener(relay, handler.url, tmp_path / "h.db", transport, concurrency=1) as lst,
         aiohttp.ClientSession() as http,
     ):
         handler.delay = 1.5

@@ -59,7 +59,16 @@ class Link:
             return True
         self.sent.add(delivery.id)
         if self.local is not None:
-            await self.local(delivery)  # returns once the listener has room: back-pressure
+            try:
+                await self.local(delivery)  # returns once the listener has room: back-pressure
+            except asyncio.CancelledError:
+                # The sender stopped waiting (504) while the listener had no room. Over a
+                # websocket the delivery would be in the listener's buffer by now, and the
+                # listener records it, past its answer_by, without forwarding it: so here too
+                # it stays offered, instead of vanishing from the listener's history.
+                if not self.closed:
+                    self.spawn(self.local(delivery))
+                raise
             return True
         assert self.ws is not None and self.session is not None
         try:
