@@ -10,7 +10,18 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from hooktap.protocol import Batch, Delivery, Error, Hello, Result, Welcome, decode, encode
+from hooktap.protocol import (
+    Batch,
+    Delivery,
+    Error,
+    Hello,
+    Ping,
+    Pong,
+    Result,
+    Welcome,
+    decode,
+    encode,
+)
 from support.servers import running_handler, running_listener, running_relay
 
 
@@ -127,3 +138,30 @@ async def test_a_version_1_listener_gets_single_frames_and_may_not_send_a_batch(
         assert "need protocol version 2" in frame.reason
         # The relay dropped the link without answers: the senders' deliveries are kept.
         assert await asyncio.wait_for(senders, 10) == [202] * 8
+
+
+async def test_each_ping_gets_exactly_one_pong_carrying_the_queue_depth(tmp_path: Path) -> None:
+    """The relay's session answers a listener's Ping (its queued Pong is what is sent, once),
+    and the Pong says how many deliveries wait: what a paused listener shows."""
+    async with running_relay(tmp_path / "relay") as relay:
+        ch = await _channel(relay)
+        async with aiohttp.ClientSession() as http:
+            for body in (b"one", b"two"):
+                async with http.post(f"{relay}/c/{ch['channel']}", data=body) as resp:
+                    assert resp.status == 202
+        url = relay.replace("http", "ws") + f"/c/{ch['channel']}/ws"
+        async with connect(
+            url, additional_headers={"Authorization": f"Bearer {ch['token']}"}
+        ) as ws:
+            await ws.send(encode(Hello(paused=True)))
+            assert isinstance(decode(await ws.recv()), Welcome)
+            for sent_at in (1.0, 2.0, 3.0):
+                await ws.send(encode(Ping(sent_at)))
+            pongs = []
+            while len(pongs) < 4:
+                frame = decode(await asyncio.wait_for(ws.recv(), 5))
+                if isinstance(frame, Pong):
+                    pongs.append(frame)
+                    if len(pongs) == 3:  # a fourth Ping: its Pong must be the next one
+                        await ws.send(encode(Ping(4.0)))
+            assert pongs == [Pong(t, queued=2) for t in (1.0, 2.0, 3.0, 4.0)]
