@@ -132,36 +132,10 @@ def folder_in_the_way(path: Path) -> str | None:
     return None
 
 
-def damaged_database(path: Path, err: sqlite3.Error, what: str, after: str) -> UnusableFile:
-    """For the code opening a database of hooktap's (the relay's): SQLite's complaint about
-    the file as one line naming it, with the command that sets it aside."""
-    return UnusableFile(
-        errno.EIO, damage_message(path, f"is damaged ({err})", what=what, after=after)
-    )
-
-
-def check_database(path: Path, what: str, after: str) -> None:
-    """UnusableFile unless `path` is absent or opens as a SQLite database.
-
-    Cheap on purpose: the first page and the schema (~1 ms), where `PRAGMA quick_check` reads
-    every page (230 ms for a 226 MB history here). SQLite's own open refuses a file that is not
-    a database and one cut short (its header counts more pages than the file holds); damage
-    deeper inside shows only when a query reaches it."""
-    in_the_way = folder_in_the_way(path)
-    if in_the_way is not None:
-        raise UnusableFile(errno.EISDIR, damage_message(path, in_the_way, what=what, after=after))
-    if not path.exists():
-        return
-    try:
-        db = sqlite3.connect(path, timeout=5)
-        try:
-            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as err:
-        if is_damage(err):
-            raise damaged_database(path, err, what, after) from None
-        # Busy, locked or unreadable: for the database's own open to report.
+def damaged_database(path: Path, why: str, what: str, after: str) -> UnusableFile:
+    """For the code opening a database of hooktap's (the relay's): what is wrong with the file
+    (sqlite_file.Damaged's `why`) as one line naming it, with the command that sets it aside."""
+    return UnusableFile(errno.EIO, damage_message(path, why, what=what, after=after))
 
 
 def copy_open_database(db: sqlite3.Connection, path: Path) -> Path:

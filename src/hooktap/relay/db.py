@@ -8,10 +8,10 @@ listener confirms it; that is what lets the relay answer 202 while nobody listen
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import json
-import os
 import random
 import re
 import secrets
@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from hooktap.home import RELAY_AFTER, check_database, damaged_database, is_damage
+from hooktap.home import RELAY_AFTER, UnusableFile, damaged_database, is_damage
 from hooktap.protocol import Delivery
+from hooktap.sqlite_file import Damaged, TooNew, damage_why, open_database, run_script
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS channels (
@@ -99,27 +100,25 @@ WHAT = "the relay's database"
 
 class RelayDB:
     def __init__(self, path: Path) -> None:
-        """Open (or make) the relay's file; a damaged one is UnusableFile, naming the file and
-        the command that sets it aside, never a traceback."""
-        check_database(path, WHAT, RELAY_AFTER)
+        """Open (or make) the relay's file; one it cannot use is UnusableFile, naming the file
+        and the way out (for a damaged one, the command that sets it aside), never a traceback."""
         try:
             self._open(path)
-        except sqlite3.DatabaseError as err:
+        except Damaged as err:
+            raise damaged_database(path, err.why, WHAT, RELAY_AFTER) from None
+        except TooNew as err:
+            why = f"{err.why}; upgrade hooktap or give this relay another data folder"
+            raise UnusableFile(errno.EIO, f"{WHAT} {path} {why}") from None
+        except sqlite3.DatabaseError as err:  # damage the first read of the queue found
             if is_damage(err):
-                raise damaged_database(path, err, WHAT, RELAY_AFTER) from None
+                raise damaged_database(path, damage_why(err), WHAT, RELAY_AFTER) from None
             raise
+        except OSError as err:  # not errno's own: EACCES would read as a port taken
+            why = err.strerror or err
+            raise UnusableFile(errno.EIO, f"{WHAT} {path} cannot be opened: {why}") from None
 
     def _open(self, path: Path) -> None:
-        fresh = not path.exists()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        if fresh:
-            os.chmod(path, 0o600)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(_SCHEMA)
-        self._migrate()
+        self.db = open_database(path, (self._migrate,))
         # In memory so the hot path asks SQLite nothing: when each known channel was last
         # claimed (channels are never deleted), which deliveries are queued (at most
         # max_queue per channel) with their body sizes, and each channel's count and bytes.
@@ -139,32 +138,27 @@ class RelayDB:
 
     # channels -----------------------------------------------------------------------------
 
-    def _migrate(self) -> None:
-        """Relay files from older versions get the columns added since: channels' last_seen
-        (they count from creation) and the queue's handed_to (never handed over)."""
-        if not self._columns_missing():
-            return
-        # Several embedded relays may open one file at once: migrate under the write lock,
-        # and only what nobody added meanwhile.
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            missing = self._columns_missing()
-            if "last_seen" in missing:
-                self.db.execute("ALTER TABLE channels ADD COLUMN last_seen REAL")
-                self.db.execute("UPDATE channels SET last_seen = created_at")
-            if "handed_to" in missing:
-                self.db.execute("ALTER TABLE queue ADD COLUMN handed_to TEXT")
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Schema version 1, for a new file and for every file made before relay files had
+        versions: the tables where missing, and the columns added to those tables since:
+        channels' last_seen (they count from creation) and the queue's handed_to (never handed
+        over). sqlite_file runs it under the write lock, once."""
+        run_script(db, _SCHEMA)
+        missing = RelayDB._columns_missing(db)
+        if "last_seen" in missing:
+            db.execute("ALTER TABLE channels ADD COLUMN last_seen REAL")
+            db.execute("UPDATE channels SET last_seen = created_at")
+        if "handed_to" in missing:
+            db.execute("ALTER TABLE queue ADD COLUMN handed_to TEXT")
 
-    def _columns_missing(self) -> set[str]:
+    @staticmethod
+    def _columns_missing(db: sqlite3.Connection) -> set[str]:
         added = {"channels": "last_seen", "queue": "handed_to"}
         return {
             column
             for table, column in added.items()
-            if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         }
 
     def claim(self, token: str, now: float | None = None) -> Claim | None:

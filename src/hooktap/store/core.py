@@ -1,12 +1,11 @@
-"""The history file itself: opening it (schema, pragmas, history id), the one lock and the
-transaction helpers every read and write goes through, closing, and moving it elsewhere.
+"""The history file itself: opening it (through sqlite_file: permissions, pragmas, schema
+version; then the history id), the one lock and the transaction helpers every read and write
+goes through, closing, and moving it elsewhere.
 
 Opened by several processes at once (`listen` writing, `hooktap deliveries` and the TUI
-reading), hence WAL: readers never block the writer and the writer never blocks readers.
-synchronous=NORMAL keeps a commit free of fsync (WAL makes that safe against corruption; a
-power cut may lose the last commits, not the file). Every write is one short BEGIN IMMEDIATE
-transaction: taking the write lock up front lets the busy timeout do its job (a deferred
-transaction that upgrades late fails at once instead).
+reading): sqlite_file says why WAL and synchronous=NORMAL. Every write is one short BEGIN
+IMMEDIATE transaction: taking the write lock up front lets the busy timeout do its job (a
+deferred transaction that upgrades late fails at once instead).
 """
 
 from __future__ import annotations
@@ -24,13 +23,16 @@ from types import TracebackType
 from typing import Any, Self
 
 from hooktap.bodies import BodyFiles
-from hooktap.home import copy_open_database, folder_in_the_way, put_in_place
+from hooktap.home import copy_open_database, put_in_place
+from hooktap.sqlite_file import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS  # store's public name
+from hooktap.sqlite_file import Damaged, Migration, TooNew, connect, open_database
 from hooktap.store.checkpoint import REWIND_FRAMES, Checkpointer
 from hooktap.store.errors import StoreClosed, StoreError, database_failure, history_damaged
 from hooktap.store.sql import META_SCHEMA, SCHEMA
 
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_MS = 5000
+# The history's schema, one step per version (sqlite_file runs the ones a file lacks).
+MIGRATIONS: tuple[Migration, ...] = (SCHEMA,)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 # Every open Store of this process: a history moved to a new file (Store.move_to) takes the
 # others open on the same file along (the inspector reads through a Store of its own).
@@ -52,21 +54,12 @@ class StoreCore:
         self.history_id = ""
         self._refusing: str | None = None  # why writes are refused now (refuse_writes)
         self._closed = False
-        self._create_file()
-        try:
-            self._db = sqlite3.connect(
-                self.path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as err:
-            raise database_failure(self.path, "open", err) from err
+        self._db = self._open()
         # Which file this is (device, inode), to tell later that the path now names another
         # file or none: see listen/home_guard.py.
         self.file_id = _file_id(self.path)
         try:
-            self._setup()
+            self.history_id = self._load_history_id()
         except sqlite3.Error as err:
             self._db.close()
             raise database_failure(self.path, "use", err) from err
@@ -75,29 +68,20 @@ class StoreCore:
             raise
         _OPEN.add(self)
 
-    def _create_file(self) -> None:
-        """Create the file ourselves, owner-only, before SQLite does with the umask's mode;
-        SQLite gives the -wal and -shm files the database file's permissions. The chmod covers
-        a umask that strips bits we asked for and a file left too open by anyone."""
-        in_the_way = folder_in_the_way(self.path)
-        if in_the_way is not None:
-            raise history_damaged(self.path, in_the_way)
+    def _open(self) -> sqlite3.Connection:
+        """The connection, with every way opening fails as a StoreError naming the file."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            return open_database(self.path, MIGRATIONS)
+        except Damaged as err:
+            raise history_damaged(self.path, err.why) from None
+        except TooNew as err:
+            raise StoreError(
+                f"{self.path} {err.why}; upgrade hooktap or point HOOKTAP_HOME elsewhere"
+            ) from None
         except OSError as err:
             raise StoreError(f"cannot open {self.path}: {err.strerror or err}") from None
-        try:
-            if os.fstat(fd).st_mode & 0o077:
-                os.fchmod(fd, 0o600)
-        finally:
-            os.close(fd)
-
-    def _setup(self) -> None:
-        self._pragmas()
-        if self._version() != SCHEMA_VERSION:
-            self._create_schema()
-        self.history_id = self._load_history_id()
+        except sqlite3.Error as err:
+            raise database_failure(self.path, "open", err) from err
 
     def _load_history_id(self) -> str:
         found = self._history_id_row()
@@ -119,34 +103,6 @@ class StoreCore:
         except sqlite3.OperationalError:  # no meta table: a history made before history ids
             return None
         return None if row is None else str(row[0])
-
-    def _create_schema(self) -> None:
-        db = self._db
-        with self._write():
-            version = self._version()  # again, under the write lock: another process may have won
-            if version == 0:
-                # Statement by statement: executescript() would COMMIT our transaction first.
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} was written by a newer hooktap (schema {version}, this one "
-                    f"knows {SCHEMA_VERSION}); upgrade hooktap or point HOOKTAP_HOME elsewhere"
-                )
-
-    def _pragmas(self) -> None:
-        db = self._db
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        # The default 4 KiB pages on purpose: 16 KiB pages wrote a 1 MB body 2.3 ms faster but
-        # made every 1 KB delivery ~125 µs slower (each commit rewrites ~9 whole pages), and
-        # webhooks are mostly small.
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-
-    def _version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     # Every use of the connection goes through these, so no sqlite3.Error leaves a Store: it
     # becomes a StoreError naming the file (HistoryDamaged for a damaged page found at any
@@ -259,10 +215,7 @@ class StoreCore:
 
     def _reopen(self, path: Path) -> None:
         try:
-            self._db = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
-            self._pragmas()
+            self._db = connect(path)
         except sqlite3.Error as err:
             raise database_failure(path, "open", err) from err
         self.path = path
