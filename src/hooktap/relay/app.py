@@ -11,12 +11,12 @@ listener's link, over a websocket or in-process.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from hooktap import __version__
+from hooktap.relay.broker import KeepFailed
 from hooktap.relay.channels_api import create_channel
 from hooktap.relay.config import CONFIG, RelayConfig
 from hooktap.relay.drain import DRAIN, release
@@ -52,7 +52,7 @@ def make_app(config: RelayConfig) -> web.Application:
 
 
 async def _close(app: web.Application) -> None:
-    app[RELAY].close()
+    await app[RELAY].close()
 
 
 # --- channels and health ---------------------------------------------------------------------
@@ -70,9 +70,9 @@ async def readyz(request: web.Request) -> web.Response:
     if relay.drain.draining:
         return _not_ready("draining", "the relay is stopping (draining)")
     try:
-        relay.db.ping()
-    except sqlite3.Error as exc:
-        return _not_ready("db-error", f"the relay's database does not answer: {exc}")
+        await relay.broker.ping()
+    except KeepFailed as exc:
+        return _not_ready("db-error", str(exc))
     return web.json_response({"service": SERVICE, "version": __version__, "status": "ready"})
 
 

@@ -69,14 +69,14 @@ async def create_channel(request: web.Request) -> web.Response:
     else:
         token = payload["token"]
     relay = request.app[RELAY]
-    db = relay.db
-    reclaim = "token" in payload and db.owns(token)
+    broker = relay.broker
+    reclaim = "token" in payload and await broker.owns(token)
     if not reclaim and not relay.config.key_matches(bearer(request)):
         return _key_refused(bearer(request) is not None)
     # Re-claiming a channel this relay knows makes nothing, so only a new one counts.
     if not reclaim and (limited := await creation_rate(request)) is not None:
         return limited
-    claim = db.claim(token)
+    claim = await broker.claim(token)
     if claim is None:
         return problem(
             409,

@@ -3,6 +3,10 @@ deliveries, in one SQLite file so a relay restart loses neither.
 
 A delivery is written here before anything else happens to it and deleted only when a
 listener confirms it; that is what lets the relay answer 202 while nobody listens.
+
+RelayDB is plain synchronous SQLite. A relay calls it from one worker thread (broker/local.py),
+never from its event loop, except for what is read from memory: the counts, and the channels
+known to be live (`seen_within`).
 """
 
 from __future__ import annotations
@@ -93,6 +97,14 @@ def new_delivery_id(now: float) -> str:
 class Claim(NamedTuple):
     channel: str
     created: bool
+
+
+class QueuedRow(NamedTuple):
+    seq: int
+    id: str
+    received_at: float
+    meta: str  # JSON: method, path, query, headers, remote, scheme, host
+    handed_to: str | None  # the history of the listener last handed it; None: never handed
 
 
 WHAT = "the relay's database"
@@ -237,12 +249,17 @@ class RelayDB:
         A known channel is answered from memory; a stale verdict is checked on disk first, in
         case another process sharing this file saw its listener since."""
         now = time.time() if now is None else now
-        seen = self._last_seen.get(channel)
-        if seen is None or now - seen > ttl:
-            seen = self._load_last_seen(channel)
-            if seen is None:
-                return "unknown"
+        if self.seen_within(channel, ttl, now):
+            return "live"
+        seen = self._load_last_seen(channel)
+        if seen is None:
+            return "unknown"
         return "stale" if now - seen > ttl else "live"
+
+    def seen_within(self, channel: str, ttl: float, now: float) -> bool:
+        """Whether memory alone says the channel is live: no SQLite, so any thread may ask."""
+        seen = self._last_seen.get(channel)
+        return seen is not None and now - seen <= ttl
 
     def channel_exists(self, channel: str) -> bool:
         return channel in self._last_seen or self._load_last_seen(channel) is not None
@@ -278,6 +295,26 @@ class RelayDB:
         """Bytes of bodies queued for every channel (what --max-store-mb caps)."""
         return self._total_bytes
 
+    def is_queued(self, delivery_id: str) -> bool:
+        """Whether the delivery is in the queue (or being written to it), from memory."""
+        return delivery_id in self._queued
+
+    # A delivery is counted from the moment it is handed to be written (`reserve`, then
+    # `write`, maybe on another thread) until it is taken out (`unreserve`, then `delete`):
+    # the caps and depths a relay checks before its next write see every write in flight.
+    # `enqueue` and `confirm` do both halves at once.
+
+    def reserve(self, channel: str, delivery_id: str, size: int) -> None:
+        self._count(channel, delivery_id, size)
+
+    def unreserve(self, channel: str, delivery_id: str) -> bool:
+        """Stop counting a delivery; False if it was not counted (never written here)."""
+        size = self._queued.pop(delivery_id, None)
+        if size is None:
+            return False
+        self._uncount(channel, size)
+        return True
+
     def _count(self, channel: str, delivery_id: str, size: int) -> None:
         self._queued[delivery_id] = size
         self._depth[channel] = self._depth.get(channel, 0) + 1
@@ -292,6 +329,11 @@ class RelayDB:
     def enqueue(self, channel: str, delivery: Delivery, handed_to: str | None = None) -> None:
         """Keep a delivery for the channel's next listener; `handed_to` names the history of a
         listener that was given it already and never confirmed it."""
+        self.write(channel, delivery, handed_to)
+        self._count(channel, delivery.id, len(delivery.body))
+
+    def write(self, channel: str, delivery: Delivery, handed_to: str | None = None) -> None:
+        """enqueue's disk half: the row, committed when this returns; nothing counted."""
         meta = {
             "method": delivery.method,
             "path": delivery.path,
@@ -311,7 +353,6 @@ class RelayDB:
             )
         else:
             self._insert_streamed(row, body)
-        self._count(channel, delivery.id, len(body))
 
     def _insert_streamed(self, row: tuple[object, ...], body: bytes) -> None:
         """Insert a large body without SQLite copying it whole. A bound blob is copied
@@ -336,16 +377,16 @@ class RelayDB:
 
     def confirm(self, channel: str, delivery_id: str) -> bool:
         """Forget a delivery the listener has stored; False if it was already gone."""
-        size = self._queued.pop(delivery_id, None)
-        if size is None:
+        if not self.unreserve(channel, delivery_id):
             return False  # pushed live and never written: nothing to delete
+        return self.delete(channel, delivery_id)
+
+    def delete(self, channel: str, delivery_id: str) -> bool:
+        """confirm's disk half; False if the row was already gone."""
         cur = self.db.execute(
             "DELETE FROM queue WHERE channel = ? AND id = ?", (channel, delivery_id)
         )
-        if cur.rowcount:
-            self._uncount(channel, size)
-            return True
-        return False
+        return bool(cur.rowcount)
 
     def mark_handed(self, channel: str, delivery_id: str, history: str | None) -> None:
         """Record which listener history a queued delivery is being handed to."""
@@ -354,41 +395,47 @@ class RelayDB:
             (history, channel, delivery_id),
         )
 
-    def pending(self, channel: str, batch: int = 64) -> Iterator[tuple[Delivery, str | None]]:
+    def pending(self, channel: str) -> Iterator[tuple[Delivery, str | None]]:
         """Unconfirmed deliveries in arrival order, each with the history it was last handed
-        to. Rows are read in batches and each body only as its delivery is yielded, so one
-        body at a time is in memory however deep the queue (a batch of large bodies would
-        be hundreds of megabytes)."""
+        to, one body in memory at a time (broker/local.py does the same a call at a time)."""
         last = -1
-        while True:
-            rows = self.db.execute(
+        while rows := self.queued_rows(channel, last):
+            for row in rows:
+                last = row.seq
+                if (delivery := self.load(row)) is not None:
+                    yield delivery, row.handed_to
+
+    def queued_rows(self, channel: str, after: int, limit: int = 64) -> list[QueuedRow]:
+        """The channel's next unconfirmed deliveries in arrival order (after row `after`),
+        without their bodies: a batch of large bodies would be hundreds of megabytes, so each
+        is read only as its delivery goes (`load`), one at a time however deep the queue."""
+        return [
+            QueuedRow(*row)
+            for row in self.db.execute(
                 "SELECT seq, id, received_at, meta, handed_to FROM queue "
                 "WHERE channel = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (channel, last, batch),
-            ).fetchall()
-            if not rows:
-                return
-            for seq, delivery_id, received_at, meta_json, handed_to in rows:
-                last = seq
-                body = self._body(seq)
-                if body is None:
-                    continue  # confirmed since the batch was read
-                meta = json.loads(meta_json)
-                yield (
-                    Delivery(
-                        id=delivery_id,
-                        received_at=received_at,
-                        method=meta["method"],
-                        path=meta["path"],
-                        query=meta["query"],
-                        headers=[(n, v) for n, v in meta["headers"]],
-                        body=body,
-                        remote=meta.get("remote", ""),
-                        scheme=meta.get("scheme", "http"),
-                        host=meta.get("host", ""),
-                    ),
-                    handed_to,
-                )
+                (channel, after, limit),
+            )
+        ]
+
+    def load(self, row: QueuedRow) -> Delivery | None:
+        """The delivery a row holds, body and all; None if it was confirmed since."""
+        body = self._body(row.seq)
+        if body is None:
+            return None
+        meta = json.loads(row.meta)
+        return Delivery(
+            id=row.id,
+            received_at=row.received_at,
+            method=meta["method"],
+            path=meta["path"],
+            query=meta["query"],
+            headers=[(n, v) for n, v in meta["headers"]],
+            body=body,
+            remote=meta.get("remote", ""),
+            scheme=meta.get("scheme", "http"),
+            host=meta.get("host", ""),
+        )
 
     def _body(self, seq: int) -> bytes | None:
         """A queued body by its row, read through blob I/O into the bytes returned: one copy,

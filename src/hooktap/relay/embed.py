@@ -12,6 +12,7 @@ relay service object's (relay/service.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from hooktap.protocol import Delivery, Result
 from hooktap.relay.app import SERVICE, RelayConfig, make_app
+from hooktap.relay.broker.local import LocalBroker
 from hooktap.relay.drain import stop as stop_relay
 from hooktap.relay.hub import Link
 from hooktap.relay.keys import RELAY
@@ -39,7 +41,7 @@ class InProcessRelay:
         self.app = app
         self.service = app[RELAY]
 
-    def attach(
+    async def attach(
         self,
         channel: str,
         token: str,
@@ -65,24 +67,24 @@ class InProcessRelay:
             history=history,
             client="in-process",
         )
-        if not relay.db.channel_exists(channel):
+        if await relay.broker.channel_state(channel, math.inf) == "unknown":
             # This process took the port over with a data dir that never saw the channel:
             # keep the URL the listener already printed (its token re-registers it, as a
             # websocket would). The id derives from the token: it comes back under its name.
-            relay.db.claim(token)
-        relay.admit(link, takeover=True)
+            await relay.broker.claim(token)
+        await relay.attach(link, takeover=True)
         if not paused:
             link.spawn(relay.flush(link))
         return link
 
-    def take_result(self, link: Link, result: Result) -> None:
-        self.service.take_result(link, result)
+    async def take_result(self, link: Link, result: Result) -> None:
+        await self.service.take_result(link, result)
 
     def pause(self, link: Link, paused: bool) -> None:
         self.service.pause(link, paused)
 
-    def release(self, link: Link) -> None:
-        self.service.release(link)
+    async def release(self, link: Link) -> None:
+        await self.service.release(link)
 
     def depth(self, channel: str) -> int:
         """How many deliveries wait in the channel's queue (read in memory)."""
@@ -95,5 +97,8 @@ class InProcessRelay:
         return self.service.config.data_dir / "relay.db"
 
     def move_queue(self, path: Path) -> Path:
-        """Copy the queue to `path` and carry on there; where it now is (see RelayDB.reopen)."""
-        return self.service.db.reopen(path)
+        """Copy the queue to `path` and carry on there; where it now is (see RelayDB.reopen).
+        Blocks until the queue's worker thread has done it."""
+        broker = self.service.broker
+        assert isinstance(broker, LocalBroker)  # an embedded relay keeps its queue in a file
+        return broker.move_queue(path)

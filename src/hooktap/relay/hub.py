@@ -1,9 +1,12 @@
-"""Live listener connections: at most one per channel, and the senders waiting on them.
+"""The listeners linked to this relay instance: at most one per channel, and the senders
+waiting on them.
 
 A Link wraps one listener: a websocket, or, for the listener that runs the embedded relay in
-its own process, a plain function call (no framing, no loopback socket). The ingress handler
-asks the hub to push a delivery and waits on a future that the listener's Result resolves; if
-the link drops first, the future resolves to None and the sender is told it is queued.
+its own process, a plain function call (no framing, no loopback socket). A broker that routes
+a live delivery to this instance calls `Link.offer`, which pushes it and waits on a future
+that the listener's Result resolves; if the link drops first, the future resolves to None and
+the sender is told it is queued. Any broker keeps its listeners here: what differs between
+brokers is how a delivery posted elsewhere reaches this hub.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from aiohttp import web
 
 from hooktap.outbox import Outbox
 from hooktap.protocol import Delivery, Error, ProtocolError, RelaySession, Result
+from hooktap.relay.broker import NoAnswer, Offered
 
 # After a listener hands a delivery back (its history cannot be written), the relay offers the
 # channel's queue again after this many seconds, doubling up to REOFFER_MAX while it keeps
@@ -48,8 +52,40 @@ class Link:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # its heartbeat and flushes
     outbox: Outbox | None = None  # the listener speaks protocol 2: one message per loop tick
+    # The broker's hand-over of the queue to this link: one at a time, and whether another
+    # was asked for while it ran; after a refusal, when to offer the queue again.
+    handing: bool = False
+    hand_again: bool = False
     reoffer_delay: float = REOFFER_FIRST
     reoffer_due: bool = False  # a re-offer of the queue is scheduled
+
+    @property
+    def history_mark(self) -> str:
+        """What the queue records as the history a delivery was handed to over this link. An
+        older listener names none; "unknown" never equals a real history, so nobody
+        de-duplicates against it."""
+        return self.history or "unknown"
+
+    async def offer(self, delivery: Delivery, grace: float) -> Offered:
+        """Push a live delivery and wait for its Result: see Broker.offer. One deadline, the
+        handler's timeout plus `grace`, for the push (the in-process link's waits for a free
+        slot) and the answer, told to the listener too: it must not start the delivery after
+        the sender was told 504. On NoAnswer the link lets go of the delivery: the listener
+        has it, or will, and answers it late."""
+        wait = self.timeout + grace
+        delivery.answer_by = time.time() + wait
+        waiter = self.expect(delivery.id)
+        try:
+            # No shield needed: resolve() skips a waiter cancelled by this timeout.
+            async with asyncio.timeout(wait):
+                if not await self.push(delivery):
+                    delivery.answer_by = None  # kept: whoever gets it next may take its time
+                    return Offered(None)  # the link was gone: nothing went out
+                result = await waiter
+        except TimeoutError:
+            self.forget(delivery.id)
+            raise NoAnswer(wait) from None
+        return Offered(result, None if result is not None else self.history_mark)
 
     async def push(self, delivery: Delivery) -> bool:
         """Send one delivery unless this link already carried it; False if the link is gone."""

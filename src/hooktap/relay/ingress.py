@@ -12,9 +12,7 @@ is written. The body itself is read by `upload.read_body`, which bounds memory a
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sqlite3
 import time
 
 from aiohttp import web
@@ -22,13 +20,13 @@ from multidict import CIMultiDict
 
 from hooktap.http_grammar import is_field_value, is_token
 from hooktap.protocol import Delivery
+from hooktap.relay.broker import KeepFailed, NoAnswer, NotHeld
 from hooktap.relay.config import CONFIG, forwarded_from, problem
 from hooktap.relay.db import new_delivery_id
-from hooktap.relay.hub import Link
 from hooktap.relay.keys import RELAY
 from hooktap.relay.metrics import RelayMetrics
 from hooktap.relay.rates import channel_rate
-from hooktap.relay.service import RelayService, handed_to_mark
+from hooktap.relay.service import RelayService
 from hooktap.relay.upload import BodyRefused, read_body
 
 log = logging.getLogger("hooktap.relay")
@@ -67,12 +65,12 @@ async def ingress(request: web.Request) -> web.StreamResponse:
     """Push to the live listener and pass its answer back, or keep the delivery and answer 202."""
     channel = request.match_info["channel"]
     relay = request.app[RELAY]
-    db, hub, config, stats = relay.db, relay.hub, relay.config, relay.metrics
-    state = db.channel_state(channel, config.channel_ttl)
+    broker, config, stats = relay.broker, relay.config, relay.metrics
+    state = await broker.channel_state(channel, config.channel_ttl)
     if state == "unknown":
         stats.rejected.labels("unknown-channel").inc()
         return problem(404, f"no channel {channel!r} on this relay")
-    if state == "stale" and hub.holder(channel) is None:
+    if state == "stale" and relay.hub.holder(channel) is None:
         stats.rejected.labels("stale-channel").inc()
         days = config.channel_ttl / 86400
         return problem(
@@ -82,7 +80,7 @@ async def ingress(request: web.Request) -> web.StreamResponse:
         )
     if (limited := await channel_rate(request, channel)) is not None:
         return limited
-    if db.depth(channel) >= config.max_queue:
+    if broker.depth(channel) >= config.max_queue:
         stats.rejected.labels("queue-full").inc()
         resp = problem(
             503,
@@ -91,7 +89,8 @@ async def ingress(request: web.Request) -> web.StreamResponse:
         )
         resp.headers["Retry-After"] = "60"
         return resp
-    if hub.live(channel) is None and (refused := _over_cap(relay, channel, request.content_length)):
+    length = request.content_length
+    if not broker.listening(channel) and (refused := _over_cap(relay, channel, length)):
         return refused
     try:
         async with read_body(request) as body:
@@ -105,7 +104,7 @@ async def ingress(request: web.Request) -> web.StreamResponse:
 async def _accept(request: web.Request, channel: str, body: bytes) -> web.Response:
     """Push the delivery to the live listener, or keep it."""
     relay = request.app[RELAY]
-    hub, stats, drain = relay.hub, relay.metrics, relay.drain
+    stats, drain = relay.metrics, relay.drain
     now = time.time()
     tail, query = _tail_and_query(request)
     # The door's own proxies: the --public door also believes its tunnel on loopback.
@@ -122,47 +121,39 @@ async def _accept(request: web.Request, channel: str, body: bytes) -> web.Respon
         scheme=scheme,
         host=host,
     )
-    link = None if drain.draining else hub.live(channel)
-    if link is None and (refused := _over_cap(relay, channel, len(body))):
-        return refused  # checked again with its real size: no await until it is kept
+    live = not drain.draining and relay.broker.listening(channel)
+    if not live and (refused := _over_cap(relay, channel, len(body))):
+        return refused  # checked again with its real size: no await until it is counted
     stats.received.inc()
     if drain.draining:
         # Its listener is about to be told to go: keep it for whoever serves this URL next.
-        return _keep(relay, channel, delivery, "the relay is restarting", None)
-    if link is None:
-        return _keep(relay, channel, delivery, "no listener is connected", None)
-    with drain.passthrough():
-        return await _pass_through(request, channel, delivery, link)
+        return await _keep(relay, channel, delivery, "the relay is restarting", None)
+    if live:
+        try:
+            return await _pass_through(request, channel, delivery)
+        except NotHeld:
+            # No listener after all (a broker's hint can lag): kept like any other.
+            if refused := _over_cap(relay, channel, len(body)):
+                return refused
+    return await _keep(relay, channel, delivery, "no listener is connected", None)
 
 
-async def _pass_through(
-    request: web.Request, channel: str, delivery: Delivery, link: Link
-) -> web.Response:
+async def _pass_through(request: web.Request, channel: str, delivery: Delivery) -> web.Response:
     """Hand a delivery to the live listener and answer with its handler's answer; keep it
     (202) if the listener cannot answer and the sender is still there to be told."""
     relay = request.app[RELAY]
-    config, stats = relay.config, relay.metrics
+    stats = relay.metrics
     # A live listener gets it straight from memory: the sender has not been answered yet, so
     # if the relay dies now the sender retries. Only what we answer 202 for must be on disk,
     # and it is written there before that answer.
-    waiter = link.expect(delivery.id)
-    wait = link.timeout + config.result_grace
-    # One deadline for the push (the in-process link waits for a free slot) and the answer,
-    # told to the listener too: it must not start the delivery after the sender was told 504.
-    delivery.answer_by = time.time() + wait
     try:
-        # No shield needed: Link.resolve skips a waiter cancelled by this timeout.
-        async with asyncio.timeout(wait):
-            if not await link.push(delivery):
-                delivery.answer_by = None  # kept: whoever gets it next may take its time
-                return _keep(relay, channel, delivery, "the listener disconnected", None, via=link)
-            result = await waiter
-    except TimeoutError:
+        offered = await relay.deliver(channel, delivery)
+    except NoAnswer as late:
         # The listener has it (or will, past its deadline) and said nothing. Keeping it as
         # well would hand the handler a second copy when the sender retries this 504, so the
         # relay lets it go: the sender's retry is the one copy that may still come.
-        link.forget(delivery.id)
         stats.answered.labels("504").inc()
+        wait = late.wait
         log.warning("listener on %s reported no result for %s in %g s", channel, delivery.id, wait)
         return problem(
             504,
@@ -170,6 +161,9 @@ async def _pass_through(
             "not kept here, so retry it",
             id=delivery.id,
         )
+    result = offered.result
+    if result is None and offered.handed_to is None:
+        return await _keep(relay, channel, delivery, "the listener disconnected", None)
     if result is None or result.refused:
         if result is not None:
             why = f"the listener could not take it: {result.error}"
@@ -183,8 +177,7 @@ async def _pass_through(
             return problem(502, f"{why}; not kept, since the sender had gone", id=delivery.id)
         # A refused delivery never reached the handler; one cut off by a disconnect may have,
         # and the queue remembers which history was given it.
-        handed = None if result is not None else handed_to_mark(link)
-        return _keep(relay, channel, delivery, why, handed, via=link)
+        return await _keep(relay, channel, delivery, why, offered.handed_to)
     stats.answered.labels(str(result.status)).inc()
     # A listener is a peer too: a header it reports that HTTP cannot carry (CR, LF, NUL) is
     # dropped, not allowed to fail the response to the sender.
@@ -206,8 +199,8 @@ def _over_cap(relay: RelayService, channel: str, size: int | None) -> web.Respon
     whatever the caps say, since its sender was never refused."""
     if size is None:
         return None
-    db, config = relay.db, relay.config
-    mine, every = db.channel_bytes(channel), db.total_bytes()
+    broker, config = relay.broker, relay.config
+    mine, every = broker.queued_bytes(channel), broker.queued_bytes()
     caps = (
         (503, "channel-bytes", "this channel", mine, config.max_channel_bytes, "--max-channel-mb"),
         (507, "store-bytes", "the relay", every, config.max_store_bytes, "--max-store-mb"),
@@ -233,31 +226,20 @@ def _sender_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-def _keep(
-    relay: RelayService,
-    channel: str,
-    delivery: Delivery,
-    why: str,
-    handed_to: str | None,
-    via: Link | None = None,
+async def _keep(
+    relay: RelayService, channel: str, delivery: Delivery, why: str, handed_to: str | None
 ) -> web.Response:
-    """Write the delivery to the channel's queue and answer 202; 503 if it cannot be kept.
-
-    If another listener holds the channel by now (it took over from `via`), it may already
-    have emptied the queue on connecting, so it is offered the queue again."""
-    db, stats = relay.db, relay.metrics
+    """Keep the delivery for the channel's listener and answer 202 once it is on disk; 503 if
+    it cannot be kept."""
     try:
-        db.enqueue(channel, delivery, handed_to=handed_to)
-    except sqlite3.Error as exc:
+        await relay.keep(channel, delivery, handed_to)
+    except KeepFailed as exc:
         log.error("cannot store a delivery for %s: %s", channel, exc)
-        stats.rejected.labels("store-failed").inc()
+        relay.metrics.rejected.labels("store-failed").inc()
         resp = problem(503, f"the relay could not store the delivery ({exc}); retry later")
         resp.headers["Retry-After"] = "30"
         return resp
-    holder = relay.hub.live(channel)
-    if holder is not None and holder is not via:
-        holder.spawn(relay.flush(holder))
-    return _queued(stats, delivery.id, why)
+    return _queued(relay.metrics, delivery.id, why)
 
 
 def _queued(stats: RelayMetrics, delivery_id: str, why: str) -> web.Response:

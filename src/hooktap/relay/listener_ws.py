@@ -18,13 +18,13 @@ from hooktap.protocol import (
     RelaySession,
     Result,
 )
+from hooktap.relay.broker import ChannelBusy
 from hooktap.relay.config import bearer, problem, public_base
 from hooktap.relay.hub import Link, refuse
 from hooktap.relay.ingress import ingress
 from hooktap.relay.keys import RELAY
 from hooktap.relay.logs import note
 from hooktap.relay.rates import LoginGate
-from hooktap.relay.service import ChannelBusy
 
 log = logging.getLogger("hooktap.relay")
 
@@ -38,7 +38,7 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
         return await ingress(request)  # a webhook that happens to end in /ws
     channel = request.match_info["channel"]
     relay = request.app[RELAY]
-    db, config = relay.db, relay.config
+    config = relay.config
     async with LoginGate(request) as gate:
         if gate.limited is not None:
             return gate.limited
@@ -47,7 +47,7 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
             return problem(401, "missing channel token: send Authorization: Bearer <token>")
         # An unknown channel and a wrong token get the same answer, from the same lookup: a
         # prober learns nothing about which channels exist. Both count as a failed guess.
-        if not db.check_token(channel, token):
+        if not await relay.broker.check_token(channel, token):
             await gate.failed()
             return problem(403, "unknown channel or wrong token")
 
@@ -78,7 +78,7 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
         client=f"{hello.client or 'a listener'} from {request.remote or 'unknown'}",
     )
     try:
-        relay.admit(link, hello.takeover)
+        await relay.attach(link, hello.takeover)
     except ChannelBusy as exc:
         note(
             logging.INFO,
@@ -116,11 +116,11 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
                 raise ProtocolError("text messages are not part of the protocol")
             frame = session.receive(msg.data, time.monotonic())
             if isinstance(frame, Result):
-                relay.take_result(link, frame)
+                await relay.take_result(link, frame)
             elif isinstance(frame, Batch):
                 for result in frame.frames:
                     assert isinstance(result, Result)  # RelaySession checked every one
-                    relay.take_result(link, result)
+                    await relay.take_result(link, result)
             elif isinstance(frame, Flow):
                 relay.pause(link, frame.paused)
             elif isinstance(frame, Error):
@@ -131,7 +131,7 @@ async def listener_socket(request: web.Request) -> web.StreamResponse:
     except ProtocolError as exc:
         await refuse(ws, session, exc)
     finally:
-        relay.release(link)
+        await relay.release(link)
         if not ws.closed:
             await ws.close()
         note(

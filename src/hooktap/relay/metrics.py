@@ -8,12 +8,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
-    from hooktap.relay.db import RelayDB
+    from hooktap.relay.broker import Broker
     from hooktap.relay.hub import Hub
 
 
 class RelayMetrics:
-    def __init__(self, db: RelayDB, hub: Hub) -> None:
+    def __init__(self, broker: Broker, hub: Hub) -> None:
         self.registry = CollectorRegistry()
         self.received = Counter(
             "hooktap_relay_deliveries_received",
@@ -45,13 +45,13 @@ class RelayMetrics:
             "Deliveries stored and not yet confirmed by a listener",
             registry=self.registry,
         )
-        depth.set_function(lambda: float(db.total_depth()))
+        depth.set_function(lambda: float(broker.depth()))
         queued_bytes = Gauge(
             "hooktap_relay_queue_bytes",
             "Bytes of bodies stored and not yet confirmed by a listener (--max-store-mb caps it)",
             registry=self.registry,
         )
-        queued_bytes.set_function(lambda: float(db.total_bytes()))
+        queued_bytes.set_function(lambda: float(broker.queued_bytes()))
         listeners = Gauge(
             "hooktap_relay_listeners_connected",
             "Listener websockets currently connected",

@@ -11,7 +11,7 @@ for `body_timeout` seconds, or fewer than `min_body_rate` bytes a second on aver
 Copies: aiohttp buffers at most about 128 KiB of a body before it stops reading the socket;
 the chunks are gathered in one bytearray (grown in place), and made into the `bytes` the
 Delivery carries with one copy at the end, after which the bytearray is freed. That is the
-only copy this module makes; `RelayDB.enqueue` streams large bodies into SQLite without any.
+only copy this module makes; `RelayDB.write` streams large bodies into SQLite without any.
 """
 
 from __future__ import annotations

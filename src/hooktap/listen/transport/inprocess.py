@@ -20,7 +20,7 @@ class InProcessTransport(Transport):
         self._closing = False
 
     async def open(self, hello: Hello, take: Take) -> Opened:
-        link = self.relay.attach(
+        link = await self.relay.attach(
             self.creds.channel,
             self.creds.token,
             take,
@@ -42,7 +42,7 @@ class InProcessTransport(Transport):
     async def send_result(self, result: Result) -> None:
         # Also after close(): the relay still confirms what this listener recorded.
         assert self._link is not None
-        self.relay.take_result(self._link, result)
+        await self.relay.take_result(self._link, result)
 
     async def pause(self, paused: bool) -> None:
         if self._link is not None:
@@ -58,4 +58,4 @@ class InProcessTransport(Transport):
             return
         self._closing = True
         if self._link is not None:
-            self.relay.release(self._link)
+            await self.relay.release(self._link)
