@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import sqlite3
 import time
@@ -138,20 +139,21 @@ class LocalBroker:
 
     async def _hand_over(self, link: Link) -> None:
         channel, who = link.channel, link.history_mark
-        async for delivery, handed_to in self._pending(channel):
-            if link.closed or link.paused:
-                return
-            if delivery.id in link.sent:
-                continue
-            # One an earlier listener with another history was given and never confirmed
-            # may have been forwarded by it: this one records it without forwarding.
-            delivery.handed_before = bool(handed_to) and handed_to != who
-            if handed_to != who:
-                await self._run(self.db.mark_handed, channel, delivery.id, who)
-            if not await link.push(delivery):
-                if handed_to != who:  # nothing went out
-                    await self._run(self.db.mark_handed, channel, delivery.id, handed_to)
-                return
+        async with contextlib.aclosing(self._pending(channel)) as pending:
+            async for delivery, handed_to in pending:
+                if link.closed or link.paused:
+                    return
+                if delivery.id in link.sent:
+                    continue
+                # One an earlier listener with another history was given and never confirmed
+                # may have been forwarded by it: this one records it without forwarding.
+                delivery.handed_before = bool(handed_to) and handed_to != who
+                if handed_to != who:
+                    await self._run(self.db.mark_handed, channel, delivery.id, who)
+                if not await link.push(delivery):
+                    if handed_to != who:  # nothing went out
+                        await self._run(self.db.mark_handed, channel, delivery.id, handed_to)
+                    return
 
     async def _pending(self, channel: str) -> AsyncIterator[tuple[Delivery, str | None]]:
         """The channel's queue in arrival order, one body in memory at a time."""
