@@ -17,5 +17,23 @@ TARGET_CHAR = r"[!-~\x80-\xff]"
 # nothing above U+00FF, which latin-1 could not encode.
 VALUE_CHAR = r"[\t -~\x80-\xff]"
 
+# Headers that describe one connection, not the message (RFC 9110 §7.6.1, and the legacy
+# ones proxies still send): never carried from one hop to the next, neither in a request to
+# a handler nor in a handler's answer passed back to a sender.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
 is_token = re.compile(rf"{TCHAR}+").fullmatch
 is_field_value = re.compile(rf"{VALUE_CHAR}*").fullmatch

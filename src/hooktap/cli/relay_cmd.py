@@ -18,7 +18,7 @@ from hooktap.home import UnusableFile, relay_data_dir
 from hooktap.relay import drain, logs, server
 from hooktap.relay.app import RelayConfig, make_app
 from hooktap.relay.config import Network, key_digest
-from hooktap.relay.drain import DRAIN
+from hooktap.relay.keys import RELAY
 from hooktap.relay.logs import note
 
 # Long enough that guessing is hopeless (16 random characters of token_urlsafe: 96 bits).
@@ -330,7 +330,7 @@ async def _serve(
 
         def on_signal(sig: signal.Signals) -> None:
             if stop.is_set():
-                app[DRAIN].hurry.set()  # a second signal: the operator will not wait
+                app[RELAY].drain.hurry.set()  # a second signal: the operator will not wait
                 return
             note(logging.INFO, "stopping", f"{sig.name}: stopping", signal=sig.name)
             stop.set()

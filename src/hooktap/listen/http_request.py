@@ -13,23 +13,9 @@ from __future__ import annotations
 
 import re
 
-from hooktap.http_grammar import TARGET_CHAR, TCHAR, VALUE_CHAR, is_token
+from hooktap.http_grammar import HOP_BY_HOP, TARGET_CHAR, TCHAR, VALUE_CHAR, is_token
 from hooktap.records import Headers
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
 # What a sender may claim about where a request came from. Dropped on the way to the handler,
 # which would believe a client address of the sender's choosing: only the relay's own values
 # (the Delivery frame's remote, scheme and host) are sent.

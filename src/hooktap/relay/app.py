@@ -19,7 +19,7 @@ from hooktap import __version__
 from hooktap.relay.broker import KeepFailed
 from hooktap.relay.channels_api import create_channel
 from hooktap.relay.config import CONFIG, RelayConfig
-from hooktap.relay.drain import DRAIN, release
+from hooktap.relay.drain import release
 from hooktap.relay.ingress import ingress
 from hooktap.relay.keys import RELAY
 from hooktap.relay.listener_ws import listener_socket
@@ -38,7 +38,6 @@ def make_app(config: RelayConfig) -> web.Application:
     # its own), and the relay itself, which every door shares.
     app[CONFIG] = config
     app[RELAY] = RelayService(config)
-    app[DRAIN] = app[RELAY].drain
     app.router.add_post("/api/channels", create_channel)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

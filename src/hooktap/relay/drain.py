@@ -62,11 +62,6 @@ class Drain:
         return self.waiting == 0
 
 
-# The service's Drain, under a key of its own only for cli/relay_cmd.py (a second SIGTERM sets
-# `hurry`), until it reads `app[RELAY].drain` like everything else: the same object.
-DRAIN = web.AppKey("drain", Drain)
-
-
 async def stop(runner: web.AppRunner) -> None:
     """Stop serving `runner` gracefully: see the module's docstring."""
     for site in list(runner.sites):

@@ -18,7 +18,7 @@ import time
 from aiohttp import web
 from multidict import CIMultiDict
 
-from hooktap.http_grammar import is_field_value, is_token
+from hooktap.http_grammar import HOP_BY_HOP, is_field_value, is_token
 from hooktap.protocol import Delivery
 from hooktap.relay.broker import KeepFailed, NoAnswer, NotHeld
 from hooktap.relay.config import CONFIG, forwarded_from, problem
@@ -35,18 +35,8 @@ log = logging.getLogger("hooktap.relay")
 # connects and takes the queue, which a retry every minute notices soon enough.
 CAP_RETRY_AFTER = 60
 
-_RESPONSE_DROP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "content-length",
-        "upgrade",
-        "proxy-connection",
-        "te",
-        "trailer",
-    }
-)
+# aiohttp frames the answer to the sender itself, so the handler's own length goes too.
+_RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
 
 
 def _tail_and_query(request: web.Request) -> tuple[str, str]:
