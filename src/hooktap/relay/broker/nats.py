@@ -1,0 +1,429 @@
+"""The broker of relay instances sharing a NATS JetStream cluster (`hooktap relay --nats`).
+
+- Channels: a key-value bucket (nats_channels.py), so any instance authenticates any listener.
+- The live route: the instance whose link holds a channel serves `hooktap.live.<channel>`.
+  A sender's instance sends the delivery there as a request (the protocol's own frame
+  encoding) and gets the listener's Result back as the reply. When no instance serves it,
+  NATS answers "no responders" at once: NotHeld, and the ingress keeps the delivery.
+- Keeping: a stream with a subject per channel (`hooktap.q.<channel>`), work-queue retention,
+  published with the delivery id as Nats-Msg-Id (a retried publish is stored once). The
+  server keeps the per-channel count bound (max_msgs_per_subject, discarding new) and the
+  total byte bound; depths are read from the stream every REFRESH seconds and counted on keep.
+- Hand-over: a durable pull consumer per channel, shared by every instance; a message is
+  acked when its listener settles it with a Result that is not refused, nak'd with a delay
+  when refused, and nak'd at once when its link drops. The history a kept delivery was last
+  handed to lives in a second bucket until the delivery is acked.
+- After a keep, the channel's holder is poked on `hooktap.poke.<channel>` to hand over again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import (
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.client import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from hooktap.protocol import Delivery, ProtocolError, Result, decode, encode
+from hooktap.relay.broker import KeepFailed, NoAnswer, NotHeld, Offered
+from hooktap.relay.broker.local import LocalBroker
+from hooktap.relay.broker.nats_channels import NatsChannels, valid_channel
+from hooktap.relay.db import ChannelState, Claim
+from hooktap.relay.hub import REOFFER_FIRST, Hub, Link
+
+log = logging.getLogger("hooktap.relay")
+
+STREAM = "HOOKTAP_QUEUE"
+HANDED_BUCKET = "hooktap_handed"
+QUEUE, LIVE, POKE = "hooktap.q.", "hooktap.live.", "hooktap.poke."
+BATCH = 64
+FETCH_WAIT = 0.25  # how long a hand-over waits for more before it ends
+ACK_WAIT = 30.0  # a delivery handed over by an instance that died returns after this
+REFRESH = 0.5  # seconds between reads of the stream's per-channel depths
+CONNECT_WAIT = 10.0
+OUTCOME, HANDED, WAIT, GRACE = "Hooktap-Outcome", "Hooktap-Handed-To", "Hooktap-Wait", "Grace"
+
+
+async def _nats_error(exc: Exception) -> None:
+    log.warning("NATS: %s", exc or type(exc).__name__)
+
+
+class JetStreamBroker:
+    """See relay/broker/__init__.py for the contract this keeps."""
+
+    def __init__(
+        self,
+        servers: list[str],
+        hub: Hub,
+        *,
+        max_queue: int,
+        max_store_bytes: int,
+        max_body: int,
+        max_handler_timeout: float,
+        replicas: int = 1,
+    ) -> None:
+        self.servers, self.hub, self.replicas = servers, hub, replicas
+        self.max_queue, self.max_store_bytes, self.max_body = max_queue, max_store_bytes, max_body
+        self.max_handler_timeout = max_handler_timeout
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self.channels = NatsChannels()
+        self.handed: KeyValue | None = None
+        self._depth: dict[str, int] = {}
+        self._bytes: dict[str, int] = {}
+        self._total_bytes = 0
+        self._sizes: dict[str, tuple[str, int]] = {}  # kept here, not yet settled: id -> size
+        self._pending: dict[str, tuple[Link, Msg]] = {}  # handed over, not yet settled
+        self._pulls: dict[str, JetStreamContext.PullSubscription] = {}
+        self._subs: dict[str, list[Subscription]] = {}  # per channel held here: live, poke
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        try:
+            # Reconnects forever once connected; the first connect has CONNECT_WAIT.
+            async with asyncio.timeout(CONNECT_WAIT):
+                self.nc = await nats.connect(
+                    servers=self.servers,
+                    name="hooktap-relay",
+                    max_reconnect_attempts=-1,
+                    error_cb=_nats_error,
+                )
+        except (TimeoutError, NatsError, OSError) as exc:
+            why = str(exc) or f"no answer within {CONNECT_WAIT:g} s"
+            raise KeepFailed(f"cannot reach NATS at {', '.join(self.servers)}: {why}") from None
+        self.js = self.nc.jetstream()
+        config = StreamConfig(
+            name=STREAM,
+            subjects=[QUEUE + "*"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            max_msgs_per_subject=self.max_queue,
+            max_bytes=self.max_store_bytes,
+            discard=DiscardPolicy.NEW,
+            discard_new_per_subject=True,
+            max_msg_size=self.max_body + 1024 * 1024,
+            duplicate_window=120.0,
+            num_replicas=self.replicas,
+        )
+        try:
+            await self.js.add_stream(config)
+        except nats.js.errors.BadRequestError:  # made by another instance with other bounds
+            await self.js.update_stream(config)
+        await self.channels.open(self.js, self.replicas)
+        try:
+            self.handed = await self.js.key_value(HANDED_BUCKET)
+        except Exception:
+            self.handed = await self.js.create_key_value(
+                bucket=HANDED_BUCKET, history=1, replicas=self.replicas
+            )
+        await self._refresh()
+        self._spawn(self._refresh_forever())
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- channels ----------------------------------------------------------------------------
+
+    async def claim(self, token: str) -> Claim | None:
+        return await self.channels.claim(token)
+
+    async def owns(self, token: str) -> bool:
+        return await self.channels.owns(token)
+
+    async def check_token(self, channel: str, token: str) -> bool:
+        return await self.channels.check_token(channel, token)
+
+    async def channel_state(self, channel: str, ttl: float) -> ChannelState:
+        return await self.channels.channel_state(channel, ttl)
+
+    # --- the live route ----------------------------------------------------------------------
+
+    def listening(self, channel: str) -> bool:
+        # Another instance may hold it: only asking tells (no responders means no).
+        return valid_channel(channel)
+
+    async def offer(self, channel: str, delivery: Delivery, grace: float) -> Offered:
+        link = self.hub.live(channel)
+        if link is not None:
+            return await link.offer(delivery, grace)
+        assert self.nc is not None
+        wait = self.max_handler_timeout + grace
+        headers = {GRACE: repr(grace)}
+        try:
+            reply = await self.nc.request(
+                LIVE + channel, encode(delivery), timeout=wait + grace, headers=headers
+            )
+        except NoRespondersError:
+            raise NotHeld(channel) from None
+        except NatsTimeout:
+            raise NoAnswer(wait + grace) from None
+        except NatsError as exc:  # the connection, or a body past NATS's max_payload
+            log.warning("live route to %s failed: %s", channel, exc)
+            raise NotHeld(channel) from None
+        head = reply.headers or {}
+        outcome = head.get(OUTCOME, "")
+        if outcome == "result":
+            result = decode(reply.data)
+            assert isinstance(result, Result)
+            return Offered(result)
+        if outcome == "noanswer":
+            raise NoAnswer(float(head.get(WAIT, wait)))
+        if outcome == "gone":
+            return Offered(None, head.get(HANDED) or None)
+        raise NotHeld(channel)
+
+    async def _serve_live(self, msg: Msg) -> None:
+        """A delivery posted to another instance, for a listener linked here."""
+        channel = msg.subject[len(LIVE) :]
+        link = self.hub.live(channel)
+        headers: dict[str, str] = {OUTCOME: "notheld"}
+        body = b""
+        try:
+            delivery = decode(msg.data)
+            if link is not None and isinstance(delivery, Delivery):
+                grace = float((msg.headers or {}).get(GRACE, "5"))
+                offered = await link.offer(delivery, grace)
+                if offered.result is not None:
+                    headers, body = {OUTCOME: "result"}, encode(offered.result)
+                else:
+                    headers = {OUTCOME: "gone", HANDED: offered.handed_to or ""}
+        except NoAnswer as late:
+            headers = {OUTCOME: "noanswer", WAIT: repr(late.wait)}
+        except ProtocolError as exc:
+            log.warning("a live delivery for %s could not be read: %s", channel, exc)
+        with contextlib.suppress(NatsError):
+            await self._respond(msg, body, headers)
+
+    async def _respond(self, msg: Msg, body: bytes, headers: dict[str, str]) -> None:
+        assert self.nc is not None and msg.reply
+        await self.nc.publish(msg.reply, body, headers=headers)
+
+    # --- keeping -----------------------------------------------------------------------------
+
+    async def keep(self, channel: str, delivery: Delivery, handed_to: str | None) -> None:
+        assert self.js is not None
+        size = len(delivery.body)
+        self._count(channel, delivery.id, size)  # before any await: see depth()
+        # Whoever gets it next may take its time; whether it was handed before is judged then.
+        kept = dataclasses.replace(delivery, answer_by=None, handed_before=False)
+        headers = {"Nats-Msg-Id": delivery.id}
+        try:
+            if handed_to:
+                await self._handed_put(delivery.id, handed_to)
+            await self.js.publish(QUEUE + channel, encode(kept), headers=headers)
+        except (TimeoutError, NatsError, ProtocolError) as exc:
+            self._uncount(delivery.id)
+            raise KeepFailed(f"NATS did not keep it: {exc}") from exc
+        holder = self.hub.live(channel)
+        if holder is not None:
+            if not holder.reoffer_due:
+                holder.spawn(self.hand_over(holder))
+        elif self.nc is not None:
+            with contextlib.suppress(NatsError):
+                await self.nc.publish(POKE + channel, b"")
+
+    def _count(self, channel: str, delivery_id: str, size: int) -> None:
+        self._sizes[delivery_id] = (channel, size)
+        self._depth[channel] = self._depth.get(channel, 0) + 1
+        self._bytes[channel] = self._bytes.get(channel, 0) + size
+        self._total_bytes += size
+
+    def _uncount(self, delivery_id: str) -> None:
+        found = self._sizes.pop(delivery_id, None)
+        if found is None:
+            return
+        channel, size = found
+        self._depth[channel] = max(0, self._depth.get(channel, 1) - 1)
+        self._bytes[channel] = max(0, self._bytes.get(channel, size) - size)
+        self._total_bytes = max(0, self._total_bytes - size)
+
+    def depth(self, channel: str | None = None) -> int:
+        return sum(self._depth.values()) if channel is None else self._depth.get(channel, 0)
+
+    def queued_bytes(self, channel: str | None = None) -> int:
+        # Per channel: what this instance knows of (kept or handed over here); in all: the
+        # stream's own byte count. The server enforces the total bound itself.
+        return self._total_bytes if channel is None else self._bytes.get(channel, 0)
+
+    async def _refresh(self) -> None:
+        assert self.js is not None
+        info = await self.js.stream_info(STREAM, subjects_filter=QUEUE + "*")
+        subjects = info.state.subjects or {}
+        self._depth = {s[len(QUEUE) :]: n for s, n in subjects.items()}
+        for channel in list(self._bytes):
+            if channel not in self._depth:
+                self._bytes[channel] = 0
+        self._total_bytes = info.state.bytes
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH)
+            with contextlib.suppress(NatsError, asyncio.TimeoutError):
+                await self._refresh()
+
+    # --- a listener on this instance ---------------------------------------------------------
+
+    async def attach(self, link: Link, takeover: bool) -> None:
+        assert self.nc is not None
+        await self.channels.touch(link.channel)
+        channel = link.channel
+        if channel in self._subs:  # a link replacing another here: one responder per instance
+            return
+
+        async def on_live(msg: Msg) -> None:
+            self._spawn(self._serve_live(msg))  # concurrently: a slow handler blocks no other
+
+        async def on_poke(msg: Msg) -> None:
+            holder = self.hub.live(channel)
+            if holder is not None and not holder.reoffer_due:
+                holder.spawn(self.hand_over(holder))
+
+        self._subs[channel] = [
+            await self.nc.subscribe(LIVE + channel, cb=on_live),
+            await self.nc.subscribe(POKE + channel, cb=on_poke),
+        ]
+        await self.nc.flush()  # the interest is known to the server before a sender asks
+
+    async def detach(self, link: Link) -> None:
+        held = self.hub.holder(link.channel) is not None
+        for sub in [] if held else self._subs.pop(link.channel, []):
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
+        for delivery_id, (holder, msg) in list(self._pending.items()):
+            if holder is link:  # never confirmed: the next listener gets it at once
+                del self._pending[delivery_id]
+                with contextlib.suppress(NatsError):
+                    await msg.nak()
+        if not held:
+            pull = self._pulls.pop(link.channel, None)
+            if pull is not None:
+                with contextlib.suppress(NatsError):
+                    await pull.unsubscribe()
+        with contextlib.suppress(NatsError, asyncio.TimeoutError):
+            await self.channels.touch(link.channel)
+
+    # One hand-over at a time per link, and the backoff after a refusal, as on one machine:
+    # both only call back into _hand_over and hand_over.
+    hand_over = LocalBroker.hand_over
+    _reoffer_later = LocalBroker._reoffer_later
+
+    async def _pull(self, channel: str) -> JetStreamContext.PullSubscription:
+        pull = self._pulls.get(channel)
+        if pull is None:
+            assert self.js is not None
+            config = ConsumerConfig(ack_wait=ACK_WAIT, max_ack_pending=10_000)
+            pull = await self.js.pull_subscribe(
+                QUEUE + channel, durable="ch_" + channel, stream=STREAM, config=config
+            )
+            self._pulls[channel] = pull
+        return pull
+
+    async def _hand_over(self, link: Link) -> None:
+        try:
+            await self._hand_over_from_stream(link)
+        except NatsError as exc:  # NATS away: the next attach, poke or keep tries again
+            log.warning("hand-over to %s stopped: %s", link.channel, exc)
+
+    async def _hand_over_from_stream(self, link: Link) -> None:
+        channel, who = link.channel, link.history_mark
+        pull = await self._pull(channel)
+        while not (link.closed or link.paused):
+            try:
+                msgs = await pull.fetch(BATCH, timeout=FETCH_WAIT)
+            except NatsTimeout:
+                return
+            for i, msg in enumerate(msgs):
+                if link.closed or link.paused:
+                    for rest in msgs[i:]:
+                        await rest.nak()
+                    return
+                try:
+                    delivery = decode(msg.data)
+                    if not isinstance(delivery, Delivery):
+                        raise ProtocolError(f"a {type(delivery).__name__} frame")
+                except ProtocolError as exc:  # not one of ours: never hand it out
+                    log.error("dropping an unreadable message in %s: %s", msg.subject, exc)
+                    await msg.term()
+                    continue
+                self._pending[delivery.id] = (link, msg)
+                if delivery.id in link.sent:
+                    continue
+                handed_to = await self._handed_get(delivery.id)
+                delivery.handed_before = bool(handed_to) and handed_to != who
+                if handed_to != who:
+                    await self._handed_put(delivery.id, who)
+                if not await link.push(delivery):
+                    self._pending.pop(delivery.id, None)
+                    await self._handed_put(delivery.id, handed_to)
+                    for rest in msgs[i:]:
+                        await rest.nak()
+                    return
+
+    async def _handed_get(self, delivery_id: str) -> str | None:
+        assert self.handed is not None
+        try:
+            entry = await self.handed.get(delivery_id)
+        except KeyNotFoundError:
+            return None
+        return entry.value.decode() if entry.value else None
+
+    async def _handed_put(self, delivery_id: str, history: str | None) -> None:
+        assert self.handed is not None
+        if history:
+            await self.handed.put(delivery_id, history.encode())
+        else:
+            with contextlib.suppress(KeyNotFoundError):
+                await self.handed.purge(delivery_id)
+
+    async def settle(self, link: Link, result: Result) -> None:
+        pending = self._pending.pop(result.id, None)
+        if result.refused:
+            if pending is not None:
+                await self._handed_put(result.id, None)
+                await pending[1].nak(delay=link.reoffer_delay)
+            self._reoffer_later(link)
+            return
+        link.reoffer_delay = REOFFER_FIRST
+        if pending is not None:
+            await pending[1].ack_sync()
+            if result.id in self._sizes:
+                self._uncount(result.id)
+            else:  # kept by another instance: only the count is known here
+                self._depth[link.channel] = max(0, self._depth.get(link.channel, 1) - 1)
+            await self._handed_put(result.id, None)
+
+    # --- health ------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        if self.nc is None or self.js is None or not self.nc.is_connected:
+            raise KeepFailed("not connected to NATS")
+        try:
+            await self.js.account_info()
+        except (TimeoutError, NatsError) as exc:
+            raise KeepFailed(f"NATS JetStream does not answer: {exc}") from exc
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self.nc is not None and not self.nc.is_closed:
+            with contextlib.suppress(NatsError):
+                await self.nc.close()
