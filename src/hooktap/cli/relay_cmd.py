@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import ipaddress
 import logging
 import math
+import re
 import signal
 import ssl
 from pathlib import Path
@@ -17,6 +19,7 @@ from hooktap.cli.common import BadInput, Finite, valid_relay_url
 from hooktap.home import UnusableFile, relay_data_dir
 from hooktap.relay import drain, logs, server
 from hooktap.relay.app import RelayConfig, make_app
+from hooktap.relay.broker import KeepFailed
 from hooktap.relay.config import Network, key_digest
 from hooktap.relay.keys import RELAY
 from hooktap.relay.logs import note
@@ -49,6 +52,24 @@ def _trusted_proxies(
                 f"{value!r} is not an IP address or network, e.g. 10.0.0.0/8, 127.0.0.1 or ::1"
             ) from None
     return networks
+
+
+def _nats_urls(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    """--nats: comma-separated nats:// or tls:// URLs, and the extra that speaks to them."""
+    if value is None:
+        return None
+    urls = [url.strip() for url in value.split(",") if url.strip()]
+    bad = [url for url in urls if not re.match(r"^(nats|tls)://[^/\s]+$", url)]
+    if not urls or bad:
+        raise click.BadParameter(
+            f"{', '.join(bad) or 'nothing'} is not a NATS server URL; give nats://host:4222 "
+            "(or tls://host:4222), several separated by commas"
+        )
+    if importlib.util.find_spec("nats") is None:
+        raise click.BadParameter(
+            "needs the NATS client: pip install 'hooktap[nats]' (the nats-py package)"
+        )
+    return urls
 
 
 @click.command("relay")
@@ -194,6 +215,16 @@ def _trusted_proxies(
     "listeners to reconnect, exit 0. A second signal skips the wait.",
 )
 @click.option(
+    "--nats",
+    "nats_urls",
+    metavar="URL[,URL...]",
+    callback=_nats_urls,
+    help="Share channels and queues with other relay instances through this NATS JetStream "
+    "cluster, e.g. --nats nats://nats-1:4222,nats://nats-2:4222: any instance takes any "
+    "webhook and any listener. Needs `pip install hooktap[nats]`. Without it, this relay keeps "
+    "its queue in --data-dir.",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -222,6 +253,7 @@ def relay_cmd(
     tls_key: Path | None,
     require_key: str | None,
     drain_timeout: float,
+    nats_urls: list[str] | None,
     log_format: logs.LogFormat,
 ) -> None:
     """Run a relay server that owns public webhook URLs and streams them to listeners.
@@ -274,9 +306,11 @@ def relay_cmd(
     )
     logs.setup(log_format)
     try:
-        aio.run(_serve(config, host, port, ssl_context))
+        aio.run(_serve(config, host, port, ssl_context, nats_urls))
     except KeyboardInterrupt:
         pass
+    except KeepFailed as exc:  # --nats given and not reachable
+        raise BadInput(str(exc)) from None
     except UnusableFile as exc:  # a damaged relay.db: its message names the file and the way out
         raise BadInput(str(exc)) from None
     except OSError as exc:
@@ -316,9 +350,13 @@ def _valid_key(key: str | None) -> str | None:
 
 
 async def _serve(
-    config: RelayConfig, host: str, port: int, ssl_context: ssl.SSLContext | None
+    config: RelayConfig,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    nats_urls: list[str] | None = None,
 ) -> None:
-    app = make_app(config)
+    app = make_app(config, nats_urls)
     # After the drain (drain.stop), what handlers still run get shutdown_timeout.
     runner = await server.serve(
         app, host, port, ssl_context=ssl_context, access_log=True, shutdown_timeout=2.0

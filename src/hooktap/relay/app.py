@@ -32,12 +32,14 @@ SERVICE = "hooktap-relay"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_app(config: RelayConfig) -> web.Application:
+def make_app(config: RelayConfig, nats: list[str] | None = None) -> web.Application:
+    """`nats`: NATS server URLs, for instances sharing a JetStream cluster (`hooktap relay
+    --nats`); connected as the app starts. None: the SQLite queue in `config.data_dir`."""
     app = web.Application(client_max_size=config.max_body)
     # The door's settings (what serve() and the proxy headers read; the --public door has
     # its own), and the relay itself, which every door shares.
     app[CONFIG] = config
-    app[RELAY] = RelayService(config)
+    app[RELAY] = RelayService(config, nats)
     app.router.add_post("/api/channels", create_channel)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -45,9 +47,14 @@ def make_app(config: RelayConfig) -> web.Application:
     app.router.add_get("/c/{channel}/ws", listener_socket)
     app.router.add_route("*", "/c/{channel}", ingress)
     app.router.add_route("*", "/c/{channel}/{tail:.*}", ingress)
+    app.on_startup.append(_start)
     app.on_shutdown.append(release)
     app.on_cleanup.append(_close)
     return app
+
+
+async def _start(app: web.Application) -> None:
+    await app[RELAY].start()
 
 
 async def _close(app: web.Application) -> None:
@@ -64,14 +71,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the relay can keep a delivery (its database answers, its write lock can be
-    taken) and is not stopping. A load balancer sends senders elsewhere on a 503."""
+    taken; with --nats, its NATS connection and JetStream answer) and is not stopping. A
+    load balancer sends senders elsewhere on a 503."""
     relay = request.app[RELAY]
     if relay.drain.draining:
         return _not_ready("draining", "the relay is stopping (draining)")
     try:
         await relay.broker.ping()
     except KeepFailed as exc:
-        return _not_ready("db-error", str(exc))
+        return _not_ready("db-error" if relay.nats is None else "nats-error", str(exc))
     return web.json_response({"service": SERVICE, "version": __version__, "status": "ready"})
 
 

@@ -37,14 +37,37 @@ def busy_reason(holder: Link) -> str:
 
 
 class RelayService:
-    def __init__(self, config: RelayConfig) -> None:
+    def __init__(self, config: RelayConfig, nats: list[str] | None = None) -> None:
+        """`nats`: the NATS servers of instances sharing JetStream (broker/nats.py, started
+        with the app); None: this machine's own SQLite queue."""
         self.config = config
+        self.nats = nats or None
         self.hub = Hub()
-        self.broker: Broker = LocalBroker(config.data_dir / "relay.db", self.hub)
+        self.broker: Broker
+        if nats:
+            # Imported here: nats-py is the optional `nats` extra.
+            from hooktap.relay.broker.nats import JetStreamBroker
+
+            self.broker = JetStreamBroker(
+                nats,
+                self.hub,
+                max_queue=config.max_queue,
+                max_store_bytes=config.max_store_bytes,
+                max_body=config.max_body,
+                max_handler_timeout=config.max_handler_timeout,
+            )
+        else:
+            self.broker = LocalBroker(config.data_dir / "relay.db", self.hub)
         self.metrics = RelayMetrics(self.broker, self.hub)
         self.drain = Drain()
         self.budget = Budget(config.max_inflight_bytes)
         self.rates = Rates(config)
+
+    async def start(self) -> None:
+        """Connect a broker that lives beyond this process (the app's startup)."""
+        start = getattr(self.broker, "start", None)
+        if start is not None:
+            await start()
 
     async def close(self) -> None:
         await self.broker.close()

