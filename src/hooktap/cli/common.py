@@ -160,3 +160,20 @@ def valid_relay_url(url: str, option: str = "--relay") -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise BadInput(f"{option} {url!r} must be a plain URL: no query, fragment or login")
     return url.rstrip("/")
+
+
+def valid_relay_urls(text: str, option: str = "--relay") -> list[str]:
+    """Comma-separated relay URLs, the instances of one relay to try in this order: each must
+    be a valid --relay URL, and none empty (a stray comma is a typo, not "no relay")."""
+    urls: list[str] = []
+    for position, item in enumerate(text.split(","), 1):
+        item = item.strip()
+        if not item:
+            raise BadInput(
+                f"{option} {text!r} has an empty item at position {position}: give URLs "
+                "separated by single commas, e.g. https://a.example.com,https://b.example.com"
+            )
+        url = valid_relay_url(item, option)
+        if url not in urls:  # the same instance twice would only slow the rotation down
+            urls.append(url)
+    return urls

@@ -18,7 +18,7 @@ from hooktap.cli.common import (
     resolve_secret,
     secret_option,
     timeout_option,
-    valid_relay_url,
+    valid_relay_urls,
     valid_target,
 )
 from hooktap.home import history_db
@@ -51,8 +51,10 @@ FORWARD_EXAMPLE = "localhost:8000/webhooks/pivotal"
     "--relay",
     envvar="HOOKTAP_RELAY",
     show_envvar=True,
-    metavar="URL",
-    help="A standalone relay (hooktap relay) to use instead of the embedded one.",
+    metavar="URL[,URL...]",
+    help="A standalone relay (hooktap relay) to use instead of the embedded one. Several "
+    "instances of one relay, comma-separated: when the one in use goes away, the listener "
+    "reconnects to the next, with the same channel.",
 )
 @click.option(
     "--ca-file",
@@ -161,6 +163,7 @@ def listen_cmd(
       export PIVOTAL_WEBHOOK_SECRET=$(hooktap listen --print-secret)   # for your handler
       hooktap listen --forward localhost:8000/webhooks/pivotal --secret whsec_...
       hooktap listen --forward localhost:8000/webhooks/pivotal --relay https://hooks.example.com
+      hooktap listen -f localhost:8000 --relay https://a.example.com,https://b.example.com
       hooktap listen --forward localhost:8000/webhooks/pivotal --public   # a public URL
     """
     chosen = resolve_secret(secret, make=True)
@@ -175,9 +178,8 @@ def listen_cmd(
     secret = chosen.value
     if chosen.local and secret is not None:
         state.verifies_with_local_secret(secret)
-    if relay is not None:
-        relay = valid_relay_url(relay)
-    if public is not None and relay is not None:
+    relays = valid_relay_urls(relay) if relay is not None else []
+    if public is not None and relays:
         raise BadInput(
             "--public gives the embedded relay a public URL; a --relay has its own "
             "(its --public-url), so use one or the other"
@@ -186,7 +188,8 @@ def listen_cmd(
         raise BadInput("--domain is ngrok's static domain: use it with --public ngrok")
     config = ListenerConfig(
         target=target,
-        relay_url=relay,
+        relay_url=relays[0] if relays else None,
+        other_relays=tuple(relays[1:]),
         port=port,
         secret=secret,
         timeout=timeout,

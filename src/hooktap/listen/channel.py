@@ -12,7 +12,8 @@ import json
 import os
 import re
 import ssl
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
@@ -125,6 +126,60 @@ def stored(relay: str) -> ChannelCredentials | None:
     if not entry:
         return None
     return ChannelCredentials(relay.rstrip("/"), entry["channel"], entry["token"], entry["url"])
+
+
+# Several --relay URLs are instances of one relay, so one channel (one token) serves them all.
+# channels.json keeps its shape, one entry per URL: the group's channel is written under every
+# one of its URLs, so older files read as before and a later run given any one URL alone, or
+# the URLs in another order, finds the same channel.
+
+
+def stored_any(relays: Sequence[str]) -> ChannelCredentials | None:
+    """The channel kept for the first of `relays` that has one (the order the user gave is
+    the order of preference), to be used from the first URL on."""
+    for relay in relays:
+        creds = stored(relay)
+        if creds is not None:
+            return replace(creds, relay=relays[0].rstrip("/"))
+    return None
+
+
+def share(creds: ChannelCredentials, relays: Sequence[str], home: Path | None = None) -> None:
+    """Keep `creds` under every URL of the group; the webhook URL of an entry is the one its
+    own relay reported when it has, else the one reported so far."""
+    path = file_path(home)
+    data = _load(path)
+    for relay in relays:
+        key = relay.rstrip("/")
+        old = data.get(key)
+        same = old is not None and old["token"] == creds.token and key != creds.relay
+        data[key] = {
+            "channel": creds.channel,
+            "token": creds.token,
+            "url": old["url"] if same and old else creds.webhook_url,
+        }
+    _save(data, path)
+
+
+async def ensure_any(
+    relays: Sequence[str], access: RelayAccess | None = None
+) -> ChannelCredentials:
+    """The group's channel: the one kept for any of its URLs (not checked here: the listener
+    re-claims it by token on an instance that does not know it), else a new one from the
+    first instance that can be reached."""
+    creds = stored_any(relays)
+    if creds is None:
+        unreachable: list[str] = []
+        for relay in relays:
+            try:
+                creds = await create(relay, access)
+                break
+            except ConnectionError as exc:
+                unreachable.append(str(exc))
+        else:
+            raise ConnectionError("; ".join(unreachable))
+    share(creds, relays)
+    return creds
 
 
 async def _post(

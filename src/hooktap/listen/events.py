@@ -6,7 +6,7 @@ The listener never prints; it emits these, and each output mode decides how to s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hooktap.records import Attempt, Delivery
 
@@ -27,6 +27,7 @@ class Ready:
     # the sentence to show beside it when it will not survive a restart.
     public_url: str | None = None
     public_note: str | None = None
+    relay: str = ""  # the relay URL it is connected to (one of several --relay URLs)
 
 
 @dataclass
@@ -44,6 +45,10 @@ class ConnectionChanged:
     state: str  # connecting | connected | disconnected | reconnecting
     detail: str = ""
     retry_in: float | None = None
+    # The relay URL this is about: the one connected to, the one that dropped, or the one
+    # tried next (with several --relay URLs the listener moves between them). Not compared:
+    # an event means the same whichever instance it came from.
+    relay: str = field(default="", compare=False)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import random
 import secrets
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hooktap import __version__, tls
@@ -58,6 +58,9 @@ log = logging.getLogger("hooktap.listen")
 class ListenerConfig:
     target: Target
     relay_url: str | None = None  # None: the embedded relay on loopback
+    # More instances of the same relay, tried in turn after relay_url when one cannot be
+    # reached or refuses (--relay URL,URL...); the channel's token works on each.
+    other_relays: tuple[str, ...] = ()
     port: int = 8787
     secret: str | None = None
     timeout: float = 10.0
@@ -111,6 +114,13 @@ class Listener:
         self.pipeline = Pipeline(store, self.forwarder, config.target, config.secret, self._emit)
         self._public: Public | None = None  # with --public, once its URL carried a probe
         self._relay_queued: int | None = None  # an earlier connection's last word on the queue
+        self._relays = (
+            [config.relay_url.rstrip("/"), *(url.rstrip("/") for url in config.other_relays)]
+            if config.relay_url
+            else []
+        )
+        self._at = 0  # the relay in self._relays this listener uses now
+        self._opened = False  # the current session got past its handshake
 
     @functools.cached_property
     def instance(self) -> str:
@@ -119,10 +129,22 @@ class Listener:
 
     @property
     def relay_url(self) -> str:
-        if self.config.relay_url:
-            return self.config.relay_url.rstrip("/")
+        """The relay used now: with several --relay URLs, the one connected to or tried next."""
+        if self._relays:
+            return self._relays[self._at]
         assert self.embedded is not None
         return self.embedded.url
+
+    def _next_relay(self) -> None:
+        """The relay in use could not be reached or refused: the next one gets the next try,
+        and after the last, the first again. The token goes with it: it is the channel's on
+        every instance."""
+        if len(self._relays) < 2:
+            return
+        self._at = (self._at + 1) % len(self._relays)
+        self._reclaimed = False  # another instance: it may need the channel re-claimed anew
+        if self.creds is not None:
+            self.creds = replace(self.creds, relay=self.relay_url)
 
     def _own_relay(self) -> InProcessRelay | None:
         """The relay this process serves, if it does: the listener links to it in process."""
@@ -142,9 +164,11 @@ class Listener:
             except Exception:  # an output's bug must not stop forwarding
                 log.exception("listener subscriber failed on %r", event)
 
-    def _set_state(self, state: str, detail: str = "", retry_in: float | None = None) -> None:
+    def _set_state(
+        self, state: str, detail: str = "", retry_in: float | None = None, relay: str = ""
+    ) -> None:
         self.state = state
-        self._emit(ConnectionChanged(state, detail, retry_in))
+        self._emit(ConnectionChanged(state, detail, retry_in, relay or self.relay_url))
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -156,9 +180,15 @@ class Listener:
         refuses us (see _refused), since an older relay would not understand the question."""
         if self.embedded is not None:
             await self.embedded.start()
-        self.creds, moved = await channels.ensure(
-            self.relay_url, reclaim_stored=self._own_relay() is not None, access=self.config.access
-        )
+        if len(self._relays) > 1:
+            self.creds, moved = await channels.ensure_any(self._relays, self.config.access), None
+            self._at = self._relays.index(self.creds.relay)
+        else:
+            self.creds, moved = await channels.ensure(
+                self.relay_url,
+                reclaim_stored=self._own_relay() is not None,
+                access=self.config.access,
+            )
         if moved:
             log.warning("hooktap: %s", moved)
 
@@ -206,19 +236,24 @@ class Listener:
                     raise
                 except (OSError, TimeoutError) as exc:  # transport.Disconnected included
                     detail = _why(exc)
+                    refused = not self._opened
                 except ProtocolError as exc:
                     detail = f"protocol error: {exc.reason}"
+                    refused = not self._opened
                 else:
-                    detail = "connection closed"
+                    detail, refused = "connection closed", False
                 if self._stopping.is_set():
                     break
+                failed = self.relay_url
+                if refused:  # dropped after connecting: the same instance gets the first try
+                    self._next_relay()
                 if self.embedded is not None and not self.embedded.owned:
                     # The listener whose relay we joined may have exited: take the port over.
                     with contextlib.suppress(RelayRefused, OSError):
                         await self.embedded.try_serve()
                 delay = min(self.config.backoff_max, 0.5 * 2**attempt) * random.uniform(0.5, 1)
                 attempt = min(attempt + 1, 10)
-                self._set_state("disconnected", detail, retry_in=delay)
+                self._set_state("disconnected", detail, retry_in=delay, relay=failed)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 if not self._stopping.is_set():
@@ -303,6 +338,7 @@ class Listener:
     async def _session(self) -> None:
         """One connection, from its Hello (or attach) to its end."""
         assert self.creds is not None
+        self._opened = False
         connection = self._transport(self.creds)
         hello = Hello(
             client=f"hooktap/{__version__}",
@@ -337,6 +373,7 @@ class Listener:
             if self._stopping.is_set():
                 return  # stop() came while connecting: it had nothing to close yet
             self.connection = connection
+            self._opened = True
             self.pipeline.relay_keeps_refused = opened.keeps_refused
             self._connected(opened.webhook_url, opened.queued)
             await connection.serve()
@@ -350,6 +387,12 @@ class Listener:
         self.state = "connected"
         if self.creds is not None:  # a re-claim may have changed it since the last connection
             self.pipeline.channel = self.creds.channel
+        creds = self.creds
+        if len(self._relays) > 1 and creds is not None and creds.webhook_url != webhook_url:
+            # Another instance, not behind one public URL: `hooktap trigger` must use its URL.
+            self.creds = replace(creds, webhook_url=webhook_url)
+            with contextlib.suppress(OSError):  # HOOKTAP_HOME lost: the home guard rewrites it
+                state.write(webhook_url, str(self.config.target), self.relay_url)
         if not self._announced:
             self._announced = True
             public = self._public
@@ -364,6 +407,7 @@ class Listener:
                     secret_made_now=self.config.secret_made_now,
                     public_url=public.webhook_url if public else None,
                     public_note=public.stability_note if public else None,
+                    relay=self.relay_url,
                 )
             )
         self._set_state("connected", webhook_url)
@@ -384,6 +428,8 @@ class Listener:
             # the token owns; once per refusal streak, so a relay that keeps refusing ends it.
             self.creds, moved = await channels.reclaim(self.creds, self.config.access)
             self._reclaimed = True
+            if len(self._relays) > 1:
+                channels.share(self.creds, self._relays)
             if moved:
                 log.warning("hooktap: %s", moved)
                 self._set_state("reconnecting", moved)

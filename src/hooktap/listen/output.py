@@ -105,6 +105,7 @@ class JsonLines:
                 "secret_source": event.secret_source or None,
                 # With --public, the URL to give Pivotal (webhook_url is the relay's own).
                 "public_url": event.public_url,
+                "relay": event.relay or None,  # which instance, with several --relay URLs
             }
             if event.public_url:
                 line["public_url_note"] = event.public_note
@@ -123,7 +124,14 @@ class JsonLines:
         elif isinstance(event, DeliveryForwarded):
             self._write(delivery_json(event))
         elif isinstance(event, ConnectionChanged) and self.ready:
-            self._write({"event": "connection", "state": event.state, "detail": event.detail})
+            self._write(
+                {
+                    "event": "connection",
+                    "state": event.state,
+                    "detail": event.detail,
+                    "relay": event.relay or None,
+                }
+            )
         elif isinstance(event, HomeLost):
             self._write({"event": "home_lost", **dataclasses.asdict(event)})
         self.human(event)
@@ -166,9 +174,13 @@ class LogLines:
         elif isinstance(event, ConnectionChanged):
             if event.state == "disconnected":
                 retry = f"; retrying in {event.retry_in:.1f} s" if event.retry_in else ""
-                self._say(click.style(f"disconnected: {event.detail}{retry}", fg="yellow"))
+                where = f" from {event.relay}" if event.relay else ""
+                self._say(click.style(f"disconnected{where}: {event.detail}{retry}", fg="yellow"))
             elif event.state == "connected":
-                self._say(click.style("connected", fg="green") + f" to the relay ({event.detail})")
+                where = f" at {event.relay}" if event.relay else ""
+                self._say(
+                    click.style("connected", fg="green") + f" to the relay{where} ({event.detail})"
+                )
         elif isinstance(event, PublicChanged):
             if event.url is None:
                 retry = f"; restarting in {event.retry_in:.0f} s" if event.retry_in else ""

@@ -1,0 +1,126 @@
+"""Several --relay URLs: instances of one relay. Real `hooktap relay` processes (no NATS: each
+instance has its own data, so the listener re-claims its channel by token where it moves) and
+a real `hooktap listen`; the instance it is connected to is SIGKILLed."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from support.procs import Proc, Procs, free_port
+from support.servers import running_handler
+
+
+def _listen(procs: Procs, home: Path, relays: str, target: str) -> Proc:
+    return procs.start(["listen", "--forward", target, "--json", "--relay", relays], home)
+
+
+def _channel(webhook_url: object) -> str:
+    return str(webhook_url).rsplit("/c/", 1)[1]
+
+
+def _connected_to(proc: Proc, relay: str, timeout: float) -> dict[str, object]:
+    """The first "connected" line naming `relay`; any other connected line is a failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = proc.wait_json("connection", max(0.1, deadline - time.monotonic()))
+        if line["state"] == "connected":
+            assert line["relay"] == relay, line
+            return line
+
+
+async def _post(url: str, bodies: list[bytes]) -> list[int]:
+    async with aiohttp.ClientSession() as http:
+        statuses = []
+        for body in bodies:
+            async with http.post(url, data=body) as resp:
+                statuses.append(resp.status)
+        return statuses
+
+
+async def test_sigkill_of_the_relay_in_use_moves_the_listener_to_the_next_with_its_channel(
+    procs: Procs, tmp_path: Path, hooktap_home: Path
+) -> None:
+    first, url_a = procs.relay(tmp_path / "relay-a")
+    _, url_b = procs.relay(tmp_path / "relay-b")
+    async with running_handler() as handler:
+        proc = _listen(procs, hooktap_home, f"{url_a},{url_b}", handler.url)
+        ready = await asyncio.to_thread(proc.wait_json, "ready")
+        assert ready["relay"] == url_a and str(ready["webhook_url"]).startswith(url_a)
+        channel = _channel(ready["webhook_url"])
+        await asyncio.to_thread(_connected_to, proc, url_a, 5)  # the line after "ready"
+        assert await _post(f"{url_a}/c/{channel}", [b"before"]) == [200]
+
+        first.popen.kill()
+        killed_at = time.monotonic()
+        moved = await asyncio.to_thread(_connected_to, proc, url_b, 15)
+        assert time.monotonic() - killed_at < 6, "the listener took too long to move"
+        assert moved["detail"] == f"{url_b}/c/{channel}"  # the same channel on the survivor
+
+        bodies = [f'{{"n": {i}}}'.encode() for i in range(20)]
+        assert await _post(f"{url_b}/c/{channel}", bodies) == [200] * 20
+        counts = collections.Counter(seen.body for seen in handler.seen)
+        assert counts == collections.Counter([b"before", *bodies])  # each once, none lost
+
+    # One channel for the group, kept under each URL: either one alone finds it next time.
+    kept = json.loads((hooktap_home / "channels.json").read_text())
+    assert kept[url_a]["channel"] == kept[url_b]["channel"] == channel
+    assert kept[url_a]["token"] == kept[url_b]["token"]
+    assert kept[url_b]["url"] == f"{url_b}/c/{channel}"
+
+
+async def test_a_dead_url_is_skipped_at_start_for_a_new_and_a_kept_channel(
+    procs: Procs, tmp_path: Path, hooktap_home: Path
+) -> None:
+    _, live = procs.relay(tmp_path / "relay")
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    async with running_handler() as handler:
+        # A channel kept by an older run for the live URL alone (the file as it always was).
+        alone = _listen(procs, hooktap_home, live, handler.url)
+        channel = _channel((await asyncio.to_thread(alone.wait_json, "ready"))["webhook_url"])
+        alone.stop()
+        # ...found through the second URL of the list, used after the first one refuses.
+        proc = _listen(procs, hooktap_home, f"{dead},{live}", handler.url)
+        ready = await asyncio.to_thread(proc.wait_json, "ready")
+        assert ready["relay"] == live and _channel(ready["webhook_url"]) == channel
+        assert await _post(f"{live}/c/{channel}", [b"kept"]) == [200]
+        proc.stop()
+        # No channel kept at all: the dead instance cannot make one, the live one does.
+        (hooktap_home / "channels.json").unlink()
+        fresh = _listen(procs, hooktap_home, f"{dead},{live}", handler.url)
+        ready = await asyncio.to_thread(fresh.wait_json, "ready")
+        assert ready["relay"] == live
+        assert await _post(str(ready["webhook_url"]), [b"fresh"]) == [200]
+        assert [seen.body for seen in handler.seen] == [b"kept", b"fresh"]
+
+
+def test_bad_relay_lists_exit_2_with_the_reason(hooktap_home: Path) -> None:
+    cases = [
+        ("http://a.test,,http://b.test", "empty item at position 2"),
+        ("http://a.test,", "empty item at position 2"),
+        (",http://a.test", "empty item at position 1"),
+        ("http://a.test,ws://b.test", "must be an http(s) URL, got 'ws://b.test'"),
+        ("http://a.test,b.test", "must be an http(s) URL, got 'b.test'"),
+    ]
+    for relays, words in cases:
+        for how in ("option", "variable"):
+            args, env = (
+                (["--relay", relays], {}) if how == "option" else ([], {"HOOKTAP_RELAY": relays})
+            )
+            result = subprocess.run(
+                [sys.executable, "-m", "hooktap", "listen", "--forward", "8000", "--no-tui", *args],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={**os.environ, "HOOKTAP_HOME": str(hooktap_home), **env},
+            )
+            assert result.returncode == 2, (relays, how, result.stderr)
+            assert words in result.stderr and "Traceback" not in result.stderr, result.stderr
