@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,9 +22,12 @@ import nats
 import pytest
 
 from hooktap.listen import channel as channels
+from hooktap.protocol import Delivery
 from hooktap.relay.app import RelayConfig, make_app
+from hooktap.relay.keys import RELAY
 from support.nats import NatsServer, running_nats
-from support.servers import running_handler, running_listener, serve
+from support.procs import Procs, free_port
+from support.servers import running_handler, running_listener, serve, until
 
 
 @pytest.fixture
@@ -139,9 +145,70 @@ async def test_two_channels_on_different_instances_never_see_each_other(
         )
 
 
-def test_relay_refuses_a_nats_option_that_is_not_a_url(tmp_path: Path) -> None:
-    import subprocess
+async def test_a_channel_keeps_its_count_bound_across_instances(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        urls = []
+        for name in ("a", "b"):
+            app = make_app(RelayConfig(data_dir=tmp_path / name, max_queue=3), [nats_server.url])
+            urls.append(await stack.enter_async_context(serve(app)))
+        a, b = urls
+        creds = await channel_for(a, b)
+        async with aiohttp.ClientSession() as http:
+            statuses = []
+            for i in range(3):
+                async with http.post(f"{a}/c/{creds.channel}", data=f"{i}".encode()) as resp:
+                    statuses.append(resp.status)
+            # B took none of them: the stream itself refuses a fourth for the channel.
+            async with http.post(f"{b}/c/{creds.channel}", data=b"3") as resp:
+                statuses.append(resp.status)
+                refusal = await resp.json()
+        assert statuses == [202, 202, 202, 503], refusal
+        assert "retry later" in refusal["error"]
 
+
+async def test_a_delivery_kept_twice_is_stored_once(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    app = make_app(RelayConfig(data_dir=tmp_path / "a"), [nats_server.url])
+    async with serve(app) as a, running_handler() as handler:
+        creds = await channel_for(a)
+        relay = app[RELAY]
+        delivery = Delivery("d1", time.time(), "POST", "/x", "", [("A", "b")], b"once")
+        await relay.keep(creds.channel, delivery, None)
+        await relay.keep(creds.channel, delivery, None)  # a retried publish: same Nats-Msg-Id
+        await until(lambda: relay.depth(creds.channel) == 1)  # read back from the stream
+        later = Delivery("d2", time.time(), "POST", "/x", "", [], b"after")
+        await relay.keep(creds.channel, later, None)
+        async with running_listener(a, handler.url, tmp_path / "history.db"):
+            seen = await handler.wait_for(2)
+        assert [s.body for s in seen] == [b"once", b"after"]
+
+
+async def test_hooktap_relay_processes_share_nats(
+    tmp_path: Path, nats_server: NatsServer, procs: Procs
+) -> None:
+    a_proc, a = procs.relay(
+        tmp_path / "home-a", "--data-dir", str(tmp_path / "a"), "--nats", nats_server.url
+    )
+    _, b = procs.relay(
+        tmp_path / "home-b", "--data-dir", str(tmp_path / "b"), "--nats", nats_server.url
+    )
+    async with running_handler() as handler:
+        creds = await channel_for(a, b)
+        async with running_listener(b, handler.url, tmp_path / "history.db"):
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{a}/c/{creds.channel}", data=b"via a") as resp:
+                    assert (resp.status, await resp.read()) == (200, b"ok")
+                async with http.get(a + "/readyz") as resp:
+                    assert resp.status == 200
+        assert [s.body for s in handler.seen] == [b"via a"]
+    a_proc.signal(signal.SIGTERM)
+    assert a_proc.wait() == 0
+
+
+def test_relay_refuses_a_nats_option_that_is_not_a_url() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "hooktap", "relay", "--port", "0", "--nats", "localhost:4222"],
         capture_output=True,
@@ -150,3 +217,14 @@ def test_relay_refuses_a_nats_option_that_is_not_a_url(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "is not a NATS server URL" in done.stderr
+
+
+def test_relay_says_so_when_nats_cannot_be_reached(tmp_path: Path) -> None:
+    dead = f"nats://127.0.0.1:{free_port()}"
+    args = ["relay", "--port", "0", "--data-dir", str(tmp_path), "--nats", dead]
+    done = subprocess.run(
+        [sys.executable, "-m", "hooktap", *args], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"cannot reach NATS at {dead}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -57,7 +57,7 @@ BATCH = 64
 FETCH_WAIT = 0.25  # how long a hand-over waits for more before it ends
 ACK_WAIT = 30.0  # a delivery handed over by an instance that died returns after this
 REFRESH = 0.5  # seconds between reads of the stream's per-channel depths
-CONNECT_WAIT = 10.0
+CONNECT_WAIT = 5.0
 OUTCOME, HANDED, WAIT, GRACE = "Hooktap-Outcome", "Hooktap-Handed-To", "Hooktap-Wait", "Grace"
 
 
