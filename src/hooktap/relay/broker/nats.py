@@ -38,7 +38,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from hooktap.protocol import Delivery, ProtocolError, Result, decode, encode
@@ -108,6 +108,23 @@ class JetStreamBroker:
         except (TimeoutError, NatsError, OSError) as exc:
             why = str(exc) or f"no answer within {CONNECT_WAIT:g} s"
             raise KeepFailed(f"cannot reach NATS at {', '.join(self.servers)}: {why}") from None
+        try:
+            await self._prepare()
+        except (TimeoutError, NatsError) as exc:
+            await self.close()
+            raise KeepFailed(f"NATS JetStream at {', '.join(self.servers)}: {exc}") from None
+        if self.nc.max_payload < self.max_body + 64 * 1024:
+            log.warning(
+                "NATS carries messages of at most %d bytes (its max_payload): larger webhooks "
+                "get 503; raise max_payload in the NATS servers' configuration (up to 64 MiB) "
+                "or lower --max-body-mb",
+                self.nc.max_payload,
+            )
+        self._spawn(self._refresh_forever())
+
+    async def _prepare(self) -> None:
+        """The stream, the buckets, and the first read of the depths."""
+        assert self.nc is not None
         self.js = self.nc.jetstream()
         config = StreamConfig(
             name=STREAM,
@@ -129,12 +146,11 @@ class JetStreamBroker:
         await self.channels.open(self.js, self.replicas)
         try:
             self.handed = await self.js.key_value(HANDED_BUCKET)
-        except Exception:
+        except NotFoundError:
             self.handed = await self.js.create_key_value(
                 bucket=HANDED_BUCKET, history=1, replicas=self.replicas
             )
         await self._refresh()
-        self._spawn(self._refresh_forever())
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
@@ -382,7 +398,7 @@ class JetStreamBroker:
         assert self.handed is not None
         try:
             entry = await self.handed.get(delivery_id)
-        except KeyNotFoundError:
+        except NotFoundError:  # never marked, or purged since
             return None
         return entry.value.decode() if entry.value else None
 
@@ -391,7 +407,7 @@ class JetStreamBroker:
         if history:
             await self.handed.put(delivery_id, history.encode())
         else:
-            with contextlib.suppress(KeyNotFoundError):
+            with contextlib.suppress(NotFoundError):
                 await self.handed.purge(delivery_id)
 
     async def settle(self, link: Link, result: Result) -> None:

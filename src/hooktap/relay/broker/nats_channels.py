@@ -15,7 +15,7 @@ import re
 import time
 
 from nats.js.client import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from hooktap.relay.db import ChannelState, Claim, channel_id, hash_token
@@ -37,14 +37,14 @@ class NatsChannels:
     async def open(self, js: JetStreamContext, replicas: int) -> None:
         try:
             self.kv = await js.key_value(BUCKET)
-        except Exception:  # no such bucket yet: the first instance makes it
+        except NotFoundError:  # no such bucket yet: the first instance makes it
             self.kv = await js.create_key_value(bucket=BUCKET, history=1, replicas=replicas)
 
     async def _read(self, channel: str) -> dict[str, float | str] | None:
         assert self.kv is not None
         try:
             entry = await self.kv.get(channel)
-        except KeyNotFoundError:
+        except NotFoundError:  # KeyNotFoundError, or KeyDeletedError for a deleted one
             return None
         if entry.value is None:
             return None
