@@ -170,13 +170,20 @@ async def ensure_any(
     creds = stored_any(relays)
     if creds is None:
         unreachable: list[str] = []
+        refusals: list[str] = []
         for relay in relays:
             try:
                 creds = await create(relay, access)
                 break
+            except ChannelsFileError:
+                raise  # the same file for every relay
+            except RelayRefused as exc:
+                refusals.append(str(exc))
             except ConnectionError as exc:
                 unreachable.append(str(exc))
         else:
+            if refusals:  # the user's to fix (a key, a CA), which no retry changes
+                raise RelayRefused("; ".join(refusals + unreachable))
             raise ConnectionError("; ".join(unreachable))
     share(creds, relays)
     return creds

@@ -121,6 +121,7 @@ class Listener:
         )
         self._at = 0  # the relay in self._relays this listener uses now
         self._opened = False  # the current session got past its handshake
+        self._refused_by: set[str] = set()  # relays that said no since the last connection
 
     @functools.cached_property
     def instance(self) -> str:
@@ -134,6 +135,18 @@ class Listener:
             return self._relays[self._at]
         assert self.embedded is not None
         return self.embedded.url
+
+    def _others_may_take(self, exc: RelayRefused) -> bool:
+        """One instance said no before the connection was made (it wants a key we lack, its
+        certificate is not trusted...): another may say yes. The listener gives up once
+        every one of its relays has said no in a row, as it does at once with one relay."""
+        if self._opened or len(self._relays) < 2:
+            return False  # taken over, or the only relay there is
+        self._refused_by.add(self.relay_url)
+        if len(self._refused_by) == len(self._relays):
+            return False
+        log.warning("hooktap: %s; trying the next relay", exc)
+        return True
 
     def _next_relay(self) -> None:
         """The relay in use could not be reached or refused: the next one gets the next try,
@@ -232,8 +245,10 @@ class Listener:
                 try:
                     await self._session()
                     attempt = 0
-                except RelayRefused:
-                    raise
+                except RelayRefused as exc:
+                    if not self._others_may_take(exc):
+                        raise
+                    detail, refused = str(exc), True
                 except (OSError, TimeoutError) as exc:  # transport.Disconnected included
                     detail = _why(exc)
                     refused = not self._opened
@@ -385,6 +400,7 @@ class Listener:
 
     def _connected(self, webhook_url: str, queued: int) -> None:
         self.state = "connected"
+        self._refused_by.clear()
         if self.creds is not None:  # a re-claim may have changed it since the last connection
             self.pipeline.channel = self.creds.channel
         creds = self.creds
