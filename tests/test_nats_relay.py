@@ -8,6 +8,8 @@ other through NATS request-reply, and deliveries kept while nobody listens wait 
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import dataclasses
 import signal
@@ -22,6 +24,7 @@ import nats
 import pytest
 
 from hooktap.listen import channel as channels
+from hooktap.listen.channel import RelayRefused
 from hooktap.protocol import Delivery
 from hooktap.relay.app import RelayConfig, make_app
 from hooktap.relay.keys import RELAY
@@ -143,6 +146,59 @@ async def test_two_channels_on_different_instances_never_see_each_other(
         assert sorted(s.body for s in handler_2.seen) == sorted(
             f"two-{i}".encode() for i in range(5) for _ in range(2)
         )
+
+
+async def test_a_second_listener_on_another_instance_is_refused_while_the_first_is_alive(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    async with relays(tmp_path, nats_server.url) as (a, b), running_handler() as handler:
+        await channel_for(a, b)
+        async with running_listener(a, handler.url, tmp_path / "a.db"):
+            with pytest.raises(RelayRefused) as refused:
+                async with running_listener(b, handler.url, tmp_path / "b.db"):
+                    pass
+        assert "another listener holds this channel" in str(refused.value)
+        assert "--takeover" in str(refused.value)
+
+
+async def test_a_takeover_on_another_instance_sends_no_delivery_twice(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """As tests/test_guarantees.py's takeover on one relay, with the first listener on A and
+    the one taking over on B: the deliveries in the first one's hands are kept, handed to the
+    second from the stream, and recorded by it without being forwarded again."""
+    async with (
+        relays(tmp_path, nats_server.url) as (a, b),
+        running_handler() as handler,
+        aiohttp.ClientSession() as http,
+    ):
+        creds = await channel_for(a, b)
+        handler.delay = 1.0
+        bodies = [f'{{"n": {i}}}'.encode() for i in range(30)]
+        async with running_listener(a, handler.url, tmp_path / "a.db"):
+
+            async def post(body: bytes) -> int:
+                async with http.post(f"{a}/c/{creds.channel}", data=body) as resp:
+                    return resp.status
+
+            senders = [asyncio.create_task(post(body)) for body in bodies]
+            await handler.wait_for(30)
+            async with running_listener(b, handler.url, tmp_path / "b.db", takeover=True) as second:
+                statuses = collections.Counter(await asyncio.gather(*senders))
+                assert set(statuses) <= {200, 202} and statuses[202] > 0, statuses
+
+                def interrupted() -> int:
+                    rows = second.store.query(None, limit=100)
+                    return sum(row.state == "interrupted" for row in rows)
+
+                # Each kept one reaches B from the stream, marked: recorded, not forwarded.
+                await until(lambda: interrupted() == statuses[202])
+                handler.delay = 0
+                async with http.post(f"{a}/c/{creds.channel}", data=b"after") as resp:
+                    assert resp.status == 200  # B holds the channel now, for A's senders too
+        counts = collections.Counter(s.body for s in handler.seen)
+        assert set(counts) == {*bodies, b"after"}
+        assert max(counts.values()) == 1
 
 
 async def test_a_channel_keeps_its_count_bound_across_instances(

@@ -14,6 +14,9 @@
   when refused, and nak'd at once when its link drops. The history a kept delivery was last
   handed to lives in a second bucket until the delivery is acked.
 - After a keep, the channel's holder is poked on `hooktap.poke.<channel>` to hand over again.
+- A listener attaching where its channel is not held yet first asks the live subject (a
+  probe): the instance holding a live listener answers "busy" (ChannelBusy), or, on a
+  takeover or the same listener reconnecting, lets its link go before it answers.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 
 import nats
 from nats.aio.client import Client
@@ -42,11 +46,12 @@ from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from hooktap.protocol import Delivery, ProtocolError, Result, decode, encode
-from hooktap.relay.broker import KeepFailed, NoAnswer, NotHeld, Offered
+from hooktap.relay.broker import ChannelBusy, KeepFailed, NoAnswer, NotHeld, Offered
 from hooktap.relay.broker.local import LocalBroker
 from hooktap.relay.broker.nats_channels import NatsChannels, valid_channel
 from hooktap.relay.db import ChannelState, Claim
 from hooktap.relay.hub import REOFFER_FIRST, Hub, Link
+from hooktap.relay.service import busy_reason
 
 log = logging.getLogger("hooktap.relay")
 
@@ -58,7 +63,9 @@ FETCH_WAIT = 0.25  # how long a hand-over waits for more before it ends
 ACK_WAIT = 30.0  # a delivery handed over by an instance that died returns after this
 REFRESH = 0.5  # seconds between reads of the stream's per-channel depths
 CONNECT_WAIT = 5.0
+PROBE_WAIT = 2.0  # how long a listener attaching waits for another instance to say "busy"
 OUTCOME, HANDED, WAIT, GRACE = "Hooktap-Outcome", "Hooktap-Handed-To", "Hooktap-Wait", "Grace"
+PROBE, TAKEOVER, REASON = "Hooktap-Probe", "Hooktap-Takeover", "Hooktap-Reason"
 
 
 async def _nats_error(exc: Exception) -> None:
@@ -210,6 +217,8 @@ class JetStreamBroker:
     async def _serve_live(self, msg: Msg) -> None:
         """A delivery posted to another instance, for a listener linked here."""
         channel = msg.subject[len(LIVE) :]
+        if PROBE in (msg.headers or {}):
+            return await self._serve_probe(channel, msg)
         link = self.hub.live(channel)
         headers: dict[str, str] = {OUTCOME: "notheld"}
         body = b""
@@ -228,6 +237,36 @@ class JetStreamBroker:
             log.warning("a live delivery for %s could not be read: %s", channel, exc)
         with contextlib.suppress(NatsError):
             await self._respond(msg, body, headers)
+
+    async def _serve_probe(self, channel: str, msg: Msg) -> None:
+        """A listener attaching on another instance asks whether the channel is held here;
+        judged as the service judges two links on one instance (RelayService.attach)."""
+        head = msg.headers or {}
+        holder = self.hub.holder(channel)
+        headers = {OUTCOME: "released"}
+        if holder is not None:
+            instance, takeover = head.get(PROBE, ""), head.get(TAKEOVER) == "1"
+            same = instance not in ("", "-") and instance == holder.instance
+            if not takeover and not same and holder.alive(time.monotonic()):
+                headers = {OUTCOME: "busy", REASON: busy_reason(holder)}
+            else:
+                reason = ProtocolError("another listener took this channel over", "replaced")
+                await holder.refuse(reason)  # its senders' deliveries are kept (202)
+                await self._unsubscribe(channel)  # before the answer: one responder at a time
+        with contextlib.suppress(NatsError):
+            await self._respond(msg, b"", headers)
+
+    async def _probe(self, link: Link, takeover: bool) -> None:
+        """ChannelBusy if a live listener holds the channel on another instance; with
+        `takeover` (or the same listener reconnecting), that instance lets it go."""
+        assert self.nc is not None
+        head = {PROBE: link.instance or "-", TAKEOVER: "1" if takeover else "0"}
+        try:
+            reply = await self.nc.request(LIVE + link.channel, b"", PROBE_WAIT, headers=head)
+        except (NoRespondersError, NatsTimeout):
+            return  # nobody holds it, or its instance cannot say: the newcomer takes it
+        if (reply.headers or {}).get(OUTCOME) == "busy":
+            raise ChannelBusy((reply.headers or {}).get(REASON, "another listener holds it"))
 
     async def _respond(self, msg: Msg, body: bytes, headers: dict[str, str]) -> None:
         assert self.nc is not None and msg.reply
@@ -304,6 +343,7 @@ class JetStreamBroker:
         channel = link.channel
         if channel in self._subs:  # a link replacing another here: one responder per instance
             return
+        await self._probe(link, takeover)
 
         async def on_live(msg: Msg) -> None:
             self._spawn(self._serve_live(msg))  # concurrently: a slow handler blocks no other
@@ -319,11 +359,15 @@ class JetStreamBroker:
         ]
         await self.nc.flush()  # the interest is known to the server before a sender asks
 
-    async def detach(self, link: Link) -> None:
-        held = self.hub.holder(link.channel) is not None
-        for sub in [] if held else self._subs.pop(link.channel, []):
+    async def _unsubscribe(self, channel: str) -> None:
+        for sub in self._subs.pop(channel, []):
             with contextlib.suppress(NatsError):
                 await sub.unsubscribe()
+
+    async def detach(self, link: Link) -> None:
+        held = self.hub.holder(link.channel) is not None
+        if not held:
+            await self._unsubscribe(link.channel)
         for delivery_id, (holder, msg) in list(self._pending.items()):
             if holder is link:  # never confirmed: the next listener gets it at once
                 del self._pending[delivery_id]
