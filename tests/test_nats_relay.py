@@ -264,6 +264,36 @@ async def test_hooktap_relay_processes_share_nats(
     assert a_proc.wait() == 0
 
 
+async def test_sigkill_of_the_instance_holding_the_listener_loses_nothing(
+    tmp_path: Path, nats_server: NatsServer, procs: Procs
+) -> None:
+    """The listener is moved by hand here (one --relay URL each time): what this shows is the
+    relay's side, that what B answered 202 for while A was dead waits in JetStream and reaches
+    the listener on B, and that nothing A passed through comes again."""
+    a_proc, a = procs.relay(
+        tmp_path / "ha", "--data-dir", str(tmp_path / "a"), "--nats", nats_server.url
+    )
+    _, b = procs.relay(
+        tmp_path / "hb", "--data-dir", str(tmp_path / "b"), "--nats", nats_server.url
+    )
+    async with running_handler() as handler, aiohttp.ClientSession() as http:
+        creds = await channel_for(a, b)
+
+        async def post(i: int) -> int:
+            async with http.post(f"{b}/c/{creds.channel}", data=f"n={i}".encode()) as resp:
+                return resp.status
+
+        async with running_listener(a, handler.url, tmp_path / "history.db"):
+            assert [await post(i) for i in range(10)] == [200] * 10  # B -> NATS -> A
+            a_proc.popen.kill()
+            a_proc.popen.wait(10)
+            # A's subscriptions went with its connection: B keeps what it is sent.
+            assert [await post(i) for i in range(10, 20)] == [202] * 10
+        async with running_listener(b, handler.url, tmp_path / "history.db"):
+            await handler.wait_for(20)
+    assert [s.body for s in handler.seen] == [f"n={i}".encode() for i in range(20)]
+
+
 def test_relay_refuses_a_nats_option_that_is_not_a_url() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "hooktap", "relay", "--port", "0", "--nats", "localhost:4222"],
