@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
+from hooktap.listen import state
 from support.procs import Proc, Procs, free_port
 from support.servers import running_handler
 
@@ -70,12 +71,16 @@ async def test_sigkill_of_the_relay_in_use_moves_the_listener_to_the_next_with_i
         assert await _post(f"{url_b}/c/{channel}", bodies) == [200] * 20
         counts = collections.Counter(seen.body for seen in handler.seen)
         assert counts == collections.Counter([b"before", *bodies])  # each once, none lost
+        # `hooktap trigger` finds the listener where it is now, named by either URL.
+        assert state.webhook_url_for([url_a, url_b]) == f"{url_b}/c/{channel}"
+        proc.stop()
 
     # One channel for the group, kept under each URL: either one alone finds it next time.
     kept = json.loads((hooktap_home / "channels.json").read_text())
     assert kept[url_a]["channel"] == kept[url_b]["channel"] == channel
     assert kept[url_a]["token"] == kept[url_b]["token"]
     assert kept[url_b]["url"] == f"{url_b}/c/{channel}"
+    assert state.webhook_url_for([url_b]) == f"{url_b}/c/{channel}"  # with no listener
 
 
 async def test_a_dead_url_is_skipped_at_start_for_a_new_and_a_kept_channel(

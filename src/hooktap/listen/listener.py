@@ -122,6 +122,7 @@ class Listener:
         self._at = 0  # the relay in self._relays this listener uses now
         self._opened = False  # the current session got past its handshake
         self._refused_by: set[str] = set()  # relays that said no since the last connection
+        self._state_url: str | None = None  # the webhook URL listener.json names
 
     @functools.cached_property
     def instance(self) -> str:
@@ -222,6 +223,7 @@ class Listener:
         creds = self.creds or await self.prepare()
         # Tell `hooktap trigger` where this listener's webhook URL is while it runs.
         state.write(creds.webhook_url, str(self.config.target), self.relay_url)
+        self._state_url = creds.webhook_url
         self.store.background_checkpoints(True)
         # HOOKTAP_HOME deleted or unusable under us: put it back, or stop (see home_guard.py).
         guard = HomeGuard(
@@ -404,11 +406,12 @@ class Listener:
         if self.creds is not None:  # a re-claim may have changed it since the last connection
             self.pipeline.channel = self.creds.channel
         creds = self.creds
-        if len(self._relays) > 1 and creds is not None and creds.webhook_url != webhook_url:
+        if len(self._relays) > 1 and creds is not None and self._state_url != webhook_url:
             # Another instance, not behind one public URL: `hooktap trigger` must use its URL.
             self.creds = replace(creds, webhook_url=webhook_url)
             with contextlib.suppress(OSError):  # HOOKTAP_HOME lost: the home guard rewrites it
                 state.write(webhook_url, str(self.config.target), self.relay_url)
+            self._state_url = webhook_url
         if not self._announced:
             self._announced = True
             public = self._public

@@ -68,32 +68,36 @@ def current_webhook_url() -> str | None:
     return url if isinstance(url, str) else None
 
 
-def webhook_url_for(relay: str | None) -> str:
+def webhook_url_for(relay: str | list[str] | None) -> str:
     """The webhook URL `hooktap trigger` sends to by default: the running listener's (on
-    `relay`, when one is named), else the channel kept in channels.json for `relay`.
+    `relay`, when one is named), else the channel kept in channels.json for `relay`. A list
+    is several instances of one relay (`--relay URL,URL...`): a listener on any of them, or
+    the channel kept for the first that has one.
 
     LookupError says what was looked for when there is none; ChannelsFileError (from
     channel.py) when channels.json cannot be read."""
     from hooktap.listen import channel  # imported here: a listener state needs no aiohttp
 
+    relays = [relay] if isinstance(relay, str) else relay
     info = current()
     running_on = info.get("relay") if info else None
     url = info.get("webhook_url") if info else None
-    if isinstance(url, str) and (relay is None or running_on == relay):
+    if isinstance(url, str) and (relays is None or running_on in relays):
         return url
+    named = None if relays is None else ",".join(relays)
     if not isinstance(url, str):
         looked = f"no running listener found ({_path()} names none that is alive)"
     else:
-        looked = f"the running listener uses the relay {running_on}, not {relay}"
-    if relay is None:
+        looked = f"the running listener uses the relay {running_on}, not {named}"
+    if relays is None:
         raise LookupError(
             f"{looked}; start `hooktap listen` (its embedded relay runs only while it runs), "
             "pass --url, or name a standalone relay with --relay or HOOKTAP_RELAY"
         )
-    creds = channel.stored(relay)
+    creds = channel.stored_any(relays)
     if creds is not None:
         return creds.webhook_url
     raise LookupError(
-        f"{looked}, and {channel.file_path()} has no channel for the relay {relay}; run "
-        f"`hooktap listen --relay {relay}` once to get one, or pass --url"
+        f"{looked}, and {channel.file_path()} has no channel for the relay {named}; run "
+        f"`hooktap listen --relay {named}` once to get one, or pass --url"
     )
