@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import secrets
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -159,3 +161,58 @@ async def test_an_instance_that_refuses_is_passed_over_until_one_takes_the_liste
         assert moved["detail"] == f"{url_a}/c/{channel}"
         assert await _post(f"{url_a}/c/{channel}", [b"back"]) == [200]
         assert [seen.body for seen in handler.seen] == [b"back"]
+
+
+@contextlib.asynccontextmanager
+async def _balancer(backends: list[str]) -> AsyncIterator[str]:
+    """A TCP load balancer in front of relay instances: each connection goes to the first
+    backend that accepts it, as a health-checking balancer would send it to a live one."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for backend in backends:
+            host, port = backend.removeprefix("http://").split(":")
+            with contextlib.suppress(OSError):
+                up_reader, up_writer = await asyncio.open_connection(host, int(port))
+                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+                return
+        writer.close()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+
+
+async def test_one_url_behind_a_load_balancer_keeps_the_channel_when_an_instance_dies(
+    procs: Procs, tmp_path: Path, hooktap_home: Path
+) -> None:
+    ports = [free_port(), free_port()]
+    backends = [f"http://127.0.0.1:{port}" for port in ports]
+    async with _balancer(backends) as public, running_handler() as handler:
+        relays = []
+        for name, port in zip("ab", ports, strict=True):
+            relay = procs.start(
+                ["relay", "--port", str(port), "--public-url", public], tmp_path / name
+            )
+            relay.wait_stderr("listening on")
+            relays.append(relay)
+        proc = _listen(procs, hooktap_home, public, handler.url)
+        ready = await asyncio.to_thread(proc.wait_json, "ready")
+        assert ready["relay"] == public and str(ready["webhook_url"]).startswith(public)
+        await asyncio.to_thread(_connected_to, proc, public, 5)
+        assert await _post(str(ready["webhook_url"]), [b"on a"]) == [200]
+
+        relays[0].popen.kill()
+        moved = await asyncio.to_thread(_connected_to, proc, public, 15)
+        assert moved["detail"] == ready["webhook_url"]  # the same URL, served by b now
+        assert await _post(str(ready["webhook_url"]), [b"on b"]) == [200]
+        assert [seen.body for seen in handler.seen] == [b"on a", b"on b"]
+        proc.stop()  # its connection through the balancer ends before the balancer does
