@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -216,3 +217,18 @@ async def test_one_url_behind_a_load_balancer_keeps_the_channel_when_an_instance
         assert await _post(str(ready["webhook_url"]), [b"on b"]) == [200]
         assert [seen.body for seen in handler.seen] == [b"on a", b"on b"]
         proc.stop()  # its connection through the balancer ends before the balancer does
+
+
+async def test_a_lost_home_gets_the_channel_back_under_every_url(
+    procs: Procs, tmp_path: Path, hooktap_home: Path
+) -> None:
+    _, url_a = procs.relay(tmp_path / "relay-a")
+    _, url_b = procs.relay(tmp_path / "relay-b")
+    proc = _listen(procs, hooktap_home, f"{url_a},{url_b}", "localhost:9")
+    channel = _channel((await asyncio.to_thread(proc.wait_json, "ready"))["webhook_url"])
+    while hooktap_home.exists():  # again if a checkpoint made a file meanwhile, as rm -rf
+        shutil.rmtree(hooktap_home, ignore_errors=True)
+    lost = await asyncio.to_thread(proc.wait_json, "home_lost", 10)
+    assert lost["recovered"], lost
+    kept = json.loads((hooktap_home / "channels.json").read_text())
+    assert {url: kept[url]["channel"] for url in (url_a, url_b)} == {url_a: channel, url_b: channel}

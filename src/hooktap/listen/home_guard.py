@@ -24,7 +24,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +79,7 @@ class HomeGuard:
         on_failure: Callable[[], Awaitable[None]],
         restore_state: Callable[[], None] = lambda: None,
         interval: float = CHECK_INTERVAL,
+        relays: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.call = call
@@ -87,6 +88,7 @@ class HomeGuard:
         self.announce = announce
         self.on_failure = on_failure
         self.restore_state = restore_state
+        self.relays = relays  # several --relay URLs share the channel: it is kept under each
         self.interval = interval
         self.failure: HomeUnusable | None = None
         self._relay_file: tuple[InProcessRelay, FileId | None] | None = None
@@ -196,14 +198,12 @@ class HomeGuard:
             await self.call(self.store.move_to)
         if loss.relay:
             self._move_relay(self.home / "relay" / "relay.db")
-        creds = self.credentials()
-        if creds is not None:
-            channels.remember(creds, self.home)
+        kept = self._keep_channel(self.home)
         self.restore_state()
         # A home given up earlier, then made usable again: history takes writes again.
         deliveries, bodies = await self.call(self._accept_writes)
         restored = [_history(deliveries)] if loss.history else []
-        restored += ["your channel (the same webhook URL)"] if creds is not None else []
+        restored += ["your channel (the same webhook URL)"] if kept else []
         restored += ["the embedded relay's queue"] if loss.relay else []
         message = f"{loss.what}; recreated it" + (f" with {_and(restored)}" if restored else "")
         if bodies:
@@ -284,9 +284,17 @@ class HomeGuard:
             await self.call(self.store.move_to, saved / "history.db")
         if loss.relay:
             self._move_relay(saved / "relay" / "relay.db")
+        self._keep_channel(saved)
+
+    def _keep_channel(self, home: Path) -> bool:
+        """Write the channel back into `home`'s channels.json; False when there is none."""
         creds = self.credentials()
-        if creds is not None:
-            channels.remember(creds, saved)
+        if creds is None:
+            return False
+        channels.remember(creds, home)
+        if len(self.relays) > 1:
+            channels.share(creds, self.relays, home)
+        return True
 
 
 def _set_aside(path: Path) -> str:

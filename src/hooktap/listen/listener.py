@@ -236,6 +236,7 @@ class Listener:
             restore_state=lambda: state.write(
                 (self.creds or creds).webhook_url, str(self.config.target), self.relay_url
             ),
+            relays=self._relays,
         )
         guard.start()
         attempt = 0
