@@ -113,7 +113,10 @@ async def test_deliveries_kept_while_nobody_listens_arrive_in_order(
                 url = f"{urls[i % 2]}/c/{creds.channel}"
                 async with http.post(url, data=f"n={i}".encode()) as resp:
                     assert resp.status == 202, await resp.text()
-        async with running_listener(urls[connect_to], handler.url, tmp_path / "history.db"):
+        # One delivery at a time, so the handler sees the order the relay hands them over in.
+        async with running_listener(
+            urls[connect_to], handler.url, tmp_path / "history.db", concurrency=1
+        ):
             seen = await handler.wait_for(100, timeout=20)
         assert [s.body for s in seen] == [f"n={i}".encode() for i in range(100)]
 
@@ -289,7 +292,7 @@ async def test_sigkill_of_the_instance_holding_the_listener_loses_nothing(
             a_proc.popen.wait(10)
             # A's subscriptions went with its connection: B keeps what it is sent.
             assert [await post(i) for i in range(10, 20)] == [202] * 10
-        async with running_listener(b, handler.url, tmp_path / "history.db"):
+        async with running_listener(b, handler.url, tmp_path / "history.db", concurrency=1):
             await handler.wait_for(20)
     assert [s.body for s in handler.seen] == [f"n={i}".encode() for i in range(20)]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.procs import stop_process
+from support.procs import free_port, stop_process
 
 _LISTENING = re.compile(r"Listening for client connections on (\S+):(\d+)")
 
@@ -35,6 +35,21 @@ class NatsServer:
     popen: subprocess.Popen[bytes]
     url: str = ""
     log: list[str] = field(default_factory=list)
+    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
+
+    def wait_log(self, needle: str, timeout: float = 15) -> str:
+        """The next log line holding `needle` (the lines before it are kept in `log`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                raise TimeoutError(f"no {needle!r} in {timeout} s: {self.log}") from None
+            if line is None:
+                raise RuntimeError(f"nats-server exited ({self.popen.poll()}): {self.log}")
+            self.log.append(line)
+            if needle in line:
+                return line
 
     def stop(self) -> None:
         stop_process(self.popen)
@@ -42,44 +57,36 @@ class NatsServer:
             self.popen.stdout.close()
 
 
-def start_nats(store: Path, timeout: float = 15) -> NatsServer:
-    """Start a JetStream server on loopback and return once it says it is ready."""
+def start_nats(store: Path, *cluster: str, timeout: float = 15) -> NatsServer:
+    """Start a JetStream server on loopback and return once it says it is ready. `cluster`:
+    the options that make it a node of a cluster (see start_cluster)."""
     store.mkdir(parents=True, exist_ok=True)
+    args = ["-js", "-sd", str(store), "-a", "127.0.0.1", "-p", "-1", *cluster]
     popen = subprocess.Popen(
-        [nats_server_binary(), "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", "-1"],
+        [nats_server_binary(), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
     )
     server = NatsServer(popen)
-    lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
         assert popen.stdout is not None
         with contextlib.suppress(ValueError, OSError):  # closed by stop()
             for raw in popen.stdout:
-                lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
-        lines.put(None)
+                server.lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
+        server.lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + timeout
     try:
-        while True:
-            remaining = deadline - time.monotonic()
-            line = lines.get(timeout=max(remaining, 0.01))
-            if line is None:
-                raise RuntimeError(f"nats-server exited ({popen.poll()}): {server.log}")
-            server.log.append(line)
-            if found := _LISTENING.search(line):
-                server.url = f"nats://{found[1]}:{found[2]}"
-            if "Server is ready" in line and server.url:
-                return server
-    except queue.Empty:
-        server.stop()
-        raise TimeoutError(f"nats-server not ready in {timeout} s: {server.log}") from None
+        found = _LISTENING.search(server.wait_log("Listening for client connections", timeout))
+        assert found is not None
+        server.url = f"nats://{found[1]}:{found[2]}"
+        server.wait_log("Server is ready", timeout)
     except BaseException:
         server.stop()
         raise
+    return server
 
 
 @contextlib.contextmanager
@@ -89,3 +96,22 @@ def running_nats(store: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+def start_cluster(root: Path, size: int = 3) -> list[NatsServer]:
+    """`size` JetStream nodes routed to each other on loopback (route ports picked free);
+    returned once every node has heard of the cluster's JetStream metadata leader."""
+    routes = [f"nats://127.0.0.1:{free_port()}" for _ in range(size)]
+    nodes: list[NatsServer] = []
+    try:
+        for i, own in enumerate(routes):
+            options = ["-n", f"n{i}", "--cluster_name", "hooktap", "--cluster", own]
+            nodes.append(start_nats(root / f"n{i}", *options, "--routes", ",".join(routes)))
+        for node in nodes:  # JetStream serves once the cluster has a metadata leader
+            while "no metadata leader" in node.wait_log("metadata leader"):
+                pass
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes

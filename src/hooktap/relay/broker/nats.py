@@ -36,10 +36,6 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import (
     ConsumerConfig,
-    DiscardPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
 )
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -49,15 +45,15 @@ from hooktap.protocol import Delivery, ProtocolError, Result, decode, encode
 from hooktap.relay.broker import ChannelBusy, KeepFailed, NoAnswer, NotHeld, Offered
 from hooktap.relay.broker.local import LocalBroker
 from hooktap.relay.broker.nats_channels import NatsChannels, valid_channel
+from hooktap.relay.broker.nats_stream import QUEUE, STREAM, make_stream
 from hooktap.relay.db import ChannelState, Claim
 from hooktap.relay.hub import REOFFER_FIRST, Hub, Link
 from hooktap.relay.service import busy_reason
 
 log = logging.getLogger("hooktap.relay")
 
-STREAM = "HOOKTAP_QUEUE"
 HANDED_BUCKET = "hooktap_handed"
-QUEUE, LIVE, POKE = "hooktap.q.", "hooktap.live.", "hooktap.poke."
+LIVE, POKE = "hooktap.live.", "hooktap.poke."
 BATCH = 64
 FETCH_WAIT = 0.25  # how long a hand-over waits for more before it ends
 ACK_WAIT = 30.0  # a delivery handed over by an instance that died returns after this
@@ -84,9 +80,8 @@ class JetStreamBroker:
         max_store_bytes: int,
         max_body: int,
         max_handler_timeout: float,
-        replicas: int = 1,
     ) -> None:
-        self.servers, self.hub, self.replicas = servers, hub, replicas
+        self.servers, self.hub, self.replicas = servers, hub, 1
         self.max_queue, self.max_store_bytes, self.max_body = max_queue, max_store_bytes, max_body
         self.max_handler_timeout = max_handler_timeout
         self.nc: Client | None = None
@@ -133,23 +128,9 @@ class JetStreamBroker:
         """The stream, the buckets, and the first read of the depths."""
         assert self.nc is not None
         self.js = self.nc.jetstream()
-        config = StreamConfig(
-            name=STREAM,
-            subjects=[QUEUE + "*"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            max_msgs_per_subject=self.max_queue,
-            max_bytes=self.max_store_bytes,
-            discard=DiscardPolicy.NEW,
-            discard_new_per_subject=True,
-            max_msg_size=self.max_body + 1024 * 1024,
-            duplicate_window=120.0,
-            num_replicas=self.replicas,
+        self.replicas = await make_stream(
+            self.js, self.max_queue, self.max_store_bytes, self.max_body
         )
-        try:
-            await self.js.add_stream(config)
-        except nats.js.errors.BadRequestError:  # made by another instance with other bounds
-            await self.js.update_stream(config)
         await self.channels.open(self.js, self.replicas)
         try:
             self.handed = await self.js.key_value(HANDED_BUCKET)
