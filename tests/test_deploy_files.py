@@ -29,6 +29,7 @@ import pytest
 import yaml
 from yarl import URL
 
+from support.nats import nats_server_binary
 from support.procs import Proc, Procs, free_port, stop_process
 from support.servers import running_handler
 
@@ -385,15 +386,7 @@ def caddy_in_front(tmp_path: Path, port: int, relay_port: int) -> Iterator[Path]
     had here), proxying to the relay on `relay_port` instead of the compose name relay:8787 —
     what the README's Caddyfile for a VPS says. Yields Caddy's log file."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DOMAIN": f"http://127.0.0.1:{port}"}
-    adapted = subprocess.run(
-        [_tool("caddy"), "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=30,
-        check=True,
-    )
-    config = json.loads(adapted.stdout)
+    config = adapt_caddyfile(CADDYFILE, env["DOMAIN"])
     (server,) = config["apps"]["http"]["servers"].values()
     server["listen"] = [f"127.0.0.1:{port}"]
     config["admin"] = {"disabled": True}
@@ -476,3 +469,167 @@ async def test_a_listener_delivers_through_the_caddyfile_to_the_unit_relay(
                         async with http.get(url) as resp:
                             assert resp.status == status, (url, caddy_log.read_text()[-2000:])
         stop_within(relay, seconds(service_value("TimeoutStopSec")))
+
+
+# --- three relays on a NATS cluster (compose-nats.yaml, Caddyfile-nats) --------------------------
+
+COMPOSE_NATS = ROOT / "deploy" / "compose-nats.yaml"
+CADDYFILE_NATS = ROOT / "deploy" / "Caddyfile-nats"
+RELAYS = ("relay-1", "relay-2", "relay-3")
+NATS_NODES = ("nats-1", "nats-2", "nats-3")
+
+
+def compose_nats(env: dict[str, str]) -> dict:
+    return yaml.safe_load(interpolate(COMPOSE_NATS.read_text(), env))
+
+
+def flags(argv: list[str]) -> dict[str, str]:
+    """nats-server's `--name=value` words (and bare `--jetstream`) as a dict."""
+    assert all(word.startswith("--") for word in argv), argv
+    pairs = (word[2:].partition("=") for word in argv)
+    return {name: value for name, _, value in pairs}
+
+
+def test_compose_nats_runs_three_relays_each_on_all_three_nats_nodes() -> None:
+    spec = compose_nats(COMPOSE_ENV)
+    services = spec["services"]
+    assert set(services) == {*RELAYS, *NATS_NODES, "caddy"}
+    volumes = set(spec["volumes"])
+    (edge,) = set(services["caddy"]["networks"])
+    (subnet,) = [pool["subnet"] for pool in spec["networks"][edge]["ipam"]["config"]]
+    seen_volumes = set()
+    for name in RELAYS:
+        relay = services[name]
+        assert "ports" not in relay, "the relays are reached through Caddy only"
+        assert [str(port) for port in relay["expose"]] == ["8787"]
+        assert (
+            ROOT / "deploy" / relay["build"]["context"] / relay["build"]["dockerfile"]
+        ).samefile(DOCKERFILE)
+        argv = [*entrypoint(), *relay["command"]]
+        nats = option_value(argv, "--nats").split(",")
+        assert nats == [f"nats://{node}:4222" for node in NATS_NODES], nats
+        assert set(NATS_NODES) <= set(relay["depends_on"])
+        assert option_value(argv, "--public-url") == f"https://{DOMAIN}", "one URL for all three"
+        assert option_value(argv, "--trusted-proxy") == subnet and edge in relay["networks"]
+        assert relay["environment"]["HOOKTAP_RELAY_KEY"] == KEY, "from deploy/.env"
+        assert seconds(relay["stop_grace_period"]) > float(option_value(argv, "--drain-timeout"))
+        (volume,) = relay["volumes"]
+        source, _, target = volume.partition(":")
+        assert target == "/data" and source in volumes and source not in seen_volumes
+        seen_volumes.add(source)
+        (network,) = set(relay["networks"]) - {edge}
+        assert network in services["nats-1"]["networks"], "the relays reach NATS"
+    assert spec["networks"][network]["internal"] is True, "NATS is not reachable from outside"
+
+
+@pytest.mark.parametrize("missing", ["DOMAIN", "HOOKTAP_RELAY_KEY"])
+def test_compose_nats_refuses_to_start_without_a_domain_or_a_key(missing: str) -> None:
+    with pytest.raises(KeyError, match=r"deploy/\.env"):
+        compose_nats({**COMPOSE_ENV, missing: ""})
+
+
+def test_compose_nats_cluster_routes_name_each_other_with_a_volume_each() -> None:
+    spec = compose_nats(COMPOSE_ENV)
+    stores = set()
+    for name in NATS_NODES:
+        node = spec["services"][name]
+        assert node["image"].split(":")[0] == "nats", "the official image"
+        assert "ports" not in node, "only the relays speak to NATS"
+        options = flags(node["command"])
+        assert options["name"] == name and "jetstream" in options
+        assert options["cluster_name"] == "hooktap"
+        port = options["cluster"].rsplit(":", 1)[1]
+        routes = options["routes"].split(",")
+        assert routes == [f"nats://{other}:{port}" for other in NATS_NODES], routes
+        (volume,) = node["volumes"]
+        source, _, target = volume.partition(":")
+        assert target == options["store_dir"] and source in spec["volumes"]
+        stores.add(source)
+    assert len(stores) == 3, "a volume each: JetStream replicates, it does not share a disk"
+
+
+def adapt_caddyfile(path: Path, domain: str) -> dict:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "DOMAIN": domain}
+    adapted = subprocess.run(
+        [_tool("caddy"), "adapt", "--config", str(path), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=True,
+    )
+    return json.loads(adapted.stdout)
+
+
+def handlers(node: object) -> Iterator[dict]:
+    """Every Caddy handler in an adapted config, subroutes included."""
+    if isinstance(node, dict):
+        if "handler" in node:
+            yield node
+        for value in node.values():
+            yield from handlers(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from handlers(value)
+
+
+def test_the_nats_caddyfile_balances_over_all_three_relays_by_readyz() -> None:
+    spec = compose_nats(COMPOSE_ENV)
+    caddy = spec["services"]["caddy"]
+    assert "./Caddyfile-nats:/etc/caddy/Caddyfile:ro" in caddy["volumes"]
+    assert {"80:80", "443:443"} <= set(caddy["ports"])
+    assert caddy["environment"]["DOMAIN"] == DOMAIN
+    assert {caddy["depends_on"][name]["condition"] for name in RELAYS} == {"service_healthy"}
+    config = adapt_caddyfile(CADDYFILE_NATS, DOMAIN)
+    found = list(handlers(config))
+    (proxy,) = [h for h in found if h["handler"] == "reverse_proxy"]
+    dials = [upstream["dial"] for upstream in proxy["upstreams"]]
+    assert dials == [f"{name}:{spec['services'][name]['expose'][0]}" for name in RELAYS], dials
+    assert proxy["health_checks"]["active"]["uri"] == "/readyz"
+    assert proxy["transport"]["compression"] is False
+    assert any(h["handler"] == "static_response" and h["status_code"] == 404 for h in found)
+
+
+def test_every_option_compose_nats_passes_is_one_hooktap_relay_has(relay_help: str) -> None:
+    known = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", relay_help))
+    for name in RELAYS:
+        used = options(compose_nats(COMPOSE_ENV)["services"][name]["command"])
+        assert used - known == set(), f"not in `hooktap relay --help`: {sorted(used - known)}"
+
+
+def test_the_compose_nats_nodes_form_a_jetstream_cluster(tmp_path: Path) -> None:
+    """The three nodes' command lines, run by the nats-server of the test extras, on loopback:
+    each name resolved to 127.0.0.1 and a port of this test's own, /data to a folder."""
+    services = compose_nats(COMPOSE_ENV)["services"]
+    route_ports = {name: free_port() for name in NATS_NODES}
+    nodes: list[tuple[subprocess.Popen[bytes], Path]] = []
+    try:
+        for name in NATS_NODES:
+            words = []
+            for word in services[name]["command"]:
+                for other, port in route_ports.items():
+                    word = word.replace(f"nats://{other}:6222", f"nats://127.0.0.1:{port}")
+                word = word.replace("nats://0.0.0.0:6222", f"nats://127.0.0.1:{route_ports[name]}")
+                words.append(word.replace("=/data", f"={tmp_path / name}"))
+            log = tmp_path / f"{name}.log"
+            with log.open("wb") as sink:
+                popen = subprocess.Popen(
+                    [nats_server_binary(), *words, "-a", "127.0.0.1", "-p", "-1"],
+                    stdout=sink,
+                    stderr=sink,
+                    stdin=subprocess.DEVNULL,
+                )
+            nodes.append((popen, log))
+        deadline = time.monotonic() + 30
+        for popen, log in nodes:
+            while not re.search(
+                r"JetStream cluster new metadata leader|Self is new JetStream "
+                r"cluster metadata leader",
+                log.read_text("utf-8", "replace"),
+            ):
+                assert popen.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+    finally:
+        for popen, _ in nodes:
+            stop_process(popen)
