@@ -381,20 +381,22 @@ def test_the_unit_refuses_to_start_without_a_key() -> None:
 
 
 @contextmanager
-def caddy_in_front(tmp_path: Path, port: int, relay_port: int) -> Iterator[Path]:
-    """deploy/Caddyfile in a real Caddy on 127.0.0.1:`port`, plain HTTP (no certificate can be
-    had here), proxying to the relay on `relay_port` instead of the compose name relay:8787 —
-    what the README's Caddyfile for a VPS says. Yields Caddy's log file."""
+def caddy_in_front(
+    tmp_path: Path, port: int, relays: dict[str, int], caddyfile: Path = CADDYFILE
+) -> Iterator[Path]:
+    """`caddyfile` in a real Caddy on 127.0.0.1:`port`, plain HTTP (no certificate can be had
+    here), proxying to the relays on loopback ports instead of their compose names (`relays`:
+    "relay:8787" -> port) — what the README's Caddyfile for a VPS says. Yields Caddy's log."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DOMAIN": f"http://127.0.0.1:{port}"}
-    config = adapt_caddyfile(CADDYFILE, env["DOMAIN"])
+    config = adapt_caddyfile(caddyfile, env["DOMAIN"])
     (server,) = config["apps"]["http"]["servers"].values()
     server["listen"] = [f"127.0.0.1:{port}"]
     config["admin"] = {"disabled": True}
     text = json.dumps(config)
-    assert text.count('"dial": "relay:8787"') == 1, text
-    (tmp_path / "caddy.json").write_text(
-        text.replace('"dial": "relay:8787"', f'"dial": "127.0.0.1:{relay_port}"')
-    )
+    for dial, relay_port in relays.items():
+        assert text.count(f'"dial": "{dial}"') == 1, text
+        text = text.replace(f'"dial": "{dial}"', f'"dial": "127.0.0.1:{relay_port}"')
+    (tmp_path / "caddy.json").write_text(text)
     log = tmp_path / "caddy.log"
     with log.open("wb") as sink:
         caddy = subprocess.Popen(
@@ -431,7 +433,7 @@ async def test_a_listener_delivers_through_the_caddyfile_to_the_unit_relay(
     assert home == "HOOKTAP_HOME=/var/lib/hooktap"
     relay = procs.start(argv[1:], state, env={"HOOKTAP_RELAY_KEY": KEY})
     await wait_healthy(relay, f"http://127.0.0.1:{relay_port}")
-    with caddy_in_front(tmp_path, caddy_port, relay_port) as caddy_log:
+    with caddy_in_front(tmp_path, caddy_port, {"relay:8787": relay_port}) as caddy_log:
         await wait_healthy(relay, public)  # now through Caddy
         async with running_handler() as handler:
             listener = procs.start(
@@ -597,11 +599,14 @@ def test_every_option_compose_nats_passes_is_one_hooktap_relay_has(relay_help: s
         assert used - known == set(), f"not in `hooktap relay --help`: {sorted(used - known)}"
 
 
-def test_the_compose_nats_nodes_form_a_jetstream_cluster(tmp_path: Path) -> None:
-    """The three nodes' command lines, run by the nats-server of the test extras, on loopback:
-    each name resolved to 127.0.0.1 and a port of this test's own, /data to a folder."""
+@contextmanager
+def compose_nats_cluster(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The three NATS nodes' command lines, run by the nats-server of the test extras, on
+    loopback: each name resolved to 127.0.0.1 and ports of this test's own, /data to a folder.
+    Yields each node's client URL by name once every node has a JetStream metadata leader."""
     services = compose_nats(COMPOSE_ENV)["services"]
     route_ports = {name: free_port() for name in NATS_NODES}
+    client_ports = {name: free_port() for name in NATS_NODES}
     nodes: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
         for name in NATS_NODES:
@@ -612,24 +617,83 @@ def test_the_compose_nats_nodes_form_a_jetstream_cluster(tmp_path: Path) -> None
                 word = word.replace("nats://0.0.0.0:6222", f"nats://127.0.0.1:{route_ports[name]}")
                 words.append(word.replace("=/data", f"={tmp_path / name}"))
             log = tmp_path / f"{name}.log"
+            loopback = ["-a", "127.0.0.1", "-p", str(client_ports[name])]
             with log.open("wb") as sink:
                 popen = subprocess.Popen(
-                    [nats_server_binary(), *words, "-a", "127.0.0.1", "-p", "-1"],
+                    [nats_server_binary(), *words, *loopback],
                     stdout=sink,
                     stderr=sink,
                     stdin=subprocess.DEVNULL,
                 )
             nodes.append((popen, log))
         deadline = time.monotonic() + 30
+        leader = re.compile(r"JetStream cluster new metadata leader|Self is new JetStream cluster")
         for popen, log in nodes:
-            while not re.search(
-                r"JetStream cluster new metadata leader|Self is new JetStream "
-                r"cluster metadata leader",
-                log.read_text("utf-8", "replace"),
-            ):
+            while not leader.search(log.read_text("utf-8", "replace")):
                 assert popen.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.05)
+        yield {name: f"nats://127.0.0.1:{port}" for name, port in client_ports.items()}
     finally:
         for popen, _ in nodes:
             stop_process(popen)
+
+
+def test_the_compose_nats_nodes_form_a_jetstream_cluster(tmp_path: Path) -> None:
+    with compose_nats_cluster(tmp_path) as urls:
+        assert set(urls) == set(NATS_NODES)
+
+
+async def test_webhooks_reach_a_listener_through_the_whole_compose_nats_deployment(
+    procs: Procs, tmp_path: Path
+) -> None:
+    """The three relays' command lines on the three nodes', behind Caddyfile-nats in a real
+    Caddy: a listener connected through Caddy gets every webhook posted through Caddy, on new
+    connections that Caddy spreads over the relays, so some cross NATS to the listener's."""
+    spec = compose_nats(COMPOSE_ENV)
+    caddy_port = free_port()
+    public = f"http://127.0.0.1:{caddy_port}"
+    ports = {name: free_port() for name in RELAYS}
+    with compose_nats_cluster(tmp_path) as urls:
+        relays: dict[str, Proc] = {}
+        for name in RELAYS:
+            argv = [*entrypoint(), *spec["services"][name]["command"]]
+            nats = option_value(argv, "--nats")
+            for node, url in urls.items():
+                nats = nats.replace(f"nats://{node}:4222", url)
+            argv = with_value(argv, "--nats", nats)
+            argv = with_value(argv, "--public-url", public)
+            argv = with_value(with_value(argv, "--host", "127.0.0.1"), "--port", str(ports[name]))
+            argv = with_value(argv, "--data-dir", str(tmp_path / name))
+            env = spec["services"][name]["environment"]
+            relays[name] = procs.start(argv[1:], tmp_path / name, env=env)
+        for name in RELAYS:
+            await wait_healthy(relays[name], f"http://127.0.0.1:{ports[name]}")
+        dials = {f"{name}:8787": port for name, port in ports.items()}
+        with caddy_in_front(tmp_path, caddy_port, dials, CADDYFILE_NATS) as caddy_log:
+            await wait_healthy(relays["relay-1"], public)
+            async with running_handler() as handler:
+                listener = procs.start(
+                    ["listen", "--forward", handler.url, "--json"],
+                    tmp_path / "listener-home",
+                    env={"HOOKTAP_RELAY": public, "HOOKTAP_RELAY_KEY": KEY},
+                )
+                webhook_url = str(listener.wait_json("ready", timeout=30)["webhook_url"])
+                assert webhook_url.startswith(f"{public}/c/"), webhook_url
+                async with aiohttp.ClientSession() as http:
+                    for i in range(12):
+                        async with http.post(
+                            webhook_url, data=b"%d" % i, headers={"Connection": "close"}
+                        ) as resp:
+                            body = await resp.read()
+                            assert resp.status == 200, (body, caddy_log.read_text()[-2000:])
+                seen = await handler.wait_for(12)
+                assert sorted(s.body for s in seen) == sorted(b"%d" % i for i in range(12))
+        # Each relay logs a JSON line per request: more than one took webhooks, so some went
+        # over NATS to the relay holding the listener (all 12 on one: (1/3)^11).
+        took = {
+            name
+            for name, relay in relays.items()
+            if any('"POST"' in line and "/c/" in line for line in relay.rest()[1])
+        }
+        assert len(took) >= 2, {name: relay.rest()[1][-5:] for name, relay in relays.items()}
