@@ -101,6 +101,10 @@ async def test_a_dead_url_is_skipped_at_start_for_a_new_and_a_kept_channel(
         assert ready["relay"] == live and _channel(ready["webhook_url"]) == channel
         assert await _post(f"{live}/c/{channel}", [b"kept"]) == [200]
         proc.stop()
+        said = "\n".join(proc.rest()[1])
+        assert f"disconnected from {dead}: relay not reachable" in said, said
+        assert f"trying the next relay: {live}\n" in said, said
+        assert f"connected to the relay at {live} ({live}/c/{channel})" in said, said
         # No channel kept at all: the dead instance cannot make one, the live one does.
         (hooktap_home / "channels.json").unlink()
         fresh = _listen(procs, hooktap_home, f"{dead},{live}", handler.url)

@@ -142,6 +142,7 @@ class LogLines:
         self.err = err or sys.stderr
         self.deliveries = deliveries
         self.colour = self.err.isatty()
+        self._dropped_by = ""  # the relay of the last "disconnected", to tell a move to another
 
     def _say(self, text: str) -> None:
         click.echo(text, file=self.err, color=self.colour)
@@ -176,6 +177,9 @@ class LogLines:
                 retry = f"; retrying in {event.retry_in:.1f} s" if event.retry_in else ""
                 where = f" from {event.relay}" if event.relay else ""
                 self._say(click.style(f"disconnected{where}: {event.detail}{retry}", fg="yellow"))
+                self._dropped_by = event.relay
+            elif event.state == "reconnecting" and event.relay != self._dropped_by:
+                self._say(f"trying the next relay: {event.relay}")  # one of several --relay URLs
             elif event.state == "connected":
                 where = f" at {event.relay}" if event.relay else ""
                 self._say(
