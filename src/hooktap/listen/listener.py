@@ -263,7 +263,9 @@ class Listener:
                 if self._stopping.is_set():
                     break
                 failed = self.relay_url
-                if refused:  # dropped after connecting: the same instance gets the first try
+                # Refused or unreachable: the next instance. A connection that dropped after it
+                # was made tries the same instance first (its network may just have blinked).
+                if refused:
                     self._next_relay()
                 if self.embedded is not None and not self.embedded.owned:
                     # The listener whose relay we joined may have exited: take the port over.
