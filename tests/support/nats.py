@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.procs import free_port, stop_process
+from support.procs import stop_process
 
 _LISTENING = re.compile(r"Listening for client connections on (\S+):(\d+)")
 
@@ -97,21 +97,3 @@ def running_nats(store: Path) -> Iterator[NatsServer]:
     finally:
         server.stop()
 
-
-def start_cluster(root: Path, size: int = 3) -> list[NatsServer]:
-    """`size` JetStream nodes routed to each other on loopback (route ports picked free);
-    returned once every node has heard of the cluster's JetStream metadata leader."""
-    routes = [f"nats://127.0.0.1:{free_port()}" for _ in range(size)]
-    nodes: list[NatsServer] = []
-    try:
-        for i, own in enumerate(routes):
-            options = ["-n", f"n{i}", "--cluster_name", "hooktap", "--cluster", own]
-            nodes.append(start_nats(root / f"n{i}", *options, "--routes", ",".join(routes)))
-        for node in nodes:  # JetStream serves once the cluster has a metadata leader
-            while "no metadata leader" in node.wait_log("metadata leader"):
-                pass
-    except BaseException:
-        for node in nodes:
-            node.stop()
-        raise
-    return nodes

@@ -381,8 +381,11 @@ class JetStreamBroker:
     async def _hand_over(self, link: Link) -> None:
         try:
             await self._hand_over_from_stream(link)
-        except NatsError as exc:  # NATS away: the next attach, poke or keep tries again
+        except (NatsError, TimeoutError) as exc:
+            # NATS away, or the consumer's group between leaders: again after a backoff.
             log.warning("hand-over to %s stopped: %s", link.channel, exc)
+            self._pulls.pop(link.channel, None)
+            self._reoffer_later(link)
 
     async def _hand_over_from_stream(self, link: Link) -> None:
         channel, who = link.channel, link.history_mark
@@ -391,6 +394,9 @@ class JetStreamBroker:
             try:
                 msgs = await pull.fetch(BATCH, timeout=FETCH_WAIT)
             except NatsTimeout:
+                # Nothing came: the queue is empty, or its consumer could not answer.
+                if (await pull.consumer_info()).num_pending:
+                    raise
                 return
             for i, msg in enumerate(msgs):
                 if link.closed or link.paused:
