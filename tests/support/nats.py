@@ -96,4 +96,3 @@ def running_nats(store: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
-
