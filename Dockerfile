@@ -8,7 +8,8 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# With the nats extra, so one image serves a single relay and the instances on NATS.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[nats]"
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -18,7 +19,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # /data is created and owned here, before VOLUME: a new named volume starts as a copy of it,
 # owner included, so the non-root relay can write its queue there.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/hooktap-*.whl \
+    pip install --no-cache-dir --no-index --find-links=/wheels "$(ls /wheels/hooktap-*.whl)[nats]" \
     && useradd --system --user-group --uid 10001 --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin hooktap \
     && install -d -o hooktap -g hooktap -m 0700 /data

@@ -19,7 +19,7 @@ from hooktap.cli.common import (
     required_secret,
     secret_option,
     timeout_option,
-    valid_relay_url,
+    valid_relay_urls,
     valid_target,
 )
 from hooktap.pivotal import catalog
@@ -90,7 +90,7 @@ def _default_url(relay: str | None) -> str:
     from hooktap.listen.state import webhook_url_for
 
     try:
-        return webhook_url_for(valid_relay_url(relay) if relay is not None else None)
+        return webhook_url_for(valid_relay_urls(relay) if relay is not None else None)
     except (LookupError, ChannelsFileError) as exc:
         raise BadInput(str(exc)) from None
 
