@@ -44,7 +44,7 @@ from nats.js.kv import KeyValue
 from hooktap.protocol import Delivery, ProtocolError, Result, decode, encode
 from hooktap.relay.broker import ChannelBusy, KeepFailed, NoAnswer, NotHeld, Offered
 from hooktap.relay.broker.local import LocalBroker
-from hooktap.relay.broker.nats_channels import NatsChannels, valid_channel
+from hooktap.relay.broker.nats_channels import BUCKET, NatsChannels, valid_channel
 from hooktap.relay.broker.nats_stream import QUEUE, STREAM, make_stream
 from hooktap.relay.db import ChannelState, Claim
 from hooktap.relay.hub import REOFFER_FIRST, Hub, Link
@@ -465,6 +465,10 @@ class JetStreamBroker:
             raise KeepFailed("not connected to NATS")
         try:
             await self.js.account_info()
+            # The account answers before a stream re-elects a leader after a node died; a
+            # stream without one can neither keep a delivery nor admit a listener.
+            for stream in (STREAM, f"KV_{BUCKET}", f"KV_{HANDED_BUCKET}"):
+                await self.js.stream_info(stream)
         except (TimeoutError, NatsError) as exc:
             raise KeepFailed(f"NATS JetStream does not answer: {exc}") from exc
 
