@@ -25,7 +25,6 @@ import random
 import resource
 import shlex
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -40,7 +39,14 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from tunnel import Child, Fleet, hooktap_command, require_loopback, say  # noqa: E402
+from tunnel import (  # noqa: E402
+    Child,
+    Fleet,
+    hooktap_command,
+    interrupt_on_signals,
+    require_loopback,
+    say,
+)
 
 from support.http_fuzz import (  # noqa: E402
     Connection,
@@ -509,11 +515,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
-    def terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupt_on_signals()
     return run(args)
 
 

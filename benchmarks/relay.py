@@ -35,7 +35,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import sys
 import sysconfig
 import tempfile
@@ -50,7 +49,7 @@ from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tunnel  # a sibling script, not a package
-from tunnel import KIB, LOOPBACK, Child, Fleet, Result, Route, Scenario, say
+from tunnel import KIB, LOOPBACK, Child, Fleet, Result, Route, Scenario, interrupt_on_signals, say
 
 from hooktap.protocol.frames import Welcome
 from hooktap.protocol.session import ListenerSession
@@ -396,11 +395,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
-    def terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupt_on_signals()
     return run(args)
 
 

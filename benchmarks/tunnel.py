@@ -1040,13 +1040,20 @@ def main(argv: list[str] | None = None) -> int:
         serve_handler()
         return 0
 
+    interrupt_on_signals()
+    return run(args)
+
+
+def interrupt_on_signals() -> None:
+    """SIGTERM and SIGINT raise KeyboardInterrupt, so every process a benchmark started is
+    stopped on the way out; SIGINT too when started in the background with it ignored
+    (non-interactive shells do that)."""
+
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    # Also when started in the background with SIGINT ignored (non-interactive shells do that).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    return run(args)
 
 
 if __name__ == "__main__":
