@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hooktap.listen import forward
-from hooktap.listen.forward import prepare_headers, request_head
+from hooktap.listen.http_request import prepare_headers, request_head
 from hooktap.listen.http_response import ResponseParser
 from hooktap.pivotal.envelope import parse_envelope
 from hooktap.pivotal.signing import SVIX_MAX_BODY, verify

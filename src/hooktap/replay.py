@@ -20,7 +20,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from hooktap.listen.forward import Forwarder, parse_target, prepare_headers
+from hooktap.listen.forward import Forwarder
+from hooktap.listen.http_request import prepare_headers
+from hooktap.listen.target import parse_target
 from hooktap.pivotal.signing import (
     DEFAULT_TOLERANCE,
     describe_age,

@@ -10,7 +10,8 @@ import asyncio
 import pytest
 from raw_http import OK, answer, counter, in_steps, raw_server
 
-from hooktap.listen.forward import Forwarder, prepare_headers, request_head
+from hooktap.listen.forward import Forwarder
+from hooktap.listen.http_request import prepare_headers, request_head
 from hooktap.listen.target import parse_target
 
 

@@ -17,7 +17,7 @@ from hooktap.cli.common import (
 )
 from hooktap.cli.history_cmd import filter_options, lookup, make_filter, open_store
 from hooktap.cli.history_view import clean
-from hooktap.listen.forward import parse_target
+from hooktap.listen.target import parse_target
 from hooktap.records import Attempt, Delivery
 from hooktap.replay import NotGenuine, check_options, replay, resign_refusal
 from hooktap.store import Store

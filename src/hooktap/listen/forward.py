@@ -16,29 +16,12 @@ import ssl
 import time
 from dataclasses import dataclass, field
 
-from hooktap.listen.http_request import (
-    HOP_BY_HOP,
-    UnsafeRequest,
-    prepare_headers,
-    request_head,
-)
+from hooktap.listen.http_request import UnsafeRequest, prepare_headers, request_head
 from hooktap.listen.http_response import BadResponse, ClosedBeforeAnswer, ResponseParser
-from hooktap.listen.target import Target, parse_target
+from hooktap.listen.target import Target
 from hooktap.records import Attempt, Headers
 
-__all__ = [
-    "HOP_BY_HOP",
-    "MAX_RESPONSE_BODY",
-    "Exchange",
-    "Forwarder",
-    "Outcome",
-    "Request",
-    "Target",
-    "UnsafeRequest",
-    "parse_target",
-    "prepare_headers",
-    "request_head",
-]
+__all__ = ["MAX_RESPONSE_BODY", "Exchange", "Forwarder", "Outcome", "Request"]
 
 _READ_CHUNK = 1 << 18
 # The most of a handler's response body kept: a handler streaming an endless body (or one

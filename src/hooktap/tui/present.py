@@ -15,7 +15,7 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from hooktap.listen.forward import HOP_BY_HOP
+from hooktap.http_grammar import HOP_BY_HOP
 from hooktap.pivotal.retries import would_retry
 from hooktap.pivotal.rules import broken_rules
 from hooktap.records import Attempt, Delivery, Headers
