@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
 
 from hooktap.listen.forward import Forwarder
+from hooktap.listen.group_commit import StoreCall
 from hooktap.listen.http_request import prepare_headers
 from hooktap.listen.target import parse_target
 from hooktap.pivotal.signing import (
@@ -36,15 +35,6 @@ from hooktap.records import Attempt, Delivery, Headers
 from hooktap.store import Store
 
 FORCED = "forced: re-signed although its original signature did not match"
-T = TypeVar("T")
-
-
-class StoreCall(Protocol):
-    """How replay reaches the store off the event loop: a worker thread (asyncio.to_thread),
-    or in the listener's process its history thread (GroupCommit.call), where the call takes
-    its turn with the listener's commits instead of waiting on the loop for the store."""
-
-    def __call__(self, fn: Callable[..., T], /, *args: Any) -> Awaitable[T]: ...
 
 
 class NotGenuine(ValueError):

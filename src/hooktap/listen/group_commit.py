@@ -29,14 +29,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from hooktap.bodies import INLINE_BODY_MAX
 from hooktap.records import Attempt, Delivery
 from hooktap.store import Added, Store
+
+_R = TypeVar("_R")
+
+
+class StoreCall(Protocol):
+    """How a caller reaches the store off the event loop: a worker thread (asyncio.to_thread),
+    or in the listener's process its history thread (GroupCommit.call), where the call takes
+    its turn with the listener's commits instead of waiting on the loop for the store."""
+
+    def __call__(self, fn: Callable[..., _R], /, *args: Any) -> Awaitable[_R]: ...
+
 
 log = logging.getLogger("hooktap.listen")
 

@@ -33,8 +33,8 @@ from hooktap.listen import channel as channels
 from hooktap.listen.channel import ChannelCredentials
 from hooktap.listen.embedded import EmbeddedRelay
 from hooktap.listen.events import HomeLost
+from hooktap.listen.group_commit import StoreCall
 from hooktap.relay.embed import InProcessRelay
-from hooktap.replay import StoreCall
 from hooktap.store import Store, StoreError
 
 log = logging.getLogger("hooktap.listen")

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from hooktap.listen.group_commit import StoreCall
 from hooktap.listen.target import parse_target
 from hooktap.pivotal.signing import is_signed, resign
 from hooktap.records import Delivery
-from hooktap.replay import NotGenuine, StoreCall, replay, resign_refusal
+from hooktap.replay import NotGenuine, replay, resign_refusal
 from hooktap.store import Store
 from hooktap.tui import present
 from hooktap.tui.screens.confirm import ForceScreen
