@@ -64,6 +64,27 @@ class DeliveryForwarded:
 
 
 @dataclass
+class DeliveryNotForwarded:
+    """Stored and answered 200 without going to any handler: its event type is outside
+    --events (delivery.state "filtered") or matches no route and there is no fallback
+    ("unrouted"). Shown, so nothing disappears silently."""
+
+    delivery: Delivery
+    reason: str
+
+
+@dataclass
+class TargetHealth:
+    """A forward target started or stopped accepting connections (a TCP connect, at start
+    and every 15 s), said before a webhook fails on it. At start, one for each target."""
+
+    target: str  # host:port as probed, e.g. "localhost:8000"
+    state: str  # "up" | "down"
+    detail: str  # a sentence: "localhost:8000 is not accepting connections (refused)"
+    urls: tuple[str, ...] = ()  # the routes' target URLs on that host and port
+
+
+@dataclass
 class DuplicateSkipped:
     """The relay re-sent a delivery this listener already handled; it was not forwarded again."""
 
@@ -96,6 +117,8 @@ ListenerEvent = (
     | ConnectionChanged
     | DeliveryReceived
     | DeliveryForwarded
+    | DeliveryNotForwarded
+    | TargetHealth
     | DuplicateSkipped
     | Paused
     | HomeLost

@@ -1,0 +1,180 @@
+"""Which local handler a delivery goes to, by its Pivotal event type: `--events` and routes.
+
+    hooktap listen --events 'customer.*,task.completed' \
+                   --forward 'customer.*=localhost:8001/hooks' \
+                   --forward localhost:8000/webhooks/pivotal
+
+Pure: no I/O, no clock. The listener asks `Routing.decide` once per delivery; `replay`,
+`check` and `trigger` use the same rules, so a type goes to the same handler whichever command
+sends it. Patterns mean what `type:` means in the filter language (filters.py): a glob over the
+event type (`customer.*`, `task.*ed`), or a bare name, which is that type or that object's
+types (`customer` is customer and customer.*).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Literal
+
+from hooktap.filters import is_glob
+from hooktap.listen.target import Target, parse_target
+
+# What may stand left of `=` in `PATTERN=TARGET`. A target never matches it (a target has no
+# `=` before its host), so `localhost:8000/a=b` is a target with `=` in its path.
+_PATTERN = re.compile(r"[A-Za-z0-9_.*?\[\]!-]+").fullmatch
+
+Outcome = Literal["forward", "filtered", "unrouted"]
+
+
+def type_matches(pattern: str, event_type: str | None) -> bool:
+    """`type:` semantics of the filter language, in Python: a glob, or a name and its
+    sub-types. A delivery whose body is not a Pivotal envelope has no type and matches none."""
+    if event_type is None:
+        return False
+    if is_glob(pattern):
+        return fnmatchcase(event_type, pattern)
+    return event_type == pattern or event_type.startswith(pattern + ".")
+
+
+@dataclass(frozen=True)
+class Route:
+    pattern: str | None  # an event-type pattern; None for the fallback, which takes any type
+    target: Target
+
+    def __str__(self) -> str:
+        return str(self.target) if self.pattern is None else f"{self.pattern}={self.target}"
+
+    def takes(self, event_type: str | None) -> bool:
+        return self.pattern is None or type_matches(self.pattern, event_type)
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    target: Target | None  # where it goes; None when filtered or unrouted
+    route: Route | None = None
+
+    @property
+    def reason(self) -> str:
+        """A sentence for the sender's 200 and the history, when not forwarded."""
+        if self.outcome == "filtered":
+            return "filtered: its event type is not in --events, so it was stored, not forwarded"
+        if self.outcome == "unrouted":
+            return (
+                "unrouted: no --forward route matches its event type and there is no fallback "
+                "route, so it was stored, not forwarded"
+            )
+        return ""
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Routes in order (the first match wins; the fallback, at most one, last) and the
+    `--events` patterns (empty: every type passes)."""
+
+    routes: tuple[Route, ...]
+    events: tuple[str, ...] = ()
+
+    def decide(self, event_type: str | None) -> Decision:
+        if self.events and not any(type_matches(p, event_type) for p in self.events):
+            return Decision("filtered", None)
+        for route in self.routes:
+            if route.takes(event_type):
+                return Decision("forward", route.target, route)
+        return Decision("unrouted", None)
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """Every distinct target, in route order: what the health check probes."""
+        return tuple(dict.fromkeys(r.target for r in self.routes))
+
+    @property
+    def fallback(self) -> Target | None:
+        return next((r.target for r in self.routes if r.pattern is None), None)
+
+    @property
+    def primary(self) -> Target:
+        """The one target to name where a single one is shown (the banner's "forwarding
+        to", listener.json): the fallback, else the first route's."""
+        return self.fallback or self.routes[0].target
+
+    @property
+    def simple(self) -> bool:
+        """One target for every delivery, as before routes existed."""
+        return len(self.routes) == 1 and self.routes[0].pattern is None and not self.events
+
+    def describe(self) -> list[str]:
+        return [str(r) for r in self.routes]
+
+
+def parse_route(text: str) -> Route:
+    """`TARGET` (the fallback) or `PATTERN=TARGET`; ValueError says what is wrong."""
+    raw = text.strip()
+    head, eq, tail = raw.partition("=")
+    if eq and _PATTERN(head.strip()) and not head.strip().isdigit():
+        pattern = head.strip()
+        _check_pattern(pattern, "route")
+        return Route(pattern, parse_target(tail))
+    if eq and not head.strip():
+        raise ValueError(f"route {text!r} has no event-type pattern before '='")
+    return Route(None, parse_target(raw))
+
+
+def parse_events(text: str) -> tuple[str, ...]:
+    """`customer.*,task.completed`: comma-separated patterns."""
+    patterns = tuple(p.strip() for p in text.split(","))
+    if not any(patterns) or not all(patterns):
+        raise ValueError(
+            f"--events {text!r} has an empty pattern; give event types or globs separated by "
+            "commas, like 'customer.*,task.completed'"
+        )
+    for p in patterns:
+        _check_pattern(p, "--events")
+    return patterns
+
+
+def build_routing(forwards: Sequence[str], events: str | Iterable[str] | None = None) -> Routing:
+    """Routes from `--forward` values in order, and `--events`; ValueError says what is wrong:
+    no route, two fallbacks, or a fallback that hides the routes after it."""
+    if not forwards:
+        raise ValueError("no --forward target")
+    routes = tuple(parse_route(f) for f in forwards)
+    fallbacks = [r for r in routes if r.pattern is None]
+    if len(fallbacks) > 1:
+        raise ValueError(
+            f"two --forward targets without a pattern ({fallbacks[0].target} and "
+            f"{fallbacks[1].target}): only one can be the fallback; give the others a "
+            "pattern, as in --forward 'customer.*=localhost:8001/hooks'"
+        )
+    if fallbacks and routes[-1].pattern is not None:
+        # The first match wins, so routes after the fallback would never be used: put it
+        # last rather than refuse, since flags and hooktap.toml order it either way.
+        routes = (*[r for r in routes if r.pattern is not None], fallbacks[0])
+    if isinstance(events, str):
+        patterns = parse_events(events)
+    else:
+        patterns = tuple(events or ())
+        for p in patterns:
+            _check_pattern(p, "--events")
+    return Routing(routes, patterns)
+
+
+def unknown_patterns(routing: Routing, known: Iterable[str]) -> list[str]:
+    """Patterns that match none of the known Pivotal event types: most likely a typo, which
+    would otherwise route nothing, silently."""
+    types = list(known)
+    patterns = [*routing.events, *(r.pattern for r in routing.routes if r.pattern)]
+    return [p for p in patterns if not any(type_matches(p, t) for t in types)]
+
+
+def _check_pattern(pattern: str, where: str) -> None:
+    if not _PATTERN(pattern):
+        raise ValueError(
+            f"{where} pattern {pattern!r} is not an event type or a glob; use letters, digits, "
+            "'.', '_', '-' and the wildcards * ? [ ], as in customer.* or task.completed"
+        )
+    if pattern.count("[") != pattern.count("]"):
+        raise ValueError(f"{where} pattern {pattern!r} has unbalanced [ ]")
