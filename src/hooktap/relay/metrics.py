@@ -58,6 +58,10 @@ class RelayMetrics:
             registry=self.registry,
         )
         listeners.set_function(lambda: float(hub.connected()))
+        # A broker with more to show (NATS: its stream, the live route's latency) adds it.
+        register = getattr(broker, "register_metrics", None)
+        if register is not None:
+            register(self.registry)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

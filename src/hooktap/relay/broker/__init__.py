@@ -64,6 +64,9 @@ A listener on this instance:
 
 Health: `ping()` raises KeepFailed unless a delivery could be kept now (for /readyz);
 `close()` last, after every link is released.
+
+Optional: `register_metrics(registry)`, for what a broker adds to /metrics (NATS: the queue
+stream's depth and the live route's request-reply latency, relay/broker/nats_metrics.py).
 """
 
 from __future__ import annotations

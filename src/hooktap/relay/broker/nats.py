@@ -40,11 +40,13 @@ from nats.js.api import (
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
+from prometheus_client import CollectorRegistry
 
 from hooktap.protocol import Delivery, ProtocolError, Result, decode, encode
 from hooktap.relay.broker import ChannelBusy, KeepFailed, NoAnswer, NotHeld, Offered
 from hooktap.relay.broker.local import LocalBroker
 from hooktap.relay.broker.nats_channels import BUCKET, NatsChannels, valid_channel
+from hooktap.relay.broker.nats_metrics import NatsStats
 from hooktap.relay.broker.nats_stream import QUEUE, STREAM, make_stream
 from hooktap.relay.db import ChannelState, Claim
 from hooktap.relay.hub import REOFFER_FIRST, Hub, Link
@@ -96,6 +98,7 @@ class JetStreamBroker:
         self._pulls: dict[str, JetStreamContext.PullSubscription] = {}
         self._subs: dict[str, list[Subscription]] = {}  # per channel held here: live, poke
         self._tasks: set[asyncio.Task[None]] = set()
+        self.stats = NatsStats()  # what /metrics adds (register_metrics)
 
     async def start(self) -> None:
         try:
@@ -131,6 +134,7 @@ class JetStreamBroker:
         self.replicas = await make_stream(
             self.js, self.max_queue, self.max_store_bytes, self.max_body
         )
+        self.stats.replicas = self.replicas
         await self.channels.open(self.js, self.replicas)
         try:
             self.handed = await self.js.key_value(HANDED_BUCKET)
@@ -172,6 +176,7 @@ class JetStreamBroker:
         assert self.nc is not None
         wait = self.max_handler_timeout + grace
         headers = {GRACE: repr(grace)}
+        sent = time.perf_counter()
         try:
             reply = await self.nc.request(
                 LIVE + channel, encode(delivery), timeout=wait + grace, headers=headers
@@ -183,6 +188,7 @@ class JetStreamBroker:
         except NatsError as exc:  # the connection, or a body past NATS's max_payload
             log.warning("live route to %s failed: %s", channel, exc)
             raise NotHeld(channel) from None
+        self.stats.observe(time.perf_counter() - sent)
         head = reply.headers or {}
         outcome = head.get(OUTCOME, "")
         if outcome == "result":
@@ -308,7 +314,8 @@ class JetStreamBroker:
         for channel in list(self._bytes):
             if channel not in self._depth:
                 self._bytes[channel] = 0
-        self._total_bytes = info.state.bytes
+        self._total_bytes = self.stats.bytes = info.state.bytes
+        self.stats.messages = info.state.messages
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -457,6 +464,9 @@ class JetStreamBroker:
             else:  # kept by another instance: only the count is known here
                 self._depth[link.channel] = max(0, self._depth.get(link.channel, 1) - 1)
             await self._handed_put(result.id, None)
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        self.stats.register(registry)
 
     # --- health ------------------------------------------------------------------------------
 

