@@ -27,6 +27,7 @@ from hooktap.listen import channel as channels
 from hooktap.listen.channel import RelayRefused
 from hooktap.protocol import Delivery
 from hooktap.relay.app import RelayConfig, make_app
+from hooktap.relay.broker.nats_stream import STREAM
 from hooktap.relay.keys import RELAY
 from support.nats import NatsServer, running_nats
 from support.procs import Procs, free_port
@@ -317,3 +318,43 @@ def test_relay_says_so_when_nats_cannot_be_reached(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert f"cannot reach NATS at {dead}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_what_a_killed_instance_held_reaches_the_listener_on_another_within_seconds(
+    tmp_path: Path, nats_server: NatsServer, procs: Procs
+) -> None:
+    """A hands kept deliveries to the listener and is SIGKILLed while the handler still works
+    on the first: A never acked them, so JetStream gives them out again once A's heartbeats
+    stop (ACK_WAIT, seconds), B hands them to the listener that moved there, and the listener
+    answers from its history instead of forwarding them again."""
+    a_proc, a = procs.relay(
+        tmp_path / "ha", "--data-dir", str(tmp_path / "a"), "--nats", nats_server.url
+    )
+    _, b = procs.relay(
+        tmp_path / "hb", "--data-dir", str(tmp_path / "b"), "--nats", nats_server.url
+    )
+    nc = await nats.connect(nats_server.url)
+    async with running_handler() as handler, aiohttp.ClientSession() as http:
+        creds = await channel_for(a, b)
+        bodies = [f"kept-{i}".encode() for i in range(3)]
+        for body in bodies:
+            async with http.post(f"{a}/c/{creds.channel}", data=body) as resp:
+                assert resp.status == 202, await resp.text()
+        handler.delay = 2.0
+        history = tmp_path / "history.db"
+        async with running_listener(a, handler.url, history, other_relays=(b,), concurrency=1):
+            await handler.wait_for(1)  # the handler holds the first; A holds all unacked
+            a_proc.popen.kill()
+            a_proc.popen.wait(10)
+            killed_at = time.monotonic()
+            handler.delay = 0
+            js = nc.jetstream()
+            # Settled through B (acked there): every one reached the listener on B.
+            while (await js.stream_info(STREAM)).state.messages:
+                assert time.monotonic() - killed_at < 20, "A's deliveries never came back"
+                await asyncio.sleep(0.1)
+            took = time.monotonic() - killed_at
+            await handler.wait_for(3)
+    await nc.close()
+    assert took < 10, f"A's deliveries came back after {took:.1f} s"
+    assert collections.Counter(s.body for s in handler.seen) == dict.fromkeys(bodies, 1)

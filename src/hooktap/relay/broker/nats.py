@@ -9,10 +9,11 @@
   published with the delivery id as Nats-Msg-Id (a retried publish is stored once). The
   server keeps the per-channel count bound (max_msgs_per_subject, discarding new) and the
   total byte bound; depths are read from the stream every REFRESH seconds and counted on keep.
-- Hand-over: a durable pull consumer per channel, shared by every instance; a message is
-  acked when its listener settles it with a Result that is not refused, nak'd with a delay
-  when refused, and nak'd at once when its link drops. The history a kept delivery was last
-  handed to lives in a second bucket until the delivery is acked.
+- Hand-over (nats_handover.py): a durable pull consumer per channel, shared by every
+  instance; a message is acked when its listener settles it with a Result that is not
+  refused, nak'd with a delay when refused, and nak'd at once when its link drops; held
+  meanwhile with a heartbeat, so a dead instance's come back within seconds. The history a
+  kept delivery was last handed to lives in a second bucket until the delivery is acked.
 - After a keep, the channel's holder is poked on `hooktap.poke.<channel>` to hand over again.
 - A listener attaching where its channel is not held yet first asks the live subject (a
   probe): the instance holding a live listener answers "busy" (ChannelBusy), or, on a
@@ -34,9 +35,6 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import (
-    ConsumerConfig,
-)
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
@@ -46,6 +44,8 @@ from hooktap.protocol import Delivery, ProtocolError, Result, decode, encode
 from hooktap.relay.broker import ChannelBusy, KeepFailed, NoAnswer, NotHeld, Offered
 from hooktap.relay.broker.local import LocalBroker
 from hooktap.relay.broker.nats_channels import BUCKET, NatsChannels, valid_channel
+from hooktap.relay.broker.nats_connect import NatsConnect, connect_kwargs
+from hooktap.relay.broker.nats_handover import HANDED_BUCKET, StreamHandOver
 from hooktap.relay.broker.nats_metrics import NatsStats
 from hooktap.relay.broker.nats_stream import QUEUE, STREAM, make_stream
 from hooktap.relay.db import ChannelState, Claim
@@ -54,11 +54,7 @@ from hooktap.relay.service import busy_reason
 
 log = logging.getLogger("hooktap.relay")
 
-HANDED_BUCKET = "hooktap_handed"
 LIVE, POKE = "hooktap.live.", "hooktap.poke."
-BATCH = 64
-FETCH_WAIT = 0.25  # how long a hand-over waits for more before it ends
-ACK_WAIT = 30.0  # a delivery handed over by an instance that died returns after this
 REFRESH = 0.5  # seconds between reads of the stream's per-channel depths
 CONNECT_WAIT = 5.0
 PROBE_WAIT = 2.0  # how long a listener attaching waits for another instance to say "busy"
@@ -70,7 +66,7 @@ async def _nats_error(exc: Exception) -> None:
     log.warning("NATS: %s", exc or type(exc).__name__)
 
 
-class JetStreamBroker:
+class JetStreamBroker(StreamHandOver):
     """See relay/broker/__init__.py for the contract this keeps."""
 
     def __init__(
@@ -82,8 +78,10 @@ class JetStreamBroker:
         max_store_bytes: int,
         max_body: int,
         max_handler_timeout: float,
+        connect: NatsConnect | None = None,
     ) -> None:
         self.servers, self.hub, self.replicas = servers, hub, 1
+        self.connect = connect  # credentials and TLS (nats_connect.py)
         self.max_queue, self.max_store_bytes, self.max_body = max_queue, max_store_bytes, max_body
         self.max_handler_timeout = max_handler_timeout
         self.nc: Client | None = None
@@ -96,6 +94,7 @@ class JetStreamBroker:
         self._sizes: dict[str, tuple[str, int]] = {}  # kept here, not yet settled: id -> size
         self._pending: dict[str, tuple[Link, Msg]] = {}  # handed over, not yet settled
         self._pulls: dict[str, JetStreamContext.PullSubscription] = {}
+        self._looking: set[str] = set()
         self._subs: dict[str, list[Subscription]] = {}  # per channel held here: live, poke
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = NatsStats()  # what /metrics adds (register_metrics)
@@ -108,7 +107,7 @@ class JetStreamBroker:
                     servers=self.servers,
                     name="hooktap-relay",
                     max_reconnect_attempts=-1,
-                    error_cb=_nats_error,
+                    **connect_kwargs(self.connect, _nats_error),
                 )
         except (TimeoutError, NatsError, OSError) as exc:
             why = str(exc) or f"no answer within {CONNECT_WAIT:g} s"
@@ -126,6 +125,7 @@ class JetStreamBroker:
                 self.nc.max_payload,
             )
         self._spawn(self._refresh_forever())
+        self._spawn(self._beat_forever())
 
     async def _prepare(self) -> None:
         """The stream, the buckets, and the first read of the depths."""
@@ -373,80 +373,6 @@ class JetStreamBroker:
     # both only call back into _hand_over and hand_over.
     hand_over = LocalBroker.hand_over
     _reoffer_later = LocalBroker._reoffer_later
-
-    async def _pull(self, channel: str) -> JetStreamContext.PullSubscription:
-        pull = self._pulls.get(channel)
-        if pull is None:
-            assert self.js is not None
-            config = ConsumerConfig(ack_wait=ACK_WAIT, max_ack_pending=10_000)
-            pull = await self.js.pull_subscribe(
-                QUEUE + channel, durable="ch_" + channel, stream=STREAM, config=config
-            )
-            self._pulls[channel] = pull
-        return pull
-
-    async def _hand_over(self, link: Link) -> None:
-        try:
-            await self._hand_over_from_stream(link)
-        except (NatsError, TimeoutError) as exc:
-            # NATS away, or the consumer's group between leaders: again after a backoff.
-            log.warning("hand-over to %s stopped: %s", link.channel, exc)
-            self._pulls.pop(link.channel, None)
-            self._reoffer_later(link)
-
-    async def _hand_over_from_stream(self, link: Link) -> None:
-        channel, who = link.channel, link.history_mark
-        pull = await self._pull(channel)
-        while not (link.closed or link.paused):
-            try:
-                msgs = await pull.fetch(BATCH, timeout=FETCH_WAIT)
-            except NatsTimeout:
-                # Nothing came: the queue is empty, or its consumer could not answer.
-                if (await pull.consumer_info()).num_pending:
-                    raise
-                return
-            for i, msg in enumerate(msgs):
-                if link.closed or link.paused:
-                    for rest in msgs[i:]:
-                        await rest.nak()
-                    return
-                try:
-                    delivery = decode(msg.data)
-                    if not isinstance(delivery, Delivery):
-                        raise ProtocolError(f"a {type(delivery).__name__} frame")
-                except ProtocolError as exc:  # not one of ours: never hand it out
-                    log.error("dropping an unreadable message in %s: %s", msg.subject, exc)
-                    await msg.term()
-                    continue
-                self._pending[delivery.id] = (link, msg)
-                if delivery.id in link.sent:
-                    continue
-                handed_to = await self._handed_get(delivery.id)
-                delivery.handed_before = bool(handed_to) and handed_to != who
-                if handed_to != who:
-                    await self._handed_put(delivery.id, who)
-                if not await link.push(delivery):
-                    self._pending.pop(delivery.id, None)
-                    await self._handed_put(delivery.id, handed_to)
-                    for rest in msgs[i:]:
-                        await rest.nak()
-                    return
-
-    async def _handed_get(self, delivery_id: str) -> str | None:
-        assert self.handed is not None
-        try:
-            entry = await self.handed.get(delivery_id)
-        except NotFoundError:  # never marked, or purged since
-            return None
-        return entry.value.decode() if entry.value else None
-
-    async def _handed_put(self, delivery_id: str, history: str | None) -> None:
-        assert self.handed is not None
-        if history:
-            await self.handed.put(delivery_id, history.encode())
-        else:
-            with contextlib.suppress(NotFoundError):
-                await self.handed.purge(delivery_id)
 
     async def settle(self, link: Link, result: Result) -> None:
         pending = self._pending.pop(result.id, None)
