@@ -112,9 +112,10 @@ async def test_sigkill_of_the_nats_node_a_relay_is_connected_to(
 ) -> None:
     with running_cluster(tmp_path / "nats") as cluster:
         nats_args = ("--nats", cluster.nats_option)
-        _, a = procs.relay(tmp_path / "ha", "--data-dir", str(tmp_path / "a"), *nats_args)
+        a_proc, a = procs.relay(tmp_path / "ha", "--data-dir", str(tmp_path / "a"), *nats_args)
         b_proc, b = procs.relay(tmp_path / "hb", "--data-dir", str(tmp_path / "b"), *nats_args)
         await assert_replicated(cluster)
+        assert any("queue (stream HOOKTAP_QUEUE) in 3 replicas" in x for x in a_proc.err_lines)
         async with (
             running_handler() as live_handler,
             running_handler() as kept_handler,

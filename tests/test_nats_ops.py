@@ -15,6 +15,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.nats import NatsServer
+from support.procs import Procs
 from support.servers import running_handler, running_listener
 from test_nats_relay import channel_for, nats_server, relays
 
@@ -81,3 +82,15 @@ async def test_metrics_show_the_stream_depth_and_the_live_route_latency(
     # Counted where the request was sent from: B answered them and sent none.
     assert on_b["hooktap_relay_nats_request_seconds_count"] == 0
     assert len(handler.seen) == 8
+
+
+def test_a_single_nats_server_gets_one_clear_warning_about_replicas(
+    tmp_path: Path, nats_server: NatsServer, procs: Procs
+) -> None:
+    proc, _ = procs.relay(tmp_path / "home", "--data-dir", str(tmp_path), "--nats", nats_server.url)
+    said = [line for line in proc.err_lines if "replica" in line]
+    assert len(said) == 1, proc.err_lines
+    (warning,) = said
+    assert "WARNING" in warning
+    assert "in 1 replica(s), not 3" in warning
+    assert "live on one NATS node" in warning

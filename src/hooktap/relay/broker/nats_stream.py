@@ -5,9 +5,13 @@ is refused, never an old one dropped) and --max-store-mb in all."""
 
 from __future__ import annotations
 
+import logging
+
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError
+
+log = logging.getLogger("hooktap.relay")
 
 STREAM = "HOOKTAP_QUEUE"
 QUEUE = "hooktap.q."
@@ -31,9 +35,27 @@ def stream_config(replicas: int, max_queue: int, max_bytes: int, max_body: int) 
 
 
 async def make_stream(js: JetStreamContext, max_queue: int, max_bytes: int, max_body: int) -> int:
-    """Make (or update) the stream; return its replicas. Three copies on a cluster of three
-    or more servers (one server lost, no kept delivery lost), else one. A stream another
-    instance made keeps its replicas and takes this instance's bounds."""
+    """Make (or update) the stream; return its replicas, and say how many at start (a
+    warning for one: an operator who meant to run a cluster learns it here, not when a
+    node dies)."""
+    replicas = await _make_stream(js, max_queue, max_bytes, max_body)
+    if replicas < 3:
+        log.warning(
+            "NATS JetStream keeps the queue (stream %s) in %d replica(s), not 3: the NATS "
+            "servers are not a cluster of three or more, so deliveries kept for listeners "
+            "that are not connected live on one NATS node and are lost with it",
+            STREAM,
+            replicas,
+        )
+    else:
+        log.info("NATS JetStream keeps the queue (stream %s) in %d replicas", STREAM, replicas)
+    return replicas
+
+
+async def _make_stream(js: JetStreamContext, max_queue: int, max_bytes: int, max_body: int) -> int:
+    """Three copies on a cluster of three or more servers (one server lost, no kept delivery
+    lost), else one. A stream another instance made keeps its replicas and takes this
+    instance's bounds."""
     for replicas in (3, 1):
         config = stream_config(replicas, max_queue, max_bytes, max_body)
         try:
