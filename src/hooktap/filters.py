@@ -20,6 +20,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 SIGNATURES = ("valid", "invalid", "expired", "unsigned", "no-secret")
+# Deliveries stored and answered 200 but sent to no handler (routes, --events): `status:`
+# names them by their state, since they have no status code.
+NOT_FORWARDED = ("filtered", "unrouted")
 _KEY_ALIASES = {
     "type": "type",
     "status": "status",
@@ -45,7 +48,7 @@ class Filter:
     """
 
     types: tuple[str, ...] = ()  # globs over the Pivotal event type
-    statuses: tuple[str, ...] = ()  # "5xx", "401", "err"
+    statuses: tuple[str, ...] = ()  # "5xx", "401", "err", "filtered", "unrouted"
     signatures: tuple[str, ...] = ()
     since_seconds: float | None = None
     since_at: float | None = None
@@ -124,13 +127,14 @@ def _since_fields(text: str) -> dict[str, float | None]:
 
 def _status_value(value: str) -> str:
     v = value.strip().lower()
-    if v == "err" or _STATUS_CLASS.fullmatch(v):
+    if v == "err" or v in NOT_FORWARDED or _STATUS_CLASS.fullmatch(v):
         return v
     if v.isdigit() and len(v) == 3 and 100 <= int(v) <= 599:
         return v
     raise ValueError(
         f"bad status {value!r}: use a class like 5xx, an exact code like 401, "
-        "or err (no response: connection error or timeout)"
+        "err (no response: connection error or timeout), or filtered or unrouted "
+        "(stored, not forwarded: outside --events, or no route for its type)"
     )
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from hooktap.filters import NOT_FORWARDED
+from hooktap.listen.routes import Decision
 from hooktap.records import Attempt, Delivery
 from hooktap.store import Summary
 
@@ -45,9 +47,17 @@ def encoded(data: bytes | None, key: str) -> dict[str, Any]:
 def status_text(status: int | None, error: str | None, state: str) -> str:
     if status is not None:
         return str(status)
-    if state == "interrupted":
-        return "interrupted"
+    if state == "interrupted" or state in NOT_FORWARDED:
+        return state
     return "err" if error else "pending"
+
+
+def not_forwarded_reason(state: str) -> str | None:
+    """Why a filtered or unrouted delivery went to no handler (the state is the record of
+    it: nothing else differs), or None for any other state."""
+    if state not in NOT_FORWARDED:
+        return None
+    return Decision("filtered" if state == "filtered" else "unrouted", None).reason
 
 
 def summary_json(row: Summary) -> dict[str, Any]:
@@ -69,6 +79,7 @@ def summary_json(row: Summary) -> dict[str, Any]:
         "error": row.error,
         "note": row.note or None,
         "state": row.state,
+        "reason": not_forwarded_reason(row.state),
         "attempts": row.attempts,
         "duplicate": row.duplicate,
         "body_size": row.body_size,
@@ -77,10 +88,15 @@ def summary_json(row: Summary) -> dict[str, Any]:
 
 
 def print_table(rows: list[Summary]) -> None:
-    header = ("ID", "RECEIVED", "EVENT", "SIGNATURE", "STATUS", "TIME", "TRIES")
+    # Where each went, once there is more than one place (routes, or some left unforwarded).
+    routed = len({r.target for r in rows}) > 1
+    header: tuple[str, ...] = ("ID", "RECEIVED", "EVENT", "SIGNATURE", "STATUS", "TIME", "TRIES")
+    if routed:
+        header += ("TARGET",)
     lines = [header]
     for r in rows:
         event = r.event_type or f"{r.method} {r.path or '/'}"
+        target = (clean(r.target or "-"),) if routed else ()
         lines.append(
             (
                 r.id,
@@ -92,6 +108,7 @@ def print_table(rows: list[Summary]) -> None:
                 status_text(r.status, r.error, r.state),
                 "" if r.duration_ms is None else f"{r.duration_ms:.0f} ms",
                 str(r.attempts),
+                *target,
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -115,6 +132,7 @@ def delivery_json(d: Delivery, attempts: list[Attempt], duplicate: bool) -> dict
         "signature": d.signature,
         "signature_reason": d.signature_reason,
         "state": d.state,
+        "reason": not_forwarded_reason(d.state),
         "channel": d.channel,
         "target": d.target,
         "headers": [list(h) for h in d.headers],
@@ -175,6 +193,8 @@ def print_delivery(d: Delivery, attempts: list[Attempt], duplicate: bool) -> Non
         ("target", d.target or "-"),
         ("state", d.state),
     ]
+    if (why := not_forwarded_reason(d.state)) is not None:
+        fields.append(("why", why))
     for name, value in fields:
         echo(f"  {name:<10} {clean(value)}")
     echo("")
@@ -189,7 +209,10 @@ def print_delivery(d: Delivery, attempts: list[Attempt], duplicate: bool) -> Non
     echo("")
     echo(f"Attempts ({len(attempts)})")
     if not attempts:
-        echo("  none yet" if d.state in ("received", "dispatched") else "  none")
+        if d.state in NOT_FORWARDED:
+            echo(f"  none: no handler got it (`hooktap replay {d.id} --forward TARGET` sends it)")
+        else:
+            echo("  none yet" if d.state in ("received", "dispatched") else "  none")
     for n, a in enumerate(attempts, 1):
         status = status_text(a.status, a.error, "done")
         echo(

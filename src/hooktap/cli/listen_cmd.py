@@ -10,17 +10,16 @@ from pathlib import Path
 
 import click
 
-from hooktap import aio, local_secret
+from hooktap import aio, local_secret, project_config
 from hooktap.cli.common import (
     BadInput,
     Finite,
-    forward_option,
     resolve_secret,
     secret_option,
     timeout_option,
     valid_relay_urls,
-    valid_target,
 )
+from hooktap.cli.routing import FORWARD_HELP, resolve_routing, routing_options
 from hooktap.home import history_db
 from hooktap.listen import output, state
 from hooktap.listen.channel import RelayRefused
@@ -32,10 +31,8 @@ FORWARD_EXAMPLE = "localhost:8000/webhooks/pivotal"
 
 
 @click.command("listen")
-@forward_option(
-    "Where to send deliveries: your handler's path, as in localhost:8000/webhooks/pivotal "
-    "(8000 alone or a full URL also work; 8000 alone posts to /).",
-    required=False,
+@routing_options(
+    FORWARD_HELP + f" Default: the routes in ./{project_config.FILE_NAME}'s [listen] forward."
 )
 @secret_option(
     "Your endpoint's signing secret (whsec_...). Verified locally; never sent anywhere. "
@@ -121,6 +118,13 @@ FORWARD_EXAMPLE = "localhost:8000/webhooks/pivotal"
     "listener on the same channel is refused while the first is alive).",
 )
 @click.option(
+    "--no-healthcheck",
+    "no_healthcheck",
+    is_flag=True,
+    help="Do not probe the forward targets (a TCP connect at start and every 15 s, to say "
+    "when your handler stops or starts accepting connections).",
+)
+@click.option(
     "--retention-days",
     default=90.0,
     show_default=True,
@@ -128,7 +132,10 @@ FORWARD_EXAMPLE = "localhost:8000/webhooks/pivotal"
     help="Keep stored deliveries this long (Pivotal's own Deliveries tab keeps 90 days).",
 )
 def listen_cmd(
-    forward: str | None,
+    forwards: tuple[str, ...],
+    events: str | None,
+    config_path: Path | None,
+    no_healthcheck: bool,
     secret: str | None,
     print_secret: bool,
     relay: str | None,
@@ -165,16 +172,19 @@ def listen_cmd(
       hooktap listen --forward localhost:8000/webhooks/pivotal --relay https://hooks.example.com
       hooktap listen -f localhost:8000 --relay https://a.example.com,https://b.example.com
       hooktap listen --forward localhost:8000/webhooks/pivotal --public   # a public URL
+      hooktap listen -f 'customer.*=localhost:8001/hooks' -f localhost:8000/webhooks/pivotal
+      hooktap listen -f localhost:8000/webhooks/pivotal --events 'customer.*,task.completed'
     """
     chosen = resolve_secret(secret, make=True)
     if print_secret:
         click.echo(chosen.value)
         return
-    if forward is None:
+    routing = resolve_routing(forwards, events, config_path)
+    if routing is None:
         raise click.UsageError(
-            f"Missing option '--forward': your handler, e.g. --forward {FORWARD_EXAMPLE}"
+            f"Missing option '--forward': your handler, e.g. --forward {FORWARD_EXAMPLE} "
+            f"(or a [listen] forward list in ./{project_config.FILE_NAME} or --config FILE)"
         )
-    target = valid_target(forward)
     secret = chosen.value
     if chosen.local and secret is not None:
         state.verifies_with_local_secret(secret)
@@ -187,7 +197,8 @@ def listen_cmd(
     if domain is not None and public is None:  # with another provider, provider_for says so
         raise BadInput("--domain is ngrok's static domain: use it with --public ngrok")
     config = ListenerConfig(
-        target=target,
+        routing=routing,
+        healthcheck=not no_healthcheck,
         relay_url=relays[0] if relays else None,
         other_relays=tuple(relays[1:]),
         port=port,

@@ -28,6 +28,10 @@ class Ready:
     public_url: str | None = None
     public_note: str | None = None
     relay: str = ""  # the relay URL it is connected to (one of several --relay URLs)
+    # With routes or --events (not one target for everything): the routes as typed
+    # (PATTERN=TARGET, the fallback last) and the --events patterns; empty otherwise.
+    routes: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
 
 
 @dataclass
@@ -61,6 +65,7 @@ class DeliveryForwarded:
     delivery: Delivery
     attempt: Attempt
     duplicate: bool = False  # its svix-id arrived on an earlier delivery
+    route: str | None = None  # the route's pattern it matched; None: the fallback
 
 
 @dataclass

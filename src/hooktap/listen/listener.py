@@ -32,7 +32,8 @@ from hooktap.listen.events import (
     Subscriber,
 )
 from hooktap.listen.forward import Forwarder
-from hooktap.listen.pipeline import Pipeline
+from hooktap.listen.pipeline import Pipeline, as_routing
+from hooktap.listen.routes import Routing
 from hooktap.listen.target import Target
 from hooktap.listen.transport import HandshakeRefused, Transport
 from hooktap.listen.transport.inprocess import InProcessTransport
@@ -56,7 +57,11 @@ log = logging.getLogger("hooktap.listen")
 
 @dataclass
 class ListenerConfig:
-    target: Target
+    """Give `target` (every delivery goes there) or `routing` (routes by event type and
+    --events); either way both are set after construction, `target` to the routing's primary
+    target, the one named where a single one is shown."""
+
+    target: Target | None = None
     relay_url: str | None = None  # None: the embedded relay on loopback
     # More instances of the same relay, tried in turn after relay_url when one cannot be
     # reached or refuses (--relay URL,URL...); the channel's token works on each.
@@ -79,6 +84,19 @@ class ListenerConfig:
     # only) where the probe connects for the public host name, like curl's --connect-to.
     public: Provider | None = None
     public_connect_to: ConnectTo | None = None
+    routing: Routing | None = None
+    # Probe each target's host:port (a TCP connect) at start and every health_interval
+    # seconds, and say when one stops or starts accepting connections (listen/health.py).
+    # Off unless asked for: `hooktap listen` turns it on (--no-healthcheck turns it off).
+    healthcheck: bool = False
+    health_interval: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.routing is None:
+            if self.target is None:
+                raise ValueError("ListenerConfig needs a target or a routing")
+            self.routing = as_routing(self.target)
+        self.target = self.routing.primary
 
     @property
     def access(self) -> channels.RelayAccess:
@@ -95,7 +113,13 @@ class Listener:
     ) -> None:
         self.config = config
         self.store = store
-        self.forwarder = Forwarder(config.target, config.timeout, config.concurrency)
+        assert config.routing is not None  # set by ListenerConfig.__post_init__
+        self.routing = config.routing
+        # One Forwarder for each distinct target: the only way out of this process to a handler.
+        self.forwarders = [
+            Forwarder(target, config.timeout, config.concurrency) for target in self.routing.targets
+        ]
+        self.forwarder = next(f for f in self.forwarders if f.target == self.routing.primary)
         self.embedded: EmbeddedRelay | None = (
             None if config.relay_url else EmbeddedRelay(config.port)
         )
@@ -111,7 +135,7 @@ class Listener:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._announced = False
-        self.pipeline = Pipeline(store, self.forwarder, config.target, config.secret, self._emit)
+        self.pipeline = Pipeline(store, self.forwarders, self.routing, config.secret, self._emit)
         self._public: Public | None = None  # with --public, once its URL carried a probe
         self._relay_queued: int | None = None  # an earlier connection's last word on the queue
         self._relays = (
@@ -222,7 +246,7 @@ class Listener:
 
         creds = self.creds or await self.prepare()
         # Tell `hooktap trigger` where this listener's webhook URL is while it runs.
-        state.write(creds.webhook_url, str(self.config.target), self.relay_url)
+        self._write_state(creds.webhook_url)
         self._state_url = creds.webhook_url
         self.store.background_checkpoints(True)
         # HOOKTAP_HOME deleted or unusable under us: put it back, or stop (see home_guard.py).
@@ -233,9 +257,7 @@ class Listener:
             credentials=lambda: self.creds,
             announce=self._emit,
             on_failure=self.stop,
-            restore_state=lambda: state.write(
-                (self.creds or creds).webhook_url, str(self.config.target), self.relay_url
-            ),
+            restore_state=lambda: self._write_state((self.creds or creds).webhook_url),
             relays=self._relays,
         )
         guard.start()
@@ -315,6 +337,17 @@ class Listener:
         except PublicUnavailable as exc:
             raise RelayRefused(str(exc)) from None
 
+    def _write_state(self, webhook_url: str) -> None:
+        """listener.json: where `hooktap trigger` sends, and the routes `replay` and `trigger`
+        follow while this listener runs."""
+        state.write(
+            webhook_url,
+            str(self.routing.primary),
+            self.relay_url,
+            routes=self.routing.describe(),
+            events=list(self.routing.events),
+        )
+
     def queued_at_relay(self) -> int | None:
         """How many deliveries the relay holds for this channel (while paused they wait
         there), or None where it has not said: the embedded relay's count is read in
@@ -334,7 +367,8 @@ class Listener:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.config.timeout + 1)
         self.pipeline.commits.close()
-        await self.forwarder.close()
+        for forwarder in self.forwarders:
+            await forwarder.close()
         if self.embedded is not None:
             await self.embedded.stop()
 
@@ -413,7 +447,7 @@ class Listener:
             # Another instance, not behind one public URL: `hooktap trigger` must use its URL.
             self.creds = replace(creds, webhook_url=webhook_url)
             with contextlib.suppress(OSError):  # HOOKTAP_HOME lost: the home guard rewrites it
-                state.write(webhook_url, str(self.config.target), self.relay_url)
+                self._write_state(webhook_url)
             self._state_url = webhook_url
         if not self._announced:
             self._announced = True
@@ -421,7 +455,7 @@ class Listener:
             self._emit(
                 Ready(
                     webhook_url,
-                    str(self.config.target),
+                    str(self.routing.primary),
                     queued,
                     verifying=self.config.secret is not None,
                     secret_source=self.config.secret_source,
@@ -430,6 +464,8 @@ class Listener:
                     public_url=public.webhook_url if public else None,
                     public_note=public.stability_note if public else None,
                     relay=self.relay_url,
+                    routes=() if self.routing.simple else tuple(self.routing.describe()),
+                    events=self.routing.events,
                 )
             )
         self._set_state("connected", webhook_url)

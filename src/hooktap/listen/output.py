@@ -18,15 +18,18 @@ import click
 from hooktap.listen.events import (
     ConnectionChanged,
     DeliveryForwarded,
+    DeliveryNotForwarded,
     DuplicateSkipped,
     HomeLost,
     ListenerEvent,
     Paused,
     PublicChanged,
     Ready,
+    TargetHealth,
 )
 from hooktap.pivotal.retries import would_retry
 from hooktap.pivotal.rules import broken_rules
+from hooktap.records import Delivery
 
 _SIG_COLOURS = {"valid": "green", "invalid": "red", "expired": "yellow"}
 
@@ -44,9 +47,8 @@ def _rules(event: DeliveryForwarded) -> list[str]:
     )
 
 
-def delivery_json(event: DeliveryForwarded) -> dict[str, object]:
-    """The contract's delivery line (DESIGN.md §2), plus a few extra fields."""
-    delivery, attempt = event.delivery, event.attempt
+def _delivery_fields(delivery: Delivery, state: str) -> dict[str, object]:
+    """What every delivery line says of the request, forwarded or not."""
     return {
         "event": "delivery",
         "id": delivery.id,
@@ -58,15 +60,50 @@ def delivery_json(event: DeliveryForwarded) -> dict[str, object]:
         "svix_id": delivery.svix_id,
         "signature": delivery.signature,
         "signature_reason": delivery.signature_reason,
+        "state": state,
+        "bytes": len(delivery.body),
+    }
+
+
+def delivery_json(event: DeliveryForwarded) -> dict[str, object]:
+    """The contract's delivery line (DESIGN.md §2), plus a few extra fields."""
+    delivery, attempt = event.delivery, event.attempt
+    # "interrupted": recorded but not sent, since the handler may have it (its error says why).
+    state = "interrupted" if delivery.state == "interrupted" else "forwarded"
+    return {
+        **_delivery_fields(delivery, state),
         "status": attempt.status,
         "duration_ms": round(attempt.duration_ms, 2),
         "error": attempt.error,
         "target": attempt.target_url,
-        "bytes": len(delivery.body),
+        "route": event.route,  # the route's pattern; None for the fallback (or no routes)
         "duplicate_svix_id": event.duplicate,
         "pivotal_would_retry": would_retry(attempt.status, attempt.duration_ms, attempt.error),
         "rules_broken": _rules(event),
         "note": attempt.note or None,  # e.g. "held 7 min at the relay; re-signed"
+    }
+
+
+def not_forwarded_json(event: DeliveryNotForwarded) -> dict[str, object]:
+    """A filtered or unrouted delivery: the same fields, with no handler's answer."""
+    return {
+        **_delivery_fields(event.delivery, event.delivery.state),
+        "status": None,
+        "duration_ms": None,
+        "error": None,
+        "target": None,
+        "route": None,
+        "reason": event.reason,
+    }
+
+
+def target_json(event: TargetHealth) -> dict[str, object]:
+    return {
+        "event": "target",
+        "state": event.state,
+        "target": event.target,
+        "detail": event.detail,
+        "urls": list(event.urls),
     }
 
 
@@ -111,6 +148,9 @@ class JsonLines:
                 line["public_url_note"] = event.public_note
             if event.secret_file:
                 line["secret_file"] = event.secret_file
+            if event.routes or event.events:  # routes by type or --events are in force
+                line["routes"] = list(event.routes)
+                line["events"] = list(event.events)
             self._write(line)
         elif isinstance(event, PublicChanged):
             self._write(
@@ -123,6 +163,10 @@ class JsonLines:
             )
         elif isinstance(event, DeliveryForwarded):
             self._write(delivery_json(event))
+        elif isinstance(event, DeliveryNotForwarded):
+            self._write(not_forwarded_json(event))
+        elif isinstance(event, TargetHealth):
+            self._write(target_json(event))
         elif isinstance(event, ConnectionChanged) and self.ready:
             self._write(
                 {
@@ -143,6 +187,8 @@ class LogLines:
         self.deliveries = deliveries
         self.colour = self.err.isatty()
         self._dropped_by = ""  # the relay of the last "disconnected", to tell a move to another
+        self._routed = False  # routes by type are in force: each line names its target
+        self._probed: set[str] = set()  # targets the health check has reported on
 
     def _say(self, text: str) -> None:
         click.echo(text, file=self.err, color=self.colour)
@@ -159,7 +205,7 @@ class LogLines:
                     else ""
                 )
                 + (f"       {event.public_note}\n" if event.public_note else "")
-                + f"       Forwarding to {event.forward_to}"
+                + _forwarding(event)
                 + (f" ({event.queued} queued deliveries coming)" if event.queued else "")
                 + "\n       Paste the webhook URL into Pivotal (Admin > Developer > Webhooks). "
                 "Ctrl+C to stop."
@@ -205,22 +251,41 @@ class LogLines:
         elif isinstance(event, HomeLost) and not event.stopping:
             # When it is, `hooktap listen` prints the same message as its error line.
             self._say(click.style(event.message, fg="yellow" if event.recovered else "red"))
+        elif isinstance(event, TargetHealth):
+            self._health(event)
         elif isinstance(event, DeliveryForwarded) and self.deliveries:
             self._say(self._line(event))
+        elif isinstance(event, DeliveryNotForwarded) and self.deliveries:
+            # Dim: left out on purpose, but shown, so nothing disappears silently.
+            d = event.delivery
+            why = _NOT_FORWARDED.get(d.state, event.reason)
+            line = f"{_head(d, f'{d.signature:9}')}→ {d.state}  {d.id}  ({why})"
+            self._say(click.style(line, dim=True))
+        if isinstance(event, Ready):
+            self._routed = bool(event.routes)
+
+    def _health(self, event: TargetHealth) -> None:
+        """A target down is said loudly, at start too (before a webhook fails on it); one
+        coming back is said once; one up at start goes without saying."""
+        first = event.target not in self._probed
+        self._probed.add(event.target)
+        if event.state == "up":
+            if not first:
+                self._say(click.style(f"target up: {event.detail}", fg="green"))
+            return
+        routes = f" (forwarding to {', '.join(event.urls)} fails meanwhile)" if event.urls else ""
+        self._say(click.style(f"target down: {event.detail}", fg="red", bold=True) + routes)
 
     def _line(self, event: DeliveryForwarded) -> str:
         d, a = event.delivery, event.attempt
-        when = time.strftime("%H:%M:%S", time.localtime(d.received_at))
         sig = click.style(f"{d.signature:9}", fg=_SIG_COLOURS.get(d.signature))
         if a.status is not None:
             status = click.style(str(a.status), fg="green" if 200 <= a.status < 300 else "red")
         else:
             status = click.style("ERR", fg="red")
-        what = d.event_type or "-"
-        line = (
-            f"{when} {d.method:6} {(d.path or '/'):24} {what:22} sig={sig} "
-            f"→ {status} {a.duration_ms:7.1f} ms  {d.id}"
-        )
+        line = f"{_head(d, sig)}→ {status} {a.duration_ms:7.1f} ms  {d.id}"
+        if self._routed:
+            line += f"  {a.target_url}"
         rules = _rules(event)
         if a.error and not any(a.error in rule for rule in rules):
             line += "\n         " + click.style(a.error, fg="red")
@@ -230,6 +295,42 @@ class LogLines:
         if a.note:
             line += "\n         " + click.style(a.note, fg="cyan")
         return line
+
+
+# The log line's short why; the JSON line and `deliveries show` give the whole sentence.
+_NOT_FORWARDED = {
+    "filtered": "not in --events",
+    "unrouted": "no route takes its type, and there is no fallback",
+}
+
+
+def _head(d: Delivery, sig: str) -> str:
+    """The start every delivery's log line shares: when, request, type, signature."""
+    when = time.strftime("%H:%M:%S", time.localtime(d.received_at))
+    return f"{when} {d.method:6} {(d.path or '/'):24} {(d.event_type or '-'):22} sig={sig} "
+
+
+def _forwarding(event: Ready) -> str:
+    """Where deliveries go: one target, or the routes in the order they are tried."""
+    if not event.routes and not event.events:
+        return f"       Forwarding to {event.forward_to}"
+    pairs = []
+    for route in event.routes:
+        pattern, eq, target = route.partition("=")
+        if not eq or ":" in pattern or "/" in pattern:  # the fallback: a URL, maybe with "="
+            pattern, target = "anything else", route
+        pairs.append((pattern, target))
+    width = max((len(p) for p, _ in pairs), default=0)
+    lines = ["       Routes (the first match wins):"]
+    lines += [f"         {p:<{width}}  → {t}" for p, t in pairs]
+    if pairs and pairs[-1][0] != "anything else":
+        lines.append("         (no fallback: other types are stored, marked unrouted)")
+    if event.events:
+        lines.append(
+            f"       Only these event types: {', '.join(event.events)} "
+            "(the rest are stored, marked filtered)"
+        )
+    return "\n".join(lines)
 
 
 def _local_secret_note(path: str | None, made_now: bool) -> str:

@@ -10,6 +10,11 @@ delivery that is already in the store is answered from history and never forward
 When history cannot be written, a delivery not yet recorded is refused (handed back to the
 relay, which keeps it); one already forwarded is confirmed with the handler's answer, since
 the handler has it, and only its outcome is missing from history.
+
+Which handler it goes to is the Routing's decision by its event type (routes.py): a route's
+target, each served by its own Forwarder, the only code that opens outbound sockets, so a
+delivery can reach a configured target and nothing else. One outside --events ("filtered"),
+or that no route takes ("unrouted"), is stored and answered 200 without reaching any handler.
 """
 
 from __future__ import annotations
@@ -17,20 +22,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import cast
+
+import orjson
 
 from hooktap.bodies import INLINE_BODY_MAX
+from hooktap.filters import NOT_FORWARDED  # states stored, answered 200, sent to no handler
 from hooktap.listen import held
 from hooktap.listen.events import (
     DeliveryForwarded,
+    DeliveryNotForwarded,
     DeliveryReceived,
     DuplicateSkipped,
     ListenerEvent,
 )
 from hooktap.listen.forward import Forwarder, Outcome
 from hooktap.listen.group_commit import GroupCommit
+from hooktap.listen.routes import Decision, Route, Routing
+from hooktap.listen.routes import Outcome as Decided
 from hooktap.listen.target import Target
-from hooktap.pivotal.envelope import parse_envelope
+from hooktap.pivotal.envelope import Envelope, parse_envelope
 from hooktap.pivotal.signing import Verdict, signature_header, verify
 from hooktap.protocol import Delivery as WireDelivery
 from hooktap.protocol import Result
@@ -43,20 +55,31 @@ log = logging.getLogger("hooktap.listen")
 Reply = Callable[[Result], Awaitable[None]]
 
 
+def as_routing(target: Target | Routing) -> Routing:
+    """One target is the routing of a listener without routes: it takes every delivery."""
+    return target if isinstance(target, Routing) else Routing((Route(None, target),))
+
+
 class Pipeline:
     """Handles deliveries for one listener; `handle` is the entry point, one call each."""
 
     def __init__(
         self,
         store: Store,
-        forwarder: Forwarder,
-        target: Target,
+        forwarders: Forwarder | Iterable[Forwarder],
+        routing: Routing | Target,
         secret: str | None,
         emit: Callable[[ListenerEvent], None],
     ) -> None:
+        """`forwarders`: one for each of the routing's targets (a single target's Forwarder
+        when there are no routes)."""
         self.store = store
-        self.forwarder = forwarder
-        self.target = target
+        self.routing = as_routing(routing)
+        given = [forwarders] if isinstance(forwarders, Forwarder) else list(forwarders)
+        self.forwarders = {f.target: f for f in given}
+        missing = [str(t) for t in self.routing.targets if t not in self.forwarders]
+        if missing:
+            raise ValueError(f"no Forwarder for the route target(s) {', '.join(missing)}")
         self.secret = secret
         self._emit = emit
         self.commits = GroupCommit(store)
@@ -111,6 +134,8 @@ class Pipeline:
         )
 
     async def _forward(self, reply: Reply, frame: WireDelivery) -> None:
+        envelope = parse_envelope(frame.body)
+        decision = self.routing.decide(envelope.type if envelope else None)
         if len(frame.body) > INLINE_BODY_MAX:
             # A big body's HMAC runs without the GIL (see signing.SVIX_MAX_BODY): on a worker
             # thread it leaves the loop free for other deliveries meanwhile.
@@ -119,14 +144,19 @@ class Pipeline:
             )
         else:
             verdict = verify(self.secret, frame.headers, frame.body)
-        if frame.handed_before:
-            await self._not_forwarded(reply, frame, verdict, HANDED_BEFORE)
+        if decision.target is None:
+            await self._skip(reply, self._record(frame, verdict, envelope, decision), decision)
             return
+        if frame.handed_before:
+            delivery = self._record(frame, verdict, envelope, decision)
+            await self._not_forwarded(reply, delivery, HANDED_BEFORE, decision.route)
+            return
+        forwarder = self.forwarders[decision.target]
         # 1. Prepare the request: re-signed if the relay held it past the signature's
         # tolerance, its head built and checked (an unsafe one is never written).
         sending = held.prepare(self.secret, frame.headers, frame.body, frame.received_at, verdict)
-        delivery = self._record(frame, sending.verdict)
-        request = self.forwarder.prepare(
+        delivery = self._record(frame, sending.verdict, envelope, decision)
+        request = forwarder.prepare(
             frame.method,
             frame.path,
             frame.query,
@@ -137,7 +167,7 @@ class Pipeline:
             host=frame.host,
         )
         added: Added | None = None  # the record, once committed
-        async with self.forwarder.open(request) as exchange:  # a free slot, a connection
+        async with forwarder.open(request) as exchange:  # a free slot, a connection
             late = exchange.ready and _too_late(frame)
             if exchange.ready and not late:
                 # 2. Wait for the record to commit, and 3. write: in the commit's own
@@ -152,7 +182,7 @@ class Pipeline:
                     # could (a fresh one then), and read the handler's answer.
                     await exchange.answer()
         if late:  # every slot was busy until the relay had answered the sender 504
-            await self._not_forwarded(reply, frame, sending.verdict, TOO_LATE)
+            await self._not_forwarded(reply, delivery, TOO_LATE, decision.route)
             return
         outcome = exchange.outcome
         if added is None:  # never reached the handler (refused as unsafe, no connection)
@@ -170,10 +200,17 @@ class Pipeline:
             request_headers=sending.headers if sending.headers is not frame.headers else None,
             note="; ".join(n for n in (sending.note, _cut_note(outcome)) if n),
         )
-        await self._finish(reply, delivery, attempt, _result(delivery.id, outcome), added)
+        result = _result(delivery.id, outcome)
+        await self._finish(reply, delivery, attempt, result, added, decision.route)
 
     async def _finish(
-        self, reply: Reply, delivery: Delivery, attempt: Attempt, result: Result, added: Added
+        self,
+        reply: Reply,
+        delivery: Delivery,
+        attempt: Attempt,
+        result: Result,
+        added: Added,
+        route: Route | None,
     ) -> None:
         """Record the outcome, then answer the relay, then tell the outputs."""
         try:
@@ -195,39 +232,60 @@ class Pipeline:
         # a loop turn later, so that in-process the relay writes the sender's response before
         # a log line is formatted.
         await reply(result)
+        forwarded = DeliveryForwarded(
+            delivery, attempt, added.svix_seen, route.pattern if route else None
+        )
+        asyncio.get_running_loop().call_soon(self._emit, forwarded)
+
+    async def _skip(self, reply: Reply, delivery: Delivery, decision: Decision) -> None:
+        """Filtered or unrouted: stored with that state (its reason follows from it) and
+        answered 200, so the sender does not retry what was left out on purpose; a copy
+        re-sent later gets the same answer from history."""
+        added = await self.commits.add(delivery)
+        if not added.new:
+            await self._answer_again(reply, delivery.id)
+            return
+        self._emit(DeliveryReceived(delivery))
+        await reply(_skipped_result(delivery.id, delivery.state))
         asyncio.get_running_loop().call_soon(
-            self._emit, DeliveryForwarded(delivery, attempt, added.svix_seen)
+            self._emit, DeliveryNotForwarded(delivery, decision.reason)
         )
 
     async def _not_forwarded(
-        self, reply: Reply, frame: WireDelivery, verdict: Verdict, why: str
+        self, reply: Reply, delivery: Delivery, why: str, route: Route | None
     ) -> None:
         """A delivery recorded and shown but not sent, for `why` (HANDED_BEFORE, TOO_LATE):
         sending it could give the handler a second copy. A replay sends it once the user has
         checked."""
-        delivery = self._record(frame, verdict)
         delivery.state = "interrupted"
         added = await self.commits.add(delivery)
         if not added.new:
-            await self._answer_again(reply, frame.id)
+            await self._answer_again(reply, delivery.id)
             return
         self._emit(DeliveryReceived(delivery))
-        why = f"{why}; `hooktap replay {frame.id}` (or r in the inspector) sends it"
+        why = f"{why}; `hooktap replay {delivery.id}` (or r in the inspector) sends it"
         attempt = Attempt(
             delivery_id=delivery.id,
             kind="forward",
             started_at=time.time(),
-            target_url=str(self.target),
+            target_url=delivery.target,
             error=why,
         )
         # The sender was answered already (202 when the relay kept it, 504 when it gave up):
         # this only confirms it to the relay.
-        status = 504 if why == TOO_LATE else 502
+        status = 504 if why.startswith(TOO_LATE) else 502
         result = Result(delivery.id, status, error=why, duplicate=True)
-        await self._finish(reply, delivery, attempt, result, added)
+        await self._finish(reply, delivery, attempt, result, added, route)
 
-    def _record(self, frame: WireDelivery, verdict: Verdict) -> Delivery:
-        envelope = parse_envelope(frame.body)
+    def _record(
+        self,
+        frame: WireDelivery,
+        verdict: Verdict,
+        envelope: Envelope | None,
+        decision: Decision,
+    ) -> Delivery:
+        """The delivery as history keeps it: `target` is the route's target it goes to, ""
+        when filtered or unrouted (then its state says which)."""
         svix_id = signature_header(frame.headers, "id")
         return Delivery(
             id=frame.id,
@@ -238,20 +296,22 @@ class Pipeline:
             headers=frame.headers,
             body=frame.body,
             channel=self.channel,
-            target=str(self.target),
+            target="" if decision.target is None else str(decision.target),
             signature=verdict.status,
             signature_reason=verdict.reason,
             svix_id=svix_id,
             event_id=envelope.id if envelope else None,
             event_type=envelope.type if envelope else None,
             event_created_at=envelope.created_at if envelope else None,
-            state="dispatched",
+            state="dispatched" if decision.target is not None else decision.outcome,
         )
 
     async def _answer_again(self, reply: Reply, delivery_id: str) -> None:
         """A delivery we already took: confirm it from history instead of forwarding twice."""
         state, first = await self.commits.call(self._from_history, delivery_id)
-        if first is not None:
+        if state in NOT_FORWARDED:  # the same 200 as the first copy got: no handler saw either
+            result = _skipped_result(delivery_id, state, duplicate=True)
+        elif first is not None:
             result = Result(
                 delivery_id,
                 first.status if first.status is not None else 502,
@@ -277,7 +337,7 @@ class Pipeline:
         """A delivery's state and first forward, on the history thread (GroupCommit.call)."""
         state = self.store.get_state(delivery_id) or "missing"
         first = self.store.first_attempt(delivery_id)
-        if first is None:
+        if first is None and state not in NOT_FORWARDED:
             # Stored as dispatched but no attempt: the listener stopped mid-forward. The
             # handler may well have it; sending it again could double-process it.
             self.store.mark(delivery_id, "interrupted")
@@ -293,6 +353,16 @@ TOO_LATE = (
     "not forwarded: every forwarding slot was busy until after the relay had answered its "
     "sender 504 (the sender retries it, so sending this one too would be a second copy)"
 )
+
+
+def _skipped_result(delivery_id: str, state: str, *, duplicate: bool = False) -> Result:
+    """The relay's (and the sender's) answer for a filtered or unrouted delivery: 200, since
+    leaving it out was the user's choice, with a body saying so for whoever reads it."""
+    reason = Decision(cast(Decided, state), None).reason
+    body = orjson.dumps({"hooktap": state, "reason": reason})
+    return Result(
+        delivery_id, 200, [("Content-Type", "application/json")], body, duplicate=duplicate
+    )
 
 
 def _too_late(frame: WireDelivery) -> bool:

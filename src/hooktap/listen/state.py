@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from hooktap import local_secret
@@ -29,11 +30,22 @@ def verifies_with_local_secret(secret: str) -> None:
     _local_secret = secret
 
 
-def write(webhook_url: str, forward_to: str, relay: str) -> None:
+def write(
+    webhook_url: str,
+    forward_to: str,
+    relay: str,
+    *,
+    routes: Sequence[str] = (),
+    events: Sequence[str] = (),
+) -> None:
+    """`forward_to` is the one target to name (routing.primary); `routes` every --forward
+    as typed (PATTERN=TARGET, the fallback last), `events` the --events patterns."""
     info = {
         "pid": os.getpid(),
         "webhook_url": webhook_url,
         "forward_to": forward_to,
+        "routes": list(routes) or [forward_to],
+        "events": list(events),
         "relay": relay,
         "started_at": time.time(),
     }
@@ -60,6 +72,17 @@ def current() -> dict[str, object] | None:
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return None
     return info if isinstance(info, dict) else None
+
+
+def current_routes() -> list[str] | None:
+    """The running listener's routes as --forward values (`PATTERN=TARGET`, the fallback as
+    a bare TARGET, in the order they are tried), for routes.build_routing; None when no
+    listener runs, or one that wrote no routes."""
+    info = current()
+    routes = info.get("routes") if info else None
+    if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
+        return None
+    return list(routes) or None
 
 
 def current_webhook_url() -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hooktap.filters import Filter, is_glob
+from hooktap.filters import NOT_FORWARDED, Filter, is_glob
 
 SCHEMA = """
 CREATE TABLE deliveries (
@@ -92,7 +92,7 @@ def prefix_upper(prefix: str) -> str:
 def filter_joins(f: Filter) -> str:
     """Only the joins a filter needs: a status filter reads the forward attempt, text the body."""
     joins = []
-    if f.statuses:
+    if any(s not in NOT_FORWARDED for s in f.statuses):
         joins.append("LEFT JOIN attempts f ON f.id = d.forward_attempt")
     if f.text:
         joins.append("JOIN payloads p ON p.seq = d.seq")
@@ -124,6 +124,9 @@ def filter_where(f: Filter, now: float | None) -> tuple[list[str], list[Any]]:
         for status in f.statuses:
             if status == "err":
                 ors.append("(d.state = 'interrupted' OR (f.id IS NOT NULL AND f.status IS NULL))")
+            elif status in NOT_FORWARDED:  # no attempt, no status: their state says it
+                ors.append("d.state = ?")
+                params.append(status)
             elif status.endswith("xx"):
                 ors.append("f.status BETWEEN ? AND ?")
                 params += [int(status[0]) * 100, int(status[0]) * 100 + 99]
