@@ -70,12 +70,16 @@ def resolve_routing(
         chosen_events: str | tuple[str, ...] | None = events
     else:
         chosen_events = config.events if config else None
-    where = f" (from {config.path})" if config and not forwards else ""
+    # Name the file in an error when any of what was used came from it.
+    where = ""
+    if config and ((not forwards and config.forward) or (events is None and config.events)):
+        where = f" (from {config.path})"
     if not chosen:
         if chosen_events:
             raise BadInput(
-                "--events chooses which deliveries are forwarded, so it needs a --forward "
-                "target to forward them to, e.g. --forward localhost:8000/webhooks/pivotal"
+                f"--events chooses which deliveries are forwarded{where}, so it needs a "
+                "--forward target to forward them to, e.g. --forward "
+                "localhost:8000/webhooks/pivotal"
             )
         return None
     try:

@@ -8,7 +8,9 @@ Pure: no I/O, no clock. The listener asks `Routing.decide` once per delivery; `r
 `check` and `trigger` use the same rules, so a type goes to the same handler whichever command
 sends it. Patterns mean what `type:` means in the filter language (filters.py): a glob over the
 event type (`customer.*`, `task.*ed`), or a bare name, which is that type or that object's
-types (`customer` is customer and customer.*).
+types (`customer` is customer and customer.*). The store runs `type:` as SQLite's GLOB, so a
+glob here follows GLOB's rules, not the shell's (fnmatch): `[^a]` negates a set, `!` is a
+plain character, and a `[` never closed matches nothing.
 """
 
 from __future__ import annotations
@@ -16,15 +18,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Literal
 
 from hooktap.filters import is_glob
 from hooktap.listen.target import Target, parse_target
 
-# What may stand left of `=` in `PATTERN=TARGET`. A target never matches it (a target has no
-# `=` before its host), so `localhost:8000/a=b` is a target with `=` in its path.
-_PATTERN = re.compile(r"[A-Za-z0-9_.*?\[\]!-]+").fullmatch
+# What a pattern is made of, in `PATTERN=TARGET` and --events.
+_PATTERN = re.compile(r"[A-Za-z0-9_.*?\[\]^!-]+").fullmatch
 
 Outcome = Literal["forward", "filtered", "unrouted"]
 
@@ -35,8 +36,55 @@ def type_matches(pattern: str, event_type: str | None) -> bool:
     if event_type is None:
         return False
     if is_glob(pattern):
-        return fnmatchcase(event_type, pattern)
+        glob = _glob(pattern)
+        # GLOB reads its operand as C text, up to the first NUL.
+        return glob is not None and glob.fullmatch(event_type.partition("\0")[0]) is not None
     return event_type == pattern or event_type.startswith(pattern + ".")
+
+
+@lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern[str] | None:
+    """SQLite's GLOB (patternCompare in its func.c) as a regular expression; None for a
+    pattern that matches nothing, one with a `[` never closed."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c != "[":
+            out.append(re.escape(c))
+        else:
+            invert = pattern.startswith("^", i)
+            i += invert
+            members: list[str] = []
+            if pattern.startswith("]", i):  # first in the set: a member, not its end
+                members.append(re.escape("]"))
+                i += 1
+            prior = ""  # the last single member, which a following `-x` makes a range
+            while i < n and pattern[i] != "]":
+                c = pattern[i]
+                if c == "-" and prior and i + 1 < n and pattern[i + 1] != "]":
+                    high = pattern[i + 1]
+                    if prior <= high:  # GLOB: a reversed range holds nothing
+                        members.append(f"{re.escape(prior)}-{re.escape(high)}")
+                    prior = ""
+                    i += 2
+                    continue
+                members.append(re.escape(c))
+                prior = c
+                i += 1
+            if i >= n:
+                return None
+            i += 1
+            if members:
+                out.append(f"[{'^' if invert else ''}{''.join(members)}]")
+            else:
+                out.append("." if invert else "(?!)")
+    return re.compile("".join(out), re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -114,23 +162,32 @@ def parse_route(text: str) -> Route:
     """`TARGET` (the fallback) or `PATTERN=TARGET`; ValueError says what is wrong."""
     raw = text.strip()
     head, eq, tail = raw.partition("=")
-    if eq and _PATTERN(head.strip()) and not head.strip().isdigit():
-        pattern = head.strip()
+    pattern = head.strip()
+    # Left of the first `=` is a pattern unless a target starts there: a host:port, a URL or
+    # a path (`localhost:8000/a=b`), or a port (`8000?x=1`, then refused for its query; no
+    # event type starts with a digit). Anything else is meant as a pattern and must be one.
+    if eq and not (pattern[:1].isdigit() or ":" in pattern or "/" in pattern):
+        if not pattern:
+            raise ValueError(f"route {text!r} has no event-type pattern before '='")
         _check_pattern(pattern, "route")
+        if not tail.strip():
+            raise ValueError(
+                f"route {text!r} has no target after '='; as in {pattern}=localhost:8001/hooks"
+            )
         return Route(pattern, parse_target(tail))
-    if eq and not head.strip():
-        raise ValueError(f"route {text!r} has no event-type pattern before '='")
     return Route(None, parse_target(raw))
 
 
 def parse_events(text: str) -> tuple[str, ...]:
-    """`customer.*,task.completed`: comma-separated patterns."""
-    patterns = tuple(p.strip() for p in text.split(","))
-    if not any(patterns) or not all(patterns):
+    """`customer.*,task.completed`: patterns separated by commas, or by spaces (`customer.*
+    task.completed`, `customer.*, task.completed`), since no pattern holds a space."""
+    parts = [p.split() for p in text.split(",")]
+    if not all(parts):
         raise ValueError(
             f"--events {text!r} has an empty pattern; give event types or globs separated by "
             "commas, like 'customer.*,task.completed'"
         )
+    patterns = tuple(p for part in parts for p in part)
     for p in patterns:
         _check_pattern(p, "--events")
     return patterns
@@ -153,13 +210,8 @@ def build_routing(forwards: Sequence[str], events: str | Iterable[str] | None = 
         # The first match wins, so routes after the fallback would never be used: put it
         # last rather than refuse, since flags and hooktap.toml order it either way.
         routes = (*[r for r in routes if r.pattern is not None], fallbacks[0])
-    if isinstance(events, str):
-        patterns = parse_events(events)
-    else:
-        patterns = tuple(events or ())
-        for p in patterns:
-            _check_pattern(p, "--events")
-    return Routing(routes, patterns)
+    items = [events] if isinstance(events, str) else list(events or ())
+    return Routing(routes, tuple(p for item in items for p in parse_events(item)))
 
 
 def unknown_patterns(routing: Routing, known: Iterable[str]) -> list[str]:
@@ -174,7 +226,8 @@ def _check_pattern(pattern: str, where: str) -> None:
     if not _PATTERN(pattern):
         raise ValueError(
             f"{where} pattern {pattern!r} is not an event type or a glob; use letters, digits, "
-            "'.', '_', '-' and the wildcards * ? [ ], as in customer.* or task.completed"
+            "'.', '_', '-' and the wildcards * ? [ ] ([^...] for none of), as in customer.* "
+            "or task.completed"
         )
     if pattern.count("[") != pattern.count("]"):
         raise ValueError(f"{where} pattern {pattern!r} has unbalanced [ ]")
