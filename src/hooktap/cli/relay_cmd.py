@@ -11,6 +11,7 @@ import re
 import signal
 import ssl
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -20,6 +21,7 @@ from hooktap.home import UnusableFile, relay_data_dir
 from hooktap.relay import drain, logs, server
 from hooktap.relay.app import RelayConfig, make_app
 from hooktap.relay.broker import KeepFailed
+from hooktap.relay.broker.nats_connect import NatsConnect, NatsOptionError
 from hooktap.relay.config import Network, key_digest
 from hooktap.relay.keys import RELAY
 from hooktap.relay.logs import note
@@ -59,6 +61,12 @@ def _nats_urls(ctx: click.Context, param: click.Parameter, value: str | None) ->
     if value is None:
         return None
     urls = [url.strip() for url in value.split(",") if url.strip()]
+    if any("@" in url for url in urls):  # said without the URL, which holds a secret
+        raise click.BadParameter(
+            "a user, password or token in a NATS URL shows in `ps` and in log lines; give it "
+            "with --nats-token (HOOKTAP_NATS_TOKEN), --nats-user (HOOKTAP_NATS_PASSWORD) or "
+            "--nats-creds instead"
+        )
     bad = [url for url in urls if not re.match(r"^(nats|tls)://[^/\s]+$", url)]
     if not urls or bad:
         raise click.BadParameter(
@@ -70,6 +78,33 @@ def _nats_urls(ctx: click.Context, param: click.Parameter, value: str | None) ->
             "needs the NATS client: pip install 'hooktap[nats]' (the nats-py package)"
         )
     return urls
+
+
+# How a message names each --nats-* option (the variable too, where one can give it).
+NATS_OPTIONS = {
+    "creds": "--nats-creds",
+    "token": "--nats-token/HOOKTAP_NATS_TOKEN",
+    "user": "--nats-user",
+    "password": "--nats-password/HOOKTAP_NATS_PASSWORD",
+    "ca": "--nats-ca",
+    "cert": "--nats-cert",
+    "key": "--nats-key",
+}
+
+
+def _nats_connect(nats_urls: list[str] | None, **given: Any) -> NatsConnect | None:
+    """The --nats-* options, checked (files read, TLS context made) before the relay starts."""
+    options = NatsConnect(**{name: value or None for name, value in given.items()})
+    if nats_urls is None:
+        named = [NATS_OPTIONS[name] for name, value in given.items() if value]
+        if named:
+            raise BadInput(f"{named[0]} is for NATS: it needs --nats URL too")
+        return None
+    try:
+        options.check()
+    except NatsOptionError as exc:
+        raise BadInput(str(exc)) from None
+    return options
 
 
 @click.command("relay")
@@ -225,6 +260,47 @@ def _nats_urls(ctx: click.Context, param: click.Parameter, value: str | None) ->
     "its queue in --data-dir.",
 )
 @click.option(
+    "--nats-creds",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Log in to NATS with this credentials file: a user JWT and its nkey seed, as "
+    "`nsc generate creds` writes.",
+)
+@click.option(
+    "--nats-token",
+    envvar="HOOKTAP_NATS_TOKEN",
+    show_envvar=True,
+    metavar="TOKEN",
+    help="Log in to NATS with this token. Prefer the variable: arguments show in `ps`.",
+)
+@click.option("--nats-user", metavar="USER", help="Log in to NATS as this user.")
+@click.option(
+    "--nats-password",
+    envvar="HOOKTAP_NATS_PASSWORD",
+    show_envvar=True,
+    metavar="PASSWORD",
+    help="--nats-user's password. Prefer the variable: arguments show in `ps`.",
+)
+@click.option(
+    "--nats-ca",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PEM",
+    help="Trust only this CA's certificates for NATS servers with TLS (tls:// URLs, or servers "
+    "that require it); default: this machine's trust store.",
+)
+@click.option(
+    "--nats-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PEM",
+    help="Show NATS servers that want mutual TLS this client certificate, with --nats-key.",
+)
+@click.option(
+    "--nats-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PEM",
+    help="The unencrypted private key of --nats-cert.",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -254,6 +330,13 @@ def relay_cmd(
     require_key: str | None,
     drain_timeout: float,
     nats_urls: list[str] | None,
+    nats_creds: Path | None,
+    nats_token: str | None,
+    nats_user: str | None,
+    nats_password: str | None,
+    nats_ca: Path | None,
+    nats_cert: Path | None,
+    nats_key: Path | None,
     log_format: logs.LogFormat,
 ) -> None:
     """Run a relay server that owns public webhook URLs and streams them to listeners.
@@ -281,6 +364,16 @@ def relay_cmd(
         )
     ssl_context = _server_tls(tls_cert, tls_key)
     key = _valid_key(require_key)
+    nats_connect = _nats_connect(
+        nats_urls,
+        creds=nats_creds,
+        token=nats_token,
+        user=nats_user,
+        password=nats_password,
+        ca=nats_ca,
+        cert=nats_cert,
+        key=nats_key,
+    )
     if data_dir is not None:
         try:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -306,10 +399,10 @@ def relay_cmd(
     )
     logs.setup(log_format)
     try:
-        aio.run(_serve(config, host, port, ssl_context, nats_urls))
+        aio.run(_serve(config, host, port, ssl_context, nats_urls, nats_connect))
     except KeyboardInterrupt:
         pass
-    except KeepFailed as exc:  # --nats given and not reachable
+    except KeepFailed as exc:  # --nats given and not reachable, or refusing this relay
         raise BadInput(str(exc)) from None
     except UnusableFile as exc:  # a damaged relay.db: its message names the file and the way out
         raise BadInput(str(exc)) from None
@@ -355,8 +448,9 @@ async def _serve(
     port: int,
     ssl_context: ssl.SSLContext | None,
     nats_urls: list[str] | None = None,
+    nats_connect: NatsConnect | None = None,
 ) -> None:
-    app = make_app(config, nats_urls)
+    app = make_app(config, nats_urls, nats_connect)
     # After the drain (drain.stop), what handlers still run get shutdown_timeout.
     runner = await server.serve(
         app, host, port, ssl_context=ssl_context, access_log=True, shutdown_timeout=2.0

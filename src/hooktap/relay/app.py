@@ -17,6 +17,7 @@ from aiohttp import web
 
 from hooktap import __version__
 from hooktap.relay.broker import KeepFailed
+from hooktap.relay.broker.nats_connect import NatsConnect
 from hooktap.relay.channels_api import create_channel
 from hooktap.relay.config import CONFIG, RelayConfig
 from hooktap.relay.drain import release
@@ -32,14 +33,17 @@ SERVICE = "hooktap-relay"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_app(config: RelayConfig, nats: list[str] | None = None) -> web.Application:
+def make_app(
+    config: RelayConfig, nats: list[str] | None = None, nats_connect: NatsConnect | None = None
+) -> web.Application:
     """`nats`: NATS server URLs, for instances sharing a JetStream cluster (`hooktap relay
-    --nats`); connected as the app starts. None: the SQLite queue in `config.data_dir`."""
+    --nats`); connected as the app starts, with `nats_connect`'s credentials and TLS. None:
+    the SQLite queue in `config.data_dir`."""
     app = web.Application(client_max_size=config.max_body)
     # The door's settings (what serve() and the proxy headers read; the --public door has
     # its own), and the relay itself, which every door shares.
     app[CONFIG] = config
-    app[RELAY] = RelayService(config, nats)
+    app[RELAY] = RelayService(config, nats, nats_connect)
     app.router.add_post("/api/channels", create_channel)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

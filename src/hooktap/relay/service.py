@@ -19,6 +19,7 @@ import time
 from hooktap.protocol import Delivery, ProtocolError, Result
 from hooktap.relay.broker import Broker, ChannelBusy, Offered
 from hooktap.relay.broker.local import LocalBroker
+from hooktap.relay.broker.nats_connect import NatsConnect
 from hooktap.relay.config import RelayConfig
 from hooktap.relay.drain import Drain
 from hooktap.relay.hub import Hub, Link
@@ -37,9 +38,15 @@ def busy_reason(holder: Link) -> str:
 
 
 class RelayService:
-    def __init__(self, config: RelayConfig, nats: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: RelayConfig,
+        nats: list[str] | None = None,
+        nats_connect: NatsConnect | None = None,
+    ) -> None:
         """`nats`: the NATS servers of instances sharing JetStream (broker/nats.py, started
-        with the app); None: this machine's own SQLite queue."""
+        with the app; `nats_connect`: its credentials and TLS); None: this machine's own
+        SQLite queue."""
         self.config = config
         self.nats = nats or None
         self.hub = Hub()
@@ -55,6 +62,7 @@ class RelayService:
                 max_store_bytes=config.max_store_bytes,
                 max_body=config.max_body,
                 max_handler_timeout=config.max_handler_timeout,
+                connect=nats_connect,
             )
         else:
             self.broker = LocalBroker(config.data_dir / "relay.db", self.hub)
