@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from hooktap.relay.broker.nats import HANDED_BUCKET, LIVE, STREAM
+from hooktap.relay.broker.nats_bytes import BYTES_STREAM
 from hooktap.relay.broker.nats_channels import BUCKET
 from support.nats_cluster import NatsCluster, Node, running_cluster
 from support.procs import Procs
@@ -36,7 +37,7 @@ async def assert_replicated(cluster: NatsCluster) -> None:
     nc = await nats.connect(cluster.urls)
     try:
         js = nc.jetstream()
-        for stream in (STREAM, f"KV_{BUCKET}", f"KV_{HANDED_BUCKET}"):
+        for stream in (STREAM, BYTES_STREAM, f"KV_{BUCKET}", f"KV_{HANDED_BUCKET}"):
             info = await js.stream_info(stream)
             assert info.config.num_replicas == 3, (stream, info.config.num_replicas)
             assert info.cluster is not None and len(info.cluster.replicas or []) == 2, stream

@@ -9,14 +9,17 @@ it, a real Listener and a real handler, as in tests/test_nats_relay.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from hooktap.relay.app import RelayConfig, make_app
+from hooktap.relay.keys import RELAY
 from support.nats import NatsServer
 from support.procs import Procs
-from support.servers import running_handler, running_listener
+from support.servers import running_handler, running_listener, serve, until
 from test_nats_relay import channel_for, nats_server, relays
 
 __all__ = ["nats_server"]  # the fixture, used by name
@@ -94,3 +97,36 @@ def test_a_single_nats_server_gets_one_clear_warning_about_replicas(
     assert "WARNING" in warning
     assert "in 1 replica(s), not 3" in warning
     assert "live on one NATS node" in warning
+
+
+async def test_a_channel_keeps_its_byte_bound_across_instances(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """--max-channel-mb holds for the channel, not per instance: what A keeps counts when B
+    is posted to, and room comes back on both once a listener took the deliveries."""
+    async with contextlib.AsyncExitStack() as stack:
+        urls, apps = [], []
+        for name in ("a", "b"):
+            config = RelayConfig(data_dir=tmp_path / name, max_channel_bytes=10_240)
+            app = make_app(config, [nats_server.url])
+            urls.append(await stack.enter_async_context(serve(app)))
+            apps.append(app)
+        a, b = urls
+        creds = await channel_for(a, b)
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+
+        async def post(relay: str) -> tuple[int, dict[str, object]]:
+            async with http.post(f"{relay}/c/{creds.channel}", data=b"x" * 3000) as resp:
+                return resp.status, await resp.json()
+
+        assert [(await post(a))[0] for _ in range(3)] == [202] * 3
+        # B has read the channel's depth back from the stream: it knows of A's three.
+        await until(lambda: apps[1][RELAY].depth(creds.channel) == 3)
+        status, refusal = await post(b)
+        assert status == 503, refusal
+        assert "--max-channel-mb" in str(refusal["error"])
+        handler = await stack.enter_async_context(running_handler())
+        async with running_listener(a, handler.url, tmp_path / "history.db"):
+            await handler.wait_for(3)
+            await until(lambda: apps[1][RELAY].broker.queued_bytes(creds.channel) == 0)
+        assert (await post(b))[0] == 202

@@ -9,6 +9,7 @@
   published with the delivery id as Nats-Msg-Id (a retried publish is stored once). The
   server keeps the per-channel count bound (max_msgs_per_subject, discarding new) and the
   total byte bound; depths are read from the stream every REFRESH seconds and counted on keep.
+  Each channel's bytes are counted for all instances in a counter stream (nats_bytes.py).
 - Hand-over (nats_handover.py): a durable pull consumer per channel, shared by every
   instance; a message is acked when its listener settles it with a Result that is not
   refused, nak'd with a delay when refused, and nak'd at once when its link drops; held
@@ -43,6 +44,7 @@ from prometheus_client import CollectorRegistry
 from hooktap.protocol import Delivery, ProtocolError, Result, decode, encode
 from hooktap.relay.broker import ChannelBusy, KeepFailed, NoAnswer, NotHeld, Offered
 from hooktap.relay.broker.local import LocalBroker
+from hooktap.relay.broker.nats_bytes import BYTES_STREAM, ChannelBytes
 from hooktap.relay.broker.nats_channels import BUCKET, NatsChannels, valid_channel
 from hooktap.relay.broker.nats_connect import NatsConnect, connect_kwargs
 from hooktap.relay.broker.nats_handover import HANDED_BUCKET, StreamHandOver
@@ -60,6 +62,7 @@ CONNECT_WAIT = 5.0
 PROBE_WAIT = 2.0  # how long a listener attaching waits for another instance to say "busy"
 OUTCOME, HANDED, WAIT, GRACE = "Hooktap-Outcome", "Hooktap-Handed-To", "Hooktap-Wait", "Grace"
 PROBE, TAKEOVER, REASON = "Hooktap-Probe", "Hooktap-Takeover", "Hooktap-Reason"
+SIZE = "Hooktap-Size"  # a kept delivery's body size, taken off its channel's count on ack
 
 
 async def _nats_error(exc: Exception) -> None:
@@ -89,7 +92,8 @@ class JetStreamBroker(StreamHandOver):
         self.channels = NatsChannels()
         self.handed: KeyValue | None = None
         self._depth: dict[str, int] = {}
-        self._bytes: dict[str, int] = {}
+        self.channel_bytes = ChannelBytes()
+        self._unshared: dict[str, int] = {}  # being kept here, not yet in channel_bytes
         self._total_bytes = 0
         self._sizes: dict[str, tuple[str, int]] = {}  # kept here, not yet settled: id -> size
         self._pending: dict[str, tuple[Link, Msg]] = {}  # handed over, not yet settled
@@ -136,6 +140,7 @@ class JetStreamBroker(StreamHandOver):
         )
         self.stats.replicas = self.replicas
         await self.channels.open(self.js, self.replicas)
+        await self.channel_bytes.open(self.js, self.replicas)
         try:
             self.handed = await self.js.key_value(HANDED_BUCKET)
         except NotFoundError:
@@ -267,12 +272,24 @@ class JetStreamBroker(StreamHandOver):
         self._count(channel, delivery.id, size)  # before any await: see depth()
         # Whoever gets it next may take its time; whether it was handed before is judged then.
         kept = dataclasses.replace(delivery, answer_by=None, handed_before=False)
-        headers = {"Nats-Msg-Id": delivery.id}
+        headers = {"Nats-Msg-Id": delivery.id, SIZE: str(size)}
+        counted = False  # in every instance's count of the channel's bytes (channel_bytes)
         try:
             if handed_to:
                 await self._handed_put(delivery.id, handed_to)
-            await self.js.publish(QUEUE + channel, encode(kept), headers=headers)
+            # Counted for every instance before it is kept: the count errs high, never low.
+            await self.channel_bytes.add(channel, size)
+            self._unshare(channel, size)
+            counted = True
+            ack = await self.js.publish(QUEUE + channel, encode(kept), headers=headers)
+            if ack.duplicate:  # kept before, by a retried publish: counted then
+                await self.channel_bytes.add(channel, -size)
         except (TimeoutError, NatsError, ProtocolError) as exc:
+            if counted:
+                with contextlib.suppress(TimeoutError, NatsError):
+                    await self.channel_bytes.add(channel, -size)
+            else:
+                self._unshare(channel, size)
             self._uncount(delivery.id)
             raise KeepFailed(f"NATS did not keep it: {exc}") from exc
         holder = self.hub.live(channel)
@@ -286,8 +303,13 @@ class JetStreamBroker(StreamHandOver):
     def _count(self, channel: str, delivery_id: str, size: int) -> None:
         self._sizes[delivery_id] = (channel, size)
         self._depth[channel] = self._depth.get(channel, 0) + 1
-        self._bytes[channel] = self._bytes.get(channel, 0) + size
+        self._unshared[channel] = self._unshared.get(channel, 0) + size
         self._total_bytes += size
+
+    def _unshare(self, channel: str, size: int) -> None:
+        left = self._unshared.pop(channel, 0) - size
+        if left:
+            self._unshared[channel] = left
 
     def _uncount(self, delivery_id: str) -> None:
         found = self._sizes.pop(delivery_id, None)
@@ -295,25 +317,24 @@ class JetStreamBroker(StreamHandOver):
             return
         channel, size = found
         self._depth[channel] = max(0, self._depth.get(channel, 1) - 1)
-        self._bytes[channel] = max(0, self._bytes.get(channel, size) - size)
         self._total_bytes = max(0, self._total_bytes - size)
 
     def depth(self, channel: str | None = None) -> int:
         return sum(self._depth.values()) if channel is None else self._depth.get(channel, 0)
 
     def queued_bytes(self, channel: str | None = None) -> int:
-        # Per channel: what this instance knows of (kept or handed over here); in all: the
-        # stream's own byte count. The server enforces the total bound itself.
-        return self._total_bytes if channel is None else self._bytes.get(channel, 0)
+        # Per channel: every instance's count (nats_bytes.py) and this one's keeps not yet
+        # in it; in all: the stream's own byte count (the server enforces that bound).
+        if channel is None:
+            return self._total_bytes
+        return self.channel_bytes.get(channel) + self._unshared.get(channel, 0)
 
     async def _refresh(self) -> None:
         assert self.js is not None
         info = await self.js.stream_info(STREAM, subjects_filter=QUEUE + "*")
         subjects = info.state.subjects or {}
         self._depth = {s[len(QUEUE) :]: n for s, n in subjects.items()}
-        for channel in list(self._bytes):
-            if channel not in self._depth:
-                self._bytes[channel] = 0
+        await self.channel_bytes.refresh(self._depth)
         self._total_bytes = self.stats.bytes = info.state.bytes
         self.stats.messages = info.state.messages
 
@@ -384,7 +405,11 @@ class JetStreamBroker(StreamHandOver):
             return
         link.reoffer_delay = REOFFER_FIRST
         if pending is not None:
-            await pending[1].ack_sync()
+            msg = pending[1]
+            await msg.ack_sync()
+            with contextlib.suppress(TimeoutError, NatsError, ValueError):
+                size = int((msg.headers or {}).get(SIZE, len(msg.data)))
+                await self.channel_bytes.add(link.channel, -size)
             if result.id in self._sizes:
                 self._uncount(result.id)
             else:  # kept by another instance: only the count is known here
@@ -403,7 +428,7 @@ class JetStreamBroker(StreamHandOver):
             await self.js.account_info()
             # The account answers before a stream re-elects a leader after a node died; a
             # stream without one can neither keep a delivery nor admit a listener.
-            for stream in (STREAM, f"KV_{BUCKET}", f"KV_{HANDED_BUCKET}"):
+            for stream in (STREAM, BYTES_STREAM, f"KV_{BUCKET}", f"KV_{HANDED_BUCKET}"):
                 await self.js.stream_info(stream)
         except (TimeoutError, NatsError) as exc:
             raise KeepFailed(f"NATS JetStream does not answer: {exc}") from exc
