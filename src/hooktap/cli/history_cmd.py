@@ -7,12 +7,15 @@ Human output goes to stdout as tables and sections; with --json, stdout carries 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
+from hooktap import har
 from hooktap.cli.common import BadInput
 from hooktap.cli.history_view import (
     delivery_json,
@@ -124,6 +127,15 @@ def lookup(store: Store, delivery_id: str) -> Delivery:
     help="At most this many, newest first (0: all).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, nothing else.")
+@click.option(
+    "--har",
+    "as_har",
+    is_flag=True,
+    help="Write the matching deliveries as a HAR 1.2 file on stdout, oldest first (all of "
+    "them unless --limit is given): each request as received, its latest response, and "
+    "hooktap's verdict under _hooktap. Opens in browsers' devtools and mitmproxy; `hooktap "
+    "replay --har FILE` sends it again.",
+)
 @click.pass_context
 def deliveries_cmd(
     ctx: click.Context,
@@ -134,6 +146,7 @@ def deliveries_cmd(
     expression: str,
     limit: int,
     as_json: bool,
+    as_har: bool,
 ) -> None:
     """List stored deliveries, newest first; `deliveries show ID` prints one whole.
 
@@ -142,10 +155,17 @@ def deliveries_cmd(
       hooktap deliveries --since 1h --status 5xx
       hooktap deliveries --type 'customer.*' --signature invalid --json
       hooktap deliveries show d01a23190b25bde56ad63
+      hooktap deliveries --har --since 1d > pivotal.har
     """
     if ctx.invoked_subcommand is not None:
         return
     f = make_filter(expression, types, statuses, signatures, since)
+    if as_har:
+        if as_json:
+            raise BadInput("--har and --json are two output formats; pick one")
+        given = ctx.get_parameter_source("limit") is not ParameterSource.DEFAULT
+        _write_har(f, limit if given else 0)
+        return
     with open_store() as store:
         rows = store.query(f, None if limit == 0 else limit)
     if as_json:
@@ -182,3 +202,33 @@ def show_cmd(delivery_id: str, as_json: bool) -> None:
         click.echo(json.dumps(delivery_json(delivery, attempts, duplicate), ensure_ascii=False))
         return
     print_delivery(delivery, attempts, duplicate)
+
+
+def _write_har(f: Filter, limit: int) -> None:
+    """Stream the HAR document to stdout as UTF-8 bytes, whatever the locale: one delivery
+    (big bodies read back from their files, as `deliveries show` does) at a time. A delivery
+    whose body file is gone cannot be exported whole: it is left out, said on stderr, and the
+    exit code is 1."""
+    out = sys.stdout.buffer
+    missing: list[str] = []
+    with open_store() as store:
+        rows = store.query(f, None if limit == 0 else limit)
+        rows.reverse()  # newest N, written oldest first as the spec prefers
+
+        def entries() -> Iterator[dict[str, Any]]:
+            for row in rows:
+                try:
+                    delivery = store.get(row.id)
+                except BodyMissing as exc:
+                    missing.append(f"{row.id}: {exc}")
+                    continue
+                if delivery is not None:
+                    yield har.entry(delivery, store.attempts(delivery.id))
+
+        for piece in har.document(entries()):
+            out.write(piece.encode("utf-8"))
+        out.flush()
+    for why in missing:
+        click.echo(f"hooktap: left out of the HAR file: {why}", err=True)
+    if missing:
+        raise SystemExit(1)
