@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hooktap.tui.columns import layout
 from hooktap.tui.feed import Counts
-from hooktap.tui.widgets.header import counts_forms, fit_info, paused_text
+from hooktap.tui.widgets.header import counts_forms, fit_info, health_text, paused_text, route_forms
 
 
 def names(width: int) -> list[str]:
@@ -44,3 +44,41 @@ def test_header_counts_use_the_filters_words_and_give_way_to_the_news() -> None:
     assert paused_text(True, 3, narrow=True) == "‖ paused · 3 waiting"
     assert paused_text(True, None, narrow=False) == "‖ paused: deliveries wait at the relay"
     assert paused_text(False, 3, narrow=False) == ""
+
+
+def test_with_routes_the_target_column_comes_early_and_the_header_names_every_route() -> None:
+    def routed(width: int) -> list[str]:
+        return [c.name for c in layout(width, targets=True).columns]
+
+    assert "target" not in routed(77)  # 80 columns: the detail's title says where instead
+    assert routed(97) == ["time", "type", "target", "sig", "status", "took", "flags"]
+    assert layout(97, targets=True).width_of("target") >= len("localhost:40001")
+    assert "target" in routed(117) and "svix" in routed(117)
+    for width in range(30, 260):
+        assert len(layout(width, targets=True).header(utc=False)) == width, width
+    forms = route_forms(
+        [
+            ("customer.*", "http://localhost:8001/hooks"),
+            ("task.*", "http://127.0.0.1:8002/webhooks/pivotal"),
+            (None, "https://handler.example/pivotal"),
+        ],
+        ["customer.*", "task.*"],
+    )
+    assert forms == [
+        "→ customer.*=localhost:8001/hooks · task.*=127.0.0.1:8002/webhooks/pivotal · "
+        "https://handler.example/pivotal · only customer.*,task.*",
+        "→ customer.*=localhost:8001 · task.*=127.0.0.1:8002 · handler.example "
+        "· only customer.*,task.*",
+        "→ customer.*=:8001 · task.*=:8002 · handler.example · only customer.*,task.*",
+        "→ customer.*=:8001 · task.*=:8002 · handler.example",
+        "→ 3 routes",
+    ]
+    assert route_forms([(None, "http://localhost:8000/webhooks/pivotal")]) == [
+        "→ localhost:8000/webhooks/pivotal",
+        "→ localhost:8000",
+        "→ :8000",
+    ]
+    assert health_text(["localhost:8000", "127.0.0.1:8002"]) == (
+        "✕ localhost:8000, 127.0.0.1:8002 down"
+    )
+    assert health_text([]) == ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hooktap.listen.events import PublicChanged, Ready
+from hooktap.listen.events import PublicChanged, Ready, TargetHealth
 from hooktap.tui import notices
 from hooktap.tui.feed import Feed
 
@@ -39,3 +39,16 @@ def test_pivotals_own_secret_gets_no_local_secret_notice() -> None:
     feed = Feed()
     feed(Ready("http://127.0.0.1:8787/c/abc", "http://localhost:8000/", secret_source="--secret"))
     assert notices.of(feed.drain()) == []
+
+
+def test_a_handler_down_is_news_at_once_and_back_only_after_down() -> None:
+    feed = Feed()
+    feed(TargetHealth("localhost:8001", "up", "localhost:8001 is accepting connections"))
+    down = "localhost:8000 is not accepting connections (connection refused)"
+    feed(TargetHealth("localhost:8000", "down", down))
+    said = notices.of(feed.drain())
+    # The first probe's "up" is no news; a handler down at start is, before a webhook fails.
+    assert [(n.title, n.message, n.severity) for n in said] == [("Handler down", down, "error")]
+    back = "localhost:8000 is accepting connections again"
+    feed(TargetHealth("localhost:8000", "up", back))
+    assert [(n.title, n.message) for n in notices.of(feed.drain())] == [("Handler back", back)]

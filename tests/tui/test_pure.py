@@ -11,12 +11,15 @@ import pytest
 from hooktap.listen.events import (
     ConnectionChanged,
     DeliveryForwarded,
+    DeliveryNotForwarded,
     DeliveryReceived,
     Paused,
+    TargetHealth,
 )
 from hooktap.records import Attempt, Delivery
 from hooktap.store import Summary
 from hooktap.tui import present
+from hooktap.tui.cells import not_forwarded, row_cells
 from hooktap.tui.feed import Feed
 from hooktap.tui.screens.editor import headers_to_text, json_problem, parse_headers
 from hooktap.tui.window import MAX_ROWS, PAGE, RowWindow
@@ -273,3 +276,57 @@ def test_feed_counts_like_store_stats_and_batches() -> None:
     assert dataclasses.astuple(feed.counts) == (2, 1, 1, 0, 1)  # one expired, none invalid
     assert feed.drain().empty
     assert json.dumps(dataclasses.asdict(feed.counts))
+
+
+# --- routes and --events ----------------------------------------------------------------------
+
+
+def test_a_delivery_that_went_to_no_handler_says_why_and_breaks_no_handler_rule() -> None:
+    for state in ("filtered", "unrouted"):
+        row = summary(1, state=state, status=None, duration_ms=None, target="")
+        assert present.status_text(row.status, row.error, row.state) == state
+        assert present.status_kind(row.status, row.error, row.state) == "not-forwarded"
+        assert present.Marks.of(row) == present.Marks(False, False, 0)  # no retry: it got 200
+        assert present.not_forwarded_reason(state).startswith(f"{state}: ")
+        # No "Pivotal would retry: no response": the listener answered it 200 itself.
+        d = delivery(state=state, signature="invalid", signature_reason="no match")
+        assert present.rules(d, None, duplicate=False) == ["signature invalid: no match"]
+    assert "--events" in present.not_forwarded_reason("filtered")
+    assert "no fallback" in present.not_forwarded_reason("unrouted")
+    assert present.target_text("http://localhost:8001/hooks") == "localhost:8001/hooks"
+    assert present.target_text("https://hooks.example") == "https://hooks.example"
+
+
+def test_row_cells_put_the_state_in_the_status_and_the_target_in_its_column() -> None:
+    filtered = row_cells(summary(1, state="filtered", status=None, target=""), "12:00:00")
+    assert filtered["status"] == [("filtered", "not-forwarded")]
+    assert filtered["target"] == [("-", "time")]
+    routed = row_cells(summary(2, target="http://127.0.0.1:8001/hooks"), "12:00:00")
+    assert routed["target"] == [("127.0.0.1:8001/hooks", "time")]
+    assert not not_forwarded(summary(2)) and not_forwarded(summary(3, state="unrouted"))
+
+
+def test_window_patch_states_marks_rows_shown_already() -> None:
+    window = RowWindow()
+    window.reset([summary(2, status=None, state="received", attempts=0), summary(1)], PAGE)
+    changed = window.patch_states({"dlv_000002": "filtered", "dlv_000099": "unrouted"})
+    assert changed == {"dlv_000002"}
+    assert [r.state for r in window.rows] == ["filtered", "done"]
+    assert window.patch_states({"dlv_000002": "filtered"}) == set()  # no news, no redraw
+
+
+def test_feed_keeps_not_forwarded_states_and_health_with_what_it_was_before() -> None:
+    feed = Feed()
+    d = delivery(state="filtered")
+    feed(DeliveryReceived(d))
+    feed(DeliveryNotForwarded(d, present.not_forwarded_reason("filtered")))
+    feed(TargetHealth("localhost:8000", "up", "localhost:8000 is accepting connections"))
+    batch = feed.drain()
+    assert batch.not_forwarded == {"dlv_1": "filtered"}
+    assert [(h.state, before) for h, before in batch.health] == [("up", None)]
+    assert dataclasses.astuple(feed.counts) == (1, 0, 0, 0, 0)  # neither forwarded nor failed
+    feed(TargetHealth("localhost:8000", "down", "refused"))
+    batch = feed.drain()
+    assert not batch.empty
+    assert [(h.state, before) for h, before in batch.health] == [("down", "up")]
+    assert feed.health == {"localhost:8000": "down"}

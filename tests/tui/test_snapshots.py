@@ -14,6 +14,7 @@ from tui_helpers import wait_until
 from hooktap.store import Store
 from hooktap.tui.app import HooktapApp
 from hooktap.tui.feed import Counts
+from hooktap.tui.widgets.header import route_forms
 
 SIZE = (130, 40)
 
@@ -95,7 +96,8 @@ def test_live_header_paused_and_reconnecting(snap_compare, history: Store) -> No
         assert isinstance(app, HooktapApp)
         await select("dlv_snap08")(pilot)
         header = app.header
-        header.show_urls("https://relay.hooktap.example/c/Xq4Lm9TzR2", TARGET)
+        header.show_url("https://relay.hooktap.example/c/Xq4Lm9TzR2")
+        header.show_routes(route_forms([(None, TARGET)]))
         header.show_state("disconnected", "relay not reachable (connection refused)", 4.0)
         header.show_counts(Counts(8, 5, 3, 2), "this session")
         header.show_paused(True)
@@ -124,7 +126,8 @@ def test_80x24_live_header_paused(snap_compare, history: Store) -> None:  # type
         assert isinstance(app, HooktapApp)
         await select("dlv_snap03", "attempts")(pilot)
         header = app.header
-        header.show_urls(LOOPBACK_URL, TARGET)
+        header.show_url(LOOPBACK_URL)
+        header.show_routes(route_forms([(None, TARGET)]))
         header.show_state("connected")
         header.show_counts(Counts(8, 4, 3, 1, 1), "this session")
         header.show_paused(True, 3)

@@ -12,23 +12,26 @@ from typing import Any
 import aiohttp
 import click
 
+from hooktap.cli import check_report
 from hooktap.cli.common import (
     BadInput,
     Finite,
-    forward_option,
     required_secret,
     secret_option,
     timeout_option,
     valid_relay_urls,
     valid_target,
 )
+from hooktap.cli.landing import History
+from hooktap.cli.routing import resolve_routing, routing_options
 from hooktap.pivotal import catalog
-from hooktap.pivotal.checks import FAIL, PASS, UNKNOWN, CheckResult, Report, run_checks
+from hooktap.pivotal.checks import FAIL, Report, run_checks
 from hooktap.pivotal.signing import signed_headers
 
 SECRET_HELP = "Your endpoint's signing secret (whsec_...), used to sign what is sent."
 IN_FLIGHT = 32  # trigger --count: deliveries awaiting an answer at once
 SEND_TIMEOUT = 30.0  # seconds; the relay itself gives the handler 10
+LANDING_WAIT_S = 1.0  # trigger: how long to look for a delivery in the listener's history
 
 
 def _say(as_json: bool) -> Callable[[str], None]:
@@ -123,11 +126,15 @@ async def _send_all(
     count: int,
     rate: float | None,
     report: Callable[[dict[str, Any]], None],
+    history: History | None = None,
+    wait: float = 0.0,
 ) -> int:
     """Send `count` deliveries, paced to `rate` per second if given; returns how many failed.
 
     Launches follow a fixed schedule (start + i/rate) rather than sleeping between sends, so
-    slow answers do not drag the rate down; IN_FLIGHT bounds what waits for an answer.
+    slow answers do not drag the rate down; IN_FLIGHT bounds what waits for an answer. Each
+    answered delivery found in `history` (looked for up to `wait` seconds) gets its target
+    and state added to its record.
     """
     gate = asyncio.Semaphore(IN_FLIGHT)
     failures = 0
@@ -148,7 +155,7 @@ async def _send_all(
                 "duration_ms": None,
                 "error": None,
             }
-            started = time.monotonic()
+            started, sent_at = time.monotonic(), time.time()
             try:
                 async with session.post(
                     url, data=body, headers=headers, allow_redirects=False
@@ -165,6 +172,13 @@ async def _send_all(
             status = record["status"]
             if status is None or not 200 <= status <= 299:
                 failures += 1
+            if history is not None and status is not None:
+                landing = await asyncio.to_thread(
+                    history.find, record["svix_id"], record["id"], sent_at, wait
+                )
+                if landing is not None:
+                    record.update(landing.fields())
+                    record["landing"] = landing.describe()
             report(record)
 
         start = time.monotonic()
@@ -248,6 +262,10 @@ def trigger_cmd(
     Each delivery gets a fresh event id, svix-id and timestamp. Exits 1 if any delivery
     did not get a 2xx answer.
 
+    Sent to the running listener, each line also says where the delivery landed, from the
+    listener's history: the handler it was forwarded to (its route's, with routes), or
+    filtered or unrouted and why ("target" and "state" in --json).
+
     \b
     Examples:
       hooktap trigger customer.at_risk
@@ -269,6 +287,9 @@ def trigger_cmd(
         raise BadInput(f"--set {exc.path}: {exc}; --allow-new-fields adds it anyway") from None
     except catalog.BadOverride as exc:
         raise BadInput(f"--set: {exc}") from None
+    # To the running listener, the delivery is in its history by the time the answer comes;
+    # a moment's grace covers a relay that kept it for a listener reconnecting.
+    wait = LANDING_WAIT_S if url is None else 0.0
     if url is None:
         url = _default_url(relay)
     elif not url.startswith(("http://", "https://")):
@@ -277,28 +298,42 @@ def trigger_cmd(
     say = _say(as_json)
 
     def report(record: dict[str, Any]) -> None:
+        landing = record.pop("landing", None)
         if as_json:
             _emit(record)
             return
         answer = record["status"] if record["status"] is not None else record["error"]
-        say(f"→ {record['type']} {record['id']} {answer} in {record['duration_ms']:.0f} ms")
+        line = f"→ {record['type']} {record['id']} {answer} in {record['duration_ms']:.0f} ms"
+        say(f"{line}; {landing}" if landing else line)
 
-    failures = asyncio.run(
-        _send_all(
-            url,
-            key,
-            lambda: _build(event_type, data, overrides, allow_new_fields),
-            count,
-            rate,
-            report,
+    history = History()
+    try:
+        failures = asyncio.run(
+            _send_all(
+                url,
+                key,
+                lambda: _build(event_type, data, overrides, allow_new_fields),
+                count,
+                rate,
+                report,
+                history,
+                wait,
+            )
         )
-    )
+    finally:
+        history.close()
     if failures:
         say(f"{failures} of {count} deliveries did not get a 2xx from {url}")
         raise SystemExit(1)
 
 
-# --- check -----------------------------------------------------------------------------------
+# --- check ---------------------------------------------------------------------------------
+
+CHECK_FORWARD_HELP = (
+    "Your handler: 8000, localhost:8000/webhooks/pivotal, or a full URL. Repeat as "
+    "PATTERN=TARGET to check each route's handler with an event type it takes, as "
+    "`hooktap listen` routes them. Default: the routes in ./hooktap.toml."
+)
 
 
 def _check_url(forward: str) -> str:
@@ -306,13 +341,20 @@ def _check_url(forward: str) -> str:
 
 
 @click.command("check")
-@forward_option("Your handler: 8000, localhost:8000/webhooks/pivotal, or a full URL.")
+@routing_options(CHECK_FORWARD_HELP)
 @secret_option(SECRET_HELP)
 @timeout_option("Seconds to wait for each answer (Pivotal gives up after 10).")
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON line per check, then a summary line."
 )
-def check_cmd(forward: str, secret: str | None, timeout: float, as_json: bool) -> None:
+def check_cmd(
+    forwards: tuple[str, ...],
+    events: str | None,
+    config_path: Path | None,
+    secret: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
     """Test your local handler against Pivotal's rules and print a report.
 
     Sends genuine, forged, stale, retried and out-of-order deliveries, signed with your
@@ -320,60 +362,59 @@ def check_cmd(forward: str, secret: str | None, timeout: float, as_json: bool) -
     genuine delivery. What hooktap cannot see (whether a retry's work was done twice) is
     reported as UNKNOWN, never as passed. Exits 1 when a check fails, else 0.
 
+    With routes (repeated --forward PATTERN=TARGET, or ./hooktap.toml), each route's handler
+    is checked with the first event type the routes send it, and a route no known type
+    reaches is skipped, saying why; JSON lines then carry the route and event_type.
+
     \b
-    Example:
+    Examples:
       PIVOTAL_WEBHOOK_SECRET=whsec_... hooktap check --forward localhost:8000/webhooks/pivotal
+      hooktap check -f 'task.*=localhost:8002/webhooks/pivotal' -f localhost:8000/webhooks/pivotal
     """
     key = required_secret(secret)
-    url = _check_url(forward)
-    report = asyncio.run(run_checks(url, key, timeout=timeout))
-    if as_json:
-        for r in report.results:
-            _emit({"event": "check", **_as_dict(r)})
-        _emit(
-            {
-                "event": "summary",
-                "url": url,
-                "passed": report.count(PASS),
-                "failed": report.count(FAIL),
-                "unknown": report.count(UNKNOWN),
-                "diagnosis": report.diagnosis,
-            }
+    # Unknown patterns are reported per route below, as skipped.
+    routing = resolve_routing(forwards, events, config_path, warn=False)
+    if routing is None:
+        raise BadInput(
+            "no handler to check: give --forward TARGET, e.g. --forward "
+            "localhost:8000/webhooks/pivotal, or run it where a hooktap.toml lists routes "
+            "(or --config FILE)"
         )
+    if routing.simple:
+        report = asyncio.run(run_checks(str(routing.primary), key, timeout=timeout))
+        if as_json:
+            check_report.emit_report(report)
+        else:
+            check_report.print_report(report)
+        if report.count(FAIL):
+            raise SystemExit(1)
+        return
+    planned = check_report.plan(routing, catalog.event_types())
+    if not any(p.event_type for p in planned):
+        reasons = "; ".join(f"{p.route}: {p.skipped}" for p in planned)
+        raise BadInput(f"no route can be checked: {reasons}")
+    done = asyncio.run(_check_routes(planned, key, timeout))
+    if as_json:
+        for p, report in done:
+            if report is None:
+                about = check_report.about(p)
+                check_report.emit({"event": "skipped", **about, "reason": p.skipped})
+            else:
+                check_report.emit_report(report, check_report.about(p))
     else:
-        _print_report(report)
-    if report.count(FAIL):
+        check_report.print_routes(done)
+    if any(report is not None and report.count(FAIL) for _, report in done):
         raise SystemExit(1)
 
 
-def _as_dict(result: CheckResult) -> dict[str, Any]:
-    return {
-        "name": result.name,
-        "verdict": result.verdict,
-        "passed": None if result.verdict == UNKNOWN else result.passed,
-        "expected": result.expected,
-        "got": result.got,
-    }
-
-
-_LABELS = {PASS: ("PASS", "green"), FAIL: ("FAIL", "red"), UNKNOWN: ("UNKNOWN", "yellow")}
-
-
-def _print_report(report: Report) -> None:
-    click.echo(f"Checking {report.url} against Pivotal's rules\n")
-    for r in report.results:
-        word, colour = _LABELS[r.verdict]
-        label = click.style(word, fg=colour) + " " * (7 - len(word))
-        if r.passed:
-            click.echo(f"  {label}  {r.name}: {r.got}")
-        else:
-            click.echo(f"  {label}  {r.name}")
-            click.echo(f"           {'expected:':<10}{r.expected}")
-            click.echo(f"           {'got:' if r.verdict == FAIL else 'seen:':<10}{r.got}")
-    total, unknown = len(report.results), report.count(UNKNOWN)
-    line = f"\n{report.count(PASS)} of {total} checks passed"
-    if unknown:
-        line += f"; {unknown} could not be judged (UNKNOWN: each says why)"
-    click.echo(line + ".")
-    if report.diagnosis:
-        click.echo(click.style("The target looks wrong: ", fg="red") + report.diagnosis)
+async def _check_routes(
+    planned: list[check_report.Planned], secret: str, timeout: float
+) -> list[tuple[check_report.Planned, Report | None]]:
+    """One route after another: a dev server behind two routes sees one request at a time."""
+    done: list[tuple[check_report.Planned, Report | None]] = []
+    for p in planned:
+        report = None
+        if p.event_type is not None:
+            report = await run_checks(p.url, secret, timeout=timeout, event_type=p.event_type)
+        done.append((p, report))
+    return done

@@ -30,9 +30,11 @@ from hooktap.records import Headers
 
 LIMIT_S = 10.0  # Pivotal's rule: answer within 10 seconds
 STALE_S = 6 * 60  # one minute past the 5-minute tolerance
-EVENT = "customer.updated"
+EVENT = "customer.updated"  # the event checked with, unless a route takes other types
 # Characters a re-serializer rewrites (see catalog.encode), in a realistic customer name.
 NAME = "Zürich Freight <EU> & Co"
+# Where each record keeps a name-like text, to carry NAME: the first of these it has.
+_TEXT_FIELDS = ("name", "title", "first_name", "message")
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 
@@ -91,15 +93,26 @@ class _Run:
     """The state one run shares: the session, the target, the secret, the clock, and every
     answer seen (for the diagnosis)."""
 
-    def __init__(self, session: aiohttp.ClientSession, url: str, secret: str, timeout: float):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        secret: str,
+        timeout: float,
+        event_type: str,
+    ):
         self.session = session
         self.url = url
         self.secret = secret
         self.timeout = timeout
+        self.event_type = event_type
         self.replies: list[_Reply] = []
 
     def event(self) -> tuple[dict[str, Any], bytes]:
-        doc = catalog.sample(EVENT, {"data.object.name": json.dumps(NAME)})
+        doc = catalog.sample(self.event_type)
+        record = doc["data"]["object"]
+        if field := _text_field(record):
+            record[field] = NAME
         return doc, catalog.encode(doc)
 
     async def send(self, headers: Headers, body: bytes) -> _Reply:
@@ -126,6 +139,10 @@ class _Run:
             )
         except aiohttp.ClientError as exc:
             return _Reply(None, time.monotonic() - started, error=str(exc) or type(exc).__name__)
+
+
+def _text_field(record: dict[str, Any]) -> str | None:
+    return next((k for k in _TEXT_FIELDS if isinstance(record.get(k), str)), None)
 
 
 def _accepted(reply: _Reply) -> str | None:
@@ -177,7 +194,13 @@ class _Forgery:
 def _tampered(run: _Run) -> tuple[Headers, bytes]:
     doc, body = run.event()
     headers = signed_headers(run.secret, body)
-    doc["data"]["object"]["health_score"] += 1
+    record = doc["data"]["object"]
+    if isinstance(record.get("health_score"), int):
+        record["health_score"] += 1
+    elif field := _text_field(record):
+        record[field] += " (edited)"
+    else:
+        doc["created_at"] = _later(doc["created_at"])
     return headers, catalog.encode(doc)
 
 
@@ -292,8 +315,10 @@ async def _out_of_order(run: _Run) -> CheckResult:
     newer_doc, _ = run.event()
     newer_doc["created_at"] = _later(older_doc["created_at"])
     record = newer_doc["data"]["object"]
-    record["updated_at"] = newer_doc["created_at"]
-    record["health_score"] = 40
+    if "updated_at" in record:
+        record["updated_at"] = newer_doc["created_at"]
+    if "health_score" in record:
+        record["health_score"] = 40
     newer = catalog.encode(newer_doc)
     first = await run.send(signed_headers(run.secret, newer), newer)
     second = await run.send(signed_headers(run.secret, older), older)
@@ -349,8 +374,11 @@ def _diagnose(url: str, genuine: _Reply, replies: list[_Reply]) -> str | None:
     return f"{said}: the target does not accept Pivotal's deliveries"
 
 
-async def run_checks(target_url: str, secret: str, timeout: float = LIMIT_S) -> Report:
-    """Run every check against `target_url`, in order, one request at a time.
+async def run_checks(
+    target_url: str, secret: str, timeout: float = LIMIT_S, event_type: str = EVENT
+) -> Report:
+    """Run every check against `target_url`, in order, one request at a time, each delivery
+    a sample of `event_type` (a catalog type: a route's handler may know only its own).
 
     Sequential on purpose: the retry and ordering checks are about sequence, and a dev
     server handling one request at a time should not fail for being hit in parallel. Raises
@@ -361,7 +389,7 @@ async def run_checks(target_url: str, secret: str, timeout: float = LIMIT_S) -> 
     # connection that the handler closed after a 500 would fail the next check spuriously.
     connector = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
-        run = _Run(session, target_url, key, timeout)
+        run = _Run(session, target_url, key, timeout, event_type)
         signed, genuine = await _signed(run)
         results = [signed]
         for forgery in FORGERIES:

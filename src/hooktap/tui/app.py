@@ -36,7 +36,7 @@ from hooktap.tui.screens.help import HelpScreen, palette_commands
 from hooktap.tui.sending import Sender
 from hooktap.tui.widgets.delivery_list import DeliveryList
 from hooktap.tui.widgets.detail import DetailData, DetailPane
-from hooktap.tui.widgets.header import NARROW, StatusHeader, UrlLabel
+from hooktap.tui.widgets.header import NARROW, StatusHeader, UrlLabel, route_forms
 from hooktap.tui.widgets.list_panel import ListPanel, NewBanner
 from hooktap.tui.window import PAGE
 
@@ -101,7 +101,6 @@ class HooktapApp(App[None]):
         self.secret = (
             secret if secret is not None else (listener.config.secret if listener else None)
         )
-        target = replay_target or (str(listener.config.target) if listener else None)
         self.utc = utc
         self.filter = initial_filter or Filter()
         self.feed = Feed()  # the listener's events, between two flushes (feed.py)
@@ -113,7 +112,10 @@ class HooktapApp(App[None]):
         # A re-send's store calls run off the loop: on the listener's history thread when one
         # runs here, in turn with its commits.
         call = listener.pipeline.commits.call if listener is not None else asyncio.to_thread
-        self.sender = Sender(self, store, secret=self.secret, target=target, call=call)
+        routing = listener.routing if listener is not None else None
+        self.sender = Sender(
+            self, store, secret=self.secret, target=replay_target, call=call, routing=routing
+        )
         self.ended_by: BaseException | None = None
         self.webhook_url: str | None = None
         self.total: int | None = None
@@ -156,7 +158,9 @@ class HooktapApp(App[None]):
             header.show_state(
                 "inspect", "a listener runs in another terminal" if elsewhere else "no listener"
             )
-            header.show_urls(self.webhook_url, self.sender.target)
+            header.show_url(self.webhook_url)
+            target = self.sender.target
+            header.show_routes(route_forms([(None, target)]) if target else [])
             header.show_counts(Counts(), "stored")
         header.show_paused(False)
         self._reload_head()
@@ -264,17 +268,21 @@ class HooktapApp(App[None]):
         if self.live is not None:
             self.live.show_paused()
 
-    def show_arrivals(self, received: int, forwarded: list[Attempt]) -> None:
-        """New deliveries and finished forwards from the listener (live.py), since the last
-        flush: rows at the head while following, else patched in place and counted."""
+    def show_arrivals(
+        self, received: int, forwarded: list[Attempt], not_forwarded: dict[str, str]
+    ) -> None:
+        """New deliveries, finished forwards and deliveries that went to no handler (id:
+        state) from the listener (live.py), since the last flush: rows at the head while
+        following, else patched in place and counted."""
         lst = self.deliveries
         if lst.following:
             self._reload_head()
         else:
-            lst.patch(forwarded)
+            lst.patch(forwarded, not_forwarded)
             if received and self._anchor is not None:
                 self._count_new(self._anchor)
-        if any(a.delivery_id == lst.selected_id for a in forwarded):
+        news = [a.delivery_id for a in forwarded] + list(not_forwarded)
+        if lst.selected_id in news:
             self._want_detail(lst.selected_id, force=True)
         if received and self.total is not None and self.filter.empty:
             self.total += received

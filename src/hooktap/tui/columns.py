@@ -5,7 +5,8 @@ what tells a failure apart (event type, status, verdict, how long, and the flags
 held, re-sent) and gives way on the rest; the wide one shows whole svix-ids and event types
 and the request path. Columns give way in a fixed order of priority (`_GROWTH`): the first
 steps are the last to go. The last column, flags, takes whatever is left, since the re-send
-lines under a row put their note there.
+lines under a row put their note there. With routes, a target column (where each delivery
+went) comes early in the growth, since it is then what tells rows apart.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from dataclasses import dataclass
 
 # The columns that are always there (name, title, width, right-aligned), in display order
 # with the optional ones: time, svix-id and path are added by _GROWTH when there is room.
-_ORDER = ("time", "type", "svix", "path", "sig", "status", "took", "flags")
+_ORDER = ("time", "type", "target", "svix", "path", "sig", "status", "took", "flags")
 _TITLES = {
     "time": "time",
     "type": "event type",
+    "target": "target",
     "svix": "svix-id",
     "path": "path",
     "sig": "signature",
@@ -40,6 +42,14 @@ _GROWTH: tuple[tuple[str, int, bool], ...] = (
     ("path", 16, True),
     ("path", 32, False),
     ("type", 32, False),  # senders other than Pivotal have longer event types
+)
+# With routes: the target column (host:port, then its path) right after the time.
+_ROUTED_GROWTH = (
+    ("time", 8, True),
+    ("target", 16, True),  # localhost:40001
+    *_GROWTH[1:4],
+    ("target", 26, False),  # localhost:8001/webhooks/pi…
+    *_GROWTH[4:],
 )
 GAP = 1  # between columns; flags gets one more, so it does not read as the duration's unit
 SHORT_TIME = 14  # narrower than this, the time column leaves the date out
@@ -98,15 +108,15 @@ def _used(widths: dict[str, int]) -> int:
     return sum(widths.values()) + max(0, gaps)
 
 
-def layout(width: int) -> Layout:
-    """The columns for a list `width` characters wide."""
+def layout(width: int, *, targets: bool = False) -> Layout:
+    """The columns for a list `width` characters wide; `targets`: with the target column."""
     widths = dict(_CORE)
     for name, least in _SHRINK:
         over = _used(widths) - width
         if over <= 0:
             break
         widths[name] = max(least, widths[name] - over) if least else 0
-    for name, target, whole in _GROWTH:
+    for name, target, whole in _ROUTED_GROWTH if targets else _GROWTH:
         have = widths.get(name, 0)
         trial = dict(widths, **{name: target})
         room = width - _used(trial)

@@ -9,11 +9,11 @@ drains it every ~100 ms and applies the batch in one go.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from hooktap.listen.events import (
     ConnectionChanged,
     DeliveryForwarded,
+    DeliveryNotForwarded,
     DeliveryReceived,
     DuplicateSkipped,
     HomeLost,
@@ -21,11 +21,9 @@ from hooktap.listen.events import (
     Paused,
     PublicChanged,
     Ready,
+    TargetHealth,
 )
 from hooktap.records import Attempt
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass
@@ -59,6 +57,11 @@ class Batch:
     skipped: int = 0
     home_lost: list[HomeLost] = field(default_factory=list)  # each is shown as a notice
     public: PublicChanged | None = None  # the latest news of the --public URL
+    # Deliveries that went to no handler since the last drain: id -> "filtered" | "unrouted".
+    not_forwarded: dict[str, str] = field(default_factory=dict)
+    # The handlers' health as it changed, in order, each with the state it had before (None:
+    # the first probe), so "down at start" and "back again" are news and "up at start" is not.
+    health: list[tuple[TargetHealth, str | None]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -71,6 +74,8 @@ class Batch:
             or self.skipped
             or self.home_lost
             or self.public
+            or self.not_forwarded
+            or self.health
         )
 
 
@@ -79,6 +84,7 @@ class Feed:
 
     def __init__(self) -> None:
         self.counts = Counts()
+        self.health: dict[str, str] = {}  # host:port -> "up" | "down", as last probed
         self._batch = Batch()
 
     def __call__(self, event: ListenerEvent) -> None:
@@ -109,6 +115,11 @@ class Feed:
             batch.home_lost.append(event)
         elif isinstance(event, PublicChanged):
             batch.public = event
+        elif isinstance(event, DeliveryNotForwarded):
+            batch.not_forwarded[event.delivery.id] = event.delivery.state
+        elif isinstance(event, TargetHealth):
+            batch.health.append((event, self.health.get(event.target)))
+            self.health[event.target] = event.state
 
     def drain(self) -> Batch:
         batch, self._batch = self._batch, Batch()

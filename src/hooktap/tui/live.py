@@ -1,6 +1,8 @@
 """The inspector's live part, for `hooktap listen`: the listener runs as a worker in the app's
 own loop, its events reach the screen in one batch every FLUSH seconds, `p` pauses it and
 quitting stops it first. Browsing the stored history (app.py) is the same with or without it.
+The header names the routes from the listener's Routing (fixed for the session) and the
+handlers that are down from its health probes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from hooktap.listen.home_guard import HomeUnusable
 from hooktap.listen.listener import Listener
 from hooktap.tui import notices
 from hooktap.tui.feed import Feed
+from hooktap.tui.widgets.header import route_forms
 
 if TYPE_CHECKING:
     from hooktap.tui.app import HooktapApp
@@ -37,7 +40,11 @@ class LiveListener:
         app, listener = self.app, self.listener
         header = app.header
         header.show_state("connecting", f"relay {listener.relay_url}")
-        header.show_urls(None, str(listener.config.target))
+        routing = listener.routing
+        header.show_routes(
+            route_forms([(r.pattern, str(r.target)) for r in routing.routes], routing.events)
+        )
+        app.deliveries.show_targets(len(routing.targets) > 1)
         header.show_counts(self.feed.counts, "this session")
         app.run_worker(self._run(), group=_WORKER, exit_on_error=False)
         app.set_interval(FLUSH, self.flush)
@@ -51,7 +58,7 @@ class LiveListener:
             app.exit(return_code=2)
             return
         app.webhook_url = creds.webhook_url
-        app.header.show_urls(creds.webhook_url, str(listener.config.target))
+        app.header.show_url(creds.webhook_url)
         try:
             await listener.run()
         except (RelayRefused, HomeUnusable) as exc:
@@ -84,10 +91,12 @@ class LiveListener:
             ready = batch.ready
             # With --public the URL to paste into Pivotal is the public one: shown and copied.
             app.webhook_url = ready.public_url or ready.webhook_url
-            header.show_urls(app.webhook_url, ready.forward_to)
+            header.show_url(app.webhook_url)
         if batch.public is not None and batch.public.url is not None:
             app.webhook_url = batch.public.url
-            header.show_urls(app.webhook_url, str(self.listener.config.target))
+            header.show_url(app.webhook_url)
+        if batch.health:
+            header.show_health([t for t, state in self.feed.health.items() if state == "down"])
         for notice in notices.of(batch):
             app.notify(
                 notice.message, title=notice.title, severity=notice.severity, timeout=notice.timeout
@@ -99,8 +108,8 @@ class LiveListener:
             self.show_paused()
             app.refresh_bindings()
         header.show_counts(self.feed.counts, "this session")
-        if batch.received or batch.forwarded:
-            app.show_arrivals(batch.received, batch.forwarded)
+        if batch.received or batch.forwarded or batch.not_forwarded:
+            app.show_arrivals(batch.received, batch.forwarded, batch.not_forwarded)
 
     def show_paused(self) -> None:
         """Paused or not, and while paused how many deliveries wait (every second)."""

@@ -36,6 +36,13 @@ def of(batch: Batch) -> list[Notice]:
             out.append(Notice(f"{change.url} ({change.reason})", "New public URL", timeout=30))
         else:
             out.append(Notice(change.reason, "Public URL down", "error", timeout=30))
+    for health, before in batch.health:
+        # Down is news even at start (before the first webhook fails on it); up only as a
+        # comeback, not as the first probe's "all is well".
+        if health.state == "down":
+            out.append(Notice(health.detail, "Handler down", "error", timeout=15))
+        elif before == "down":
+            out.append(Notice(health.detail, "Handler back"))
     for lost in batch.home_lost:
         title = "HOOKTAP_HOME recovered" if lost.recovered else "HOOKTAP_HOME lost"
         out.append(Notice(lost.message, title, "warning" if lost.recovered else "error", 30))

@@ -14,8 +14,10 @@ import re
 import shlex
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from hooktap.http_grammar import HOP_BY_HOP
+from hooktap.listen.routes import Decision, Outcome
 from hooktap.pivotal.retries import would_retry
 from hooktap.pivotal.rules import broken_rules
 from hooktap.records import Attempt, Delivery, Headers
@@ -52,8 +54,26 @@ def duration_text(ms: float | None) -> str:
     return f"{ms / 1000:.1f} s"
 
 
+# Stored and answered 200 without reaching any handler (routes.py decides): shown dim, with
+# the state in place of a status, so nothing disappears silently.
+NOT_FORWARDED = ("filtered", "unrouted")
+
+
+def not_forwarded_reason(state: str) -> str:
+    """Why a delivery in a NOT_FORWARDED state went to no handler, in routes.py's words."""
+    return Decision(cast(Outcome, state), None).reason
+
+
+def target_text(url: str) -> str:
+    """A target as a person types it: `localhost:8001/hooks`; https stays spelled out."""
+    return url.removeprefix("http://")
+
+
 def status_text(status: int | None, error: str | None, state: str) -> str:
-    """Three characters that say what the handler did: a code, err, or not yet."""
+    """What the handler did: a code, err, not yet (three characters), or, for a delivery that
+    went to no handler, why (its state: filtered, unrouted)."""
+    if state in NOT_FORWARDED:
+        return state
     if status is not None:
         return str(status)
     if state == "interrupted":
@@ -64,7 +84,9 @@ def status_text(status: int | None, error: str | None, state: str) -> str:
 
 
 def status_kind(status: int | None, error: str | None, state: str) -> str:
-    """ok | fail | pending: which colour a status gets (names of .tcss component classes)."""
+    """ok | fail | pending | not-forwarded: which colour a status gets (.tcss component classes)."""
+    if state in NOT_FORWARDED:
+        return "not-forwarded"
     if status is not None and 200 <= status <= 299:
         return "ok"
     if status is None and not error and state in ("received", "dispatched"):
@@ -116,8 +138,10 @@ def rules(
     """The rules this delivery broke, as the log lines and JSON stream word them.
 
     `settled` (a later re-send succeeded): the rules about the handler's answer are left out,
-    as for one not answered yet; the signature and svix-id ones still hold."""
-    if settled or (forward is None and delivery.state in ("received", "dispatched")):
+    as for one not answered yet; the signature and svix-id ones still hold. So are they for one
+    that went to no handler: the listener answered it 200 itself."""
+    waiting = ("received", "dispatched", *NOT_FORWARDED)
+    if settled or (forward is None and delivery.state in waiting):
         status = duration = error = None
         pending = True
     else:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hooktap.listen.group_commit import StoreCall
+from hooktap.listen.routes import Routing
 from hooktap.listen.target import parse_target
 from hooktap.pivotal.signing import is_signed, resign
 from hooktap.records import Delivery
@@ -37,15 +38,36 @@ class Sender:
         secret: str | None,
         target: str | None,
         call: StoreCall,
+        routing: Routing | None = None,
     ) -> None:
         self.app = app
         self.store = store
         self.call = call  # how a re-send reaches the store off the event loop
         self.secret = secret
-        self.target = target  # None: each delivery's own stored target
+        self.target = target  # given for every re-send (inspect --forward); else:
+        # The listener's routes, minus --events: a re-send asked for by name goes to the route
+        # its type matches today, filtered or not. None: each delivery's own stored target.
+        self.routing = Routing(routing.routes) if routing is not None else None
 
-    def edit_note(self, forced: bool = False) -> str:
-        where = self.target or "the delivery's forward target"
+    def target_for(self, delivery: Delivery) -> str | None:
+        """Where a re-send or a copied curl of `delivery` goes; None: nowhere (say why with
+        `no_target`)."""
+        if self.target:
+            return self.target
+        if self.routing is not None:
+            decided = self.routing.decide(delivery.event_type).target
+            return str(decided) if decided is not None else None
+        return delivery.target or None
+
+    def no_target(self, delivery: Delivery) -> str:
+        if self.routing is not None:
+            return (
+                f"No route takes {delivery.event_type or 'a delivery without an event type'} "
+                f"(routes: {', '.join(self.routing.describe())}), so there is nowhere to send it."
+            )
+        return "This delivery has no forward target; `hooktap replay ID --forward 8000` names one."
+
+    def edit_note(self, where: str, forced: bool = False) -> str:
         if forced:
             return (  # the start is what an 80-column editor shows
                 "Forced (you answered y): ctrl+s re-signs it although its original signature "
@@ -75,19 +97,24 @@ class Sender:
             self.app.notify("This body is binary; it cannot be edited as text.", severity="warning")
             return
 
+        where = self.target_for(delivery)
+        if where is None:
+            self.app.notify(self.no_target(delivery), severity="warning", timeout=10)
+            return
+
         def open_editor(force: bool) -> None:
             def send(result: EditResult | None) -> None:
                 if result is not None:
-                    self.resend(delivery.id, result, force=force)
+                    self.resend(delivery, result, force=force)
 
-            note = self.edit_note(forced=force)
+            note = self.edit_note(present.target_text(where), forced=force)
             self.app.push_screen(EditorScreen(delivery, note, external=external), send)
 
         self.confirm_then(delivery, open_editor)  # asks first if it did not match
 
     def resend_confirmed(self, delivery: Delivery) -> None:
         """`r`: re-send at once, or after a `y` when its original signature did not match."""
-        self.confirm_then(delivery, lambda force: self.resend(delivery.id, force=force))
+        self.confirm_then(delivery, lambda force: self.resend(delivery, force=force))
 
     def _ask(self, reason: str, then: Callable[[], object]) -> None:
         def answered(yes: bool | None) -> None:
@@ -97,20 +124,24 @@ class Sender:
         self.app.push_screen(ForceScreen(reason), answered)
 
     def resend(
-        self, delivery_id: str | None, edit: EditResult | None = None, *, force: bool = False
+        self, delivery: Delivery, edit: EditResult | None = None, *, force: bool = False
     ) -> None:
-        if delivery_id is None:
-            self.app.notify("No delivery selected.", severity="warning")
+        target = self.target_for(delivery)
+        if target is None:
+            self.app.notify(self.no_target(delivery), severity="warning", timeout=10)
             return
-        self.app.run_worker(self._resend(delivery_id, edit, force), group="replay")
+        self.app.run_worker(self._resend(delivery, target, edit, force), group="replay")
 
-    async def _resend(self, delivery_id: str, edit: EditResult | None, force: bool) -> None:
-        self.app.notify(f"Re-sending {delivery_id}…", timeout=2)
+    async def _resend(
+        self, delivery: Delivery, target: str, edit: EditResult | None, force: bool
+    ) -> None:
+        delivery_id = delivery.id
+        self.app.notify(f"Re-sending {delivery_id} to {present.target_text(target)}…", timeout=2)
         try:
             attempt = await replay(
                 self.store,
                 delivery_id,
-                target=self.target,
+                target=target,
                 secret=self.secret,
                 body=edit.body if edit else None,
                 headers=edit.headers if edit else None,
@@ -120,7 +151,7 @@ class Sender:
         except NotGenuine as exc:
             # Asked already for a delivery that did not match; this is an unsigned one given
             # signature headers in the editor. Refused before anything was sent: ask now.
-            self._ask(exc.reason, lambda: self.resend(delivery_id, edit, force=True))
+            self._ask(exc.reason, lambda: self.resend(delivery, edit, force=True))
             return
         except (LookupError, ValueError) as exc:
             self.app.notify(str(exc), title="Re-send failed", severity="error", timeout=10)
@@ -136,11 +167,9 @@ class Sender:
         self.app.after_replay(delivery_id)
 
     def copy_curl(self, delivery: Delivery) -> None:
-        where = self.target or delivery.target
-        if not where:
-            self.app.notify(
-                "This delivery has no forward target to point curl at.", severity="warning"
-            )
+        where = self.target_for(delivery)
+        if where is None:
+            self.app.notify(self.no_target(delivery), severity="warning", timeout=10)
             return
         url = parse_target(where).url(delivery.path, delivery.query)
         headers = delivery.headers

@@ -103,6 +103,16 @@ class RowWindow:
             changed.add(row.id)
         return changed
 
+    def patch_states(self, states: dict[str, str]) -> set[str]:
+        """Give rows the state the listener reported (filtered, unrouted); the ids changed."""
+        changed: set[str] = set()
+        for i, row in enumerate(self.rows):
+            state = states.get(row.id)
+            if state is not None and row.state != state:
+                self.rows[i] = replace(row, state=state)
+                changed.add(row.id)
+        return changed
+
     def refresh(self, fresh: Iterable[Summary]) -> set[str]:
         """Take rows read again from the store in place of the held ones; the ids that changed.
 

@@ -11,7 +11,6 @@ being read never jumps; the panel then counts what arrived, and `f` (or Home) fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -27,29 +26,17 @@ from textual.strip import Strip
 from hooktap.records import Attempt
 from hooktap.store import Summary
 from hooktap.tui import present
+from hooktap.tui.cells import (
+    NOT_FORWARDED_SPANS,
+    REPLAY_SPANS,
+    Cells,
+    ReplayLine,
+    not_forwarded,
+    replay_cells,
+    row_cells,
+)
 from hooktap.tui.columns import GAP, SHORT_TIME, Layout, fit, layout
 from hooktap.tui.window import RowWindow
-
-
-@dataclass(frozen=True)
-class ReplayLine:
-    """One re-send shown under its delivery; no bodies, just what a glance needs."""
-
-    started_at: float
-    status: int | None
-    duration_ms: float
-    error: str | None
-    note: str
-
-    @classmethod
-    def of(cls, attempt: Attempt) -> ReplayLine:
-        return cls(
-            attempt.started_at, attempt.status, attempt.duration_ms, attempt.error, attempt.note
-        )
-
-
-# In a re-send line, "└ re-sent" runs on over these (the row's own values, not the re-send's).
-_SPANNED = frozenset({"svix", "path", "sig"})
 
 
 class DeliveryList(ScrollView, can_focus=True):
@@ -62,6 +49,7 @@ class DeliveryList(ScrollView, can_focus=True):
         "delivery-list--other",
         "delivery-list--flag",
         "delivery-list--replay",
+        "delivery-list--not-forwarded",
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("down,j", "cursor_down", "Down", show=False),
@@ -127,7 +115,8 @@ class DeliveryList(ScrollView, can_focus=True):
         self._cache: LRUCache[tuple[object, ...], Strip] = LRUCache(2048)
         self._last_highlight: str | None = None
         self._columns: tuple[int, Layout] | None = None  # (width, its layout)
-        self._paints: dict[tuple[str | None, bool], Style] = {}
+        self._paints: dict[tuple[str | None, bool, bool], Style] = {}
+        self._targets = False  # a target column, when routes send deliveries to several
 
     # --- what the app reads ----------------------------------------------------------------
 
@@ -191,8 +180,17 @@ class DeliveryList(ScrollView, can_focus=True):
         grown = len(self._lines) - before
         self.scroll_to(y=self.scroll_y + max(0, grown), animate=False, immediate=True)
 
-    def patch(self, forwarded: list[Attempt]) -> None:
-        if self.window.patch(forwarded):
+    def patch(self, forwarded: list[Attempt], states: dict[str, str]) -> None:
+        """Finished forwards, and deliveries that went to no handler (id: its state)."""
+        changed = self.window.patch(forwarded) | self.window.patch_states(states)
+        if changed:
+            self.refresh()
+
+    def show_targets(self, shown: bool) -> None:
+        """With routes, where each delivery went is worth a column when there is room."""
+        if shown != self._targets:
+            self._targets = shown
+            self._columns = None
             self.refresh()
 
     def show_replays(self, delivery_id: str, attempts: list[Attempt]) -> None:
@@ -261,7 +259,7 @@ class DeliveryList(ScrollView, can_focus=True):
         """The columns for the width the list has now; the panel's titles follow them."""
         width = self.scrollable_content_region.width
         if self._columns is None or self._columns[0] != width:
-            self._columns = (width, layout(width))
+            self._columns = (width, layout(width, targets=self._targets))
             self._cache.clear()
             self.post_message(self.ColumnsChanged(self._columns[1]))
         return self._columns[1]
@@ -279,83 +277,53 @@ class DeliveryList(ScrollView, can_focus=True):
         if strip is None:
             cursor = row_index == self.cursor
             date = columns.width_of("time") >= SHORT_TIME
+            dim = False
             if replay_index >= 0:
-                cells = self._replay_cells(row, replay_index, date)
+                line = self.replays[row.id][1][replay_index]
+                cells = replay_cells(line, self._time(line.started_at, date))
+                spans = REPLAY_SPANS
             else:
-                cells = self._cells(row, date)
-            segments = self._segments(columns, cells, cursor, spans=replay_index >= 0)
-            strip = Strip(segments).crop_extend(0, width, self._paint(None, cursor))
+                cells = row_cells(row, self._time(row.received_at, date))
+                dim = not_forwarded(row)
+                spans = NOT_FORWARDED_SPANS if dim else frozenset()
+            segments = self._segments(columns, cells, cursor, spans=spans, dim=dim)
+            strip = Strip(segments).crop_extend(0, width, self._paint(None, cursor, dim))
             self._cache[key] = strip
         return strip
 
-    def _paint(self, name: str | None, cursor: bool) -> Style:
-        """The style of a cell: the list's, the cursor's, then the column's (cached: asking
-        Textual for a component style costs more than drawing the cell)."""
-        style = self._paints.get((name, cursor))
+    def _paint(self, name: str | None, cursor: bool, dim: bool = False) -> Style:
+        """The style of a cell: the list's, the cursor's, the column's, then dim for a row
+        that went to no handler (cached: asking Textual for a component style costs more
+        than drawing the cell)."""
+        style = self._paints.get((name, cursor, dim))
         if style is None:
             style = self.rich_style
             if cursor:
                 style += self.get_component_rich_style("delivery-list--cursor", partial=True)
             if name:
                 style += self.get_component_rich_style(f"delivery-list--{name}", partial=True)
-            self._paints[(name, cursor)] = style
+            if dim:
+                style += self.get_component_rich_style("delivery-list--not-forwarded", partial=True)
+            self._paints[(name, cursor, dim)] = style
         return style
 
     def _time(self, ts: float, date: bool) -> str:
         return present.clock_text(ts, self.utc, date=date)
 
-    def _cells(self, row: Summary, date: bool) -> dict[str, list[tuple[str, str | None]]]:
-        """Each column's text as (text, component class) pieces; flags has several."""
-        marks = present.Marks.of(row)
-        flags: list[tuple[str, str | None]] = []
-        if marks.retry:
-            flags.append(("retry ", "fail"))
-        if marks.duplicate:
-            flags.append(("dup ", "flag"))
-        if marks.held:
-            flags.append(("held ", "flag"))
-        if marks.replays:
-            flags.append((f"+{marks.replays} re-sent", "replay"))
-        status = present.status_text(row.status, row.error, row.state)
-        query = f"?{row.query}" if row.query else ""
-        return {
-            "time": [(self._time(row.received_at, date), "time")],
-            "type": [(row.event_type or "-", None)],
-            "svix": [(row.svix_id or "-", "time")],
-            "path": [(f"{row.method} {row.path or '/'}{query}", "time")],
-            "sig": [(row.signature, present.signature_kind(row.signature))],
-            "status": [(status, present.status_kind(row.status, row.error, row.state))],
-            "took": [(present.duration_text(row.duration_ms), None)],
-            "flags": flags,
-        }
-
-    def _replay_cells(
-        self, row: Summary, index: int, date: bool
-    ) -> dict[str, list[tuple[str, str | None]]]:
-        """A re-send under its delivery, in the same columns: when, status, took, then how."""
-        line = self.replays[row.id][1][index]
-        kind = present.status_kind(line.status, line.error, "done")
-        return {
-            "time": [(self._time(line.started_at, date), "time")],
-            "type": [("└ re-sent", "replay")],
-            "status": [(present.status_text(line.status, line.error, "done"), kind)],
-            "took": [(present.duration_text(line.duration_ms), None)],
-            "flags": [(line.note or line.error or "", "replay")],
-        }
-
     def _segments(
         self,
         columns: Layout,
-        cells: dict[str, list[tuple[str, str | None]]],
+        cells: Cells,
         cursor: bool,
         *,
-        spans: bool,
+        spans: frozenset[str],
+        dim: bool,
     ) -> list[Segment]:
         """Segments straight from the cells: Text.render() costs ~10x more per row, and at
         500 deliveries a second every visible row is new on every flush.
 
-        With `spans`, a cell runs on over the empty columns after it up to the status (the
-        "└ re-sent" of a re-send line)."""
+        A cell runs on over the columns in `spans` that follow it (the "└ re-sent" of a
+        re-send line over the row's own svix-id and verdict; "filtered" over took)."""
         segments: list[Segment] = []
         pending_gap = ""
         shown = columns.columns
@@ -363,24 +331,25 @@ class DeliveryList(ScrollView, can_focus=True):
         while i < len(shown):
             column = shown[i]
             width = column.width
-            while spans and i + 1 < len(shown) and shown[i + 1].name in _SPANNED:
+            while i + 1 < len(shown) and shown[i + 1].name in spans:
                 i += 1
                 width += GAP + shown[i].width
             i += 1
             if pending_gap:
-                segments.append(Segment(pending_gap, self._paint(None, cursor)))
+                segments.append(Segment(pending_gap, self._paint(None, cursor, dim)))
             pending_gap = " " * (GAP + (i < len(shown) and shown[i].name == "flags"))
             pieces = cells.get(column.name, [])
             if len(pieces) == 1:
                 text, name = pieces[0]
-                segments.append(Segment(fit(text, width, column.right), self._paint(name, cursor)))
+                paint = self._paint(name, cursor, dim)
+                segments.append(Segment(fit(text, width, column.right), paint))
                 continue
             room = width
             for text, name in pieces:
                 text = text[:room]
                 room -= len(text)
-                segments.append(Segment(text, self._paint(name, cursor)))
-            segments.append(Segment(" " * room, self._paint(None, cursor)))
+                segments.append(Segment(text, self._paint(name, cursor, dim)))
+            segments.append(Segment(" " * room, self._paint(None, cursor, dim)))
         return segments
 
     # --- moving ----------------------------------------------------------------------------

@@ -129,11 +129,14 @@ class DetailPane(Vertical):
         """
         d = data.delivery
         request = f"{d.method} {d.path or '/'}" + (f"?{d.query}" if d.query else "")
+        # Where it went comes early, so 80 columns show it: with routes it differs by type.
+        where = d.state if d.state in present.NOT_FORWARDED else present.target_text(d.target)
         title = " · ".join(
             part
             for part in (
                 d.id,
                 d.event_type or "(not a Pivotal event)",
+                f"→ {where}" if where else "",
                 d.event_id or "",
                 present.full_time(d.received_at, utc),
                 request,
@@ -169,7 +172,11 @@ class DetailPane(Vertical):
         broken = present.rules(d, forward, data.duplicate, settled=settled is not None)
         rules = self.query_one("#rules", Static)
         lines = [Content.styled(f"⚠ {rule}", "$text-warning") for rule in broken]
-        if settled is not None:  # a warning about a failure the handler no longer has is stale
+        if d.state in present.NOT_FORWARDED and forward is None and settled is None:
+            why = Content.styled(f"⊘ {present.not_forwarded_reason(d.state)}", "$text-muted")
+            rules.update(Content("\n").join([why, *lines]))
+            rules.set_classes("broken" if broken else "not-forwarded")
+        elif settled is not None:  # a warning about a failure the handler no longer has is stale
             lines.insert(0, Content.styled(self._settled_text(settled, forward), "$text-success"))
             rules.update(Content("\n").join(lines))
             rules.set_classes("broken" if broken else "fine")
@@ -211,6 +218,12 @@ class DetailPane(Vertical):
     def _response(self, data: DetailData, utc: bool) -> Content:
         forward = data.forward
         if forward is None:
+            if data.delivery.state in present.NOT_FORWARDED:
+                reason = present.not_forwarded_reason(data.delivery.state)
+                return Content(
+                    f"No handler was called: {reason}. The sender got 200 from hooktap. "
+                    "Press r to send it to the route its event type matches."
+                )
             if data.delivery.state == "interrupted":
                 return Content(
                     "The listener stopped while forwarding this delivery; it was not sent "

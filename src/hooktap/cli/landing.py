@@ -1,0 +1,96 @@
+"""Where a delivery `hooktap trigger` sent landed: the route target the listener forwarded it
+to, or "filtered"/"unrouted", read from the local history by the svix-id trigger made.
+
+The listener records a delivery's outcome before it answers the relay (pipeline.py: the
+forward's attempt is committed in `_finish` before `reply`; a filtered or unrouted one is
+committed before its 200), so by the time trigger has its answer the row is there. Only
+reading is done here: a history that does not exist is not created, and a delivery that is
+not in it (a listener on another machine, another HOOKTAP_HOME) adds nothing to the output.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+from hooktap.filters import NOT_FORWARDED, Filter
+from hooktap.home import history_db, home_path
+from hooktap.listen.routes import Decision, Outcome
+from hooktap.store import Store, StoreError
+
+POLL_S = 0.05
+# The relay stamps received_at with its own clock: allow for one that is a little off.
+CLOCK_SLACK_S = 300.0
+
+
+@dataclass(frozen=True)
+class Landing:
+    target: str | None  # None when filtered or unrouted
+    state: str  # as history says: done, filtered, unrouted, interrupted, ...
+
+    @property
+    def reason(self) -> str:
+        if self.state not in NOT_FORWARDED:
+            return ""
+        return Decision(cast(Outcome, self.state), None).reason
+
+    def fields(self) -> dict[str, Any]:
+        """For trigger's --json line."""
+        extra: dict[str, Any] = {"target": self.target, "state": self.state}
+        if self.reason:
+            extra["reason"] = self.reason
+        return extra
+
+    def describe(self) -> str:
+        """For trigger's text line, after the answer."""
+        if self.reason:
+            return self.reason
+        if self.state in ("done", "dispatched"):
+            return f"forwarded to {self.target}"
+        return f"{self.state}, for {self.target}"
+
+
+class History:
+    """The local history, opened on first use if it exists; `find` runs on a worker thread."""
+
+    def __init__(self) -> None:
+        self._store: Store | None = None
+        self._tried = False
+
+    def _open(self) -> Store | None:
+        if not self._tried:
+            self._tried = True
+            # home_path first: history_db() would make HOOKTAP_HOME where there is none.
+            if home_path().is_dir() and history_db().is_file():
+                try:
+                    self._store = Store(history_db())
+                except (StoreError, OSError):
+                    self._store = None  # unreadable: trigger reports what it sent, no more
+        return self._store
+
+    def find(self, svix_id: str, event_id: object, sent_at: float, wait: float) -> Landing | None:
+        """The delivery carrying `svix_id`, looked for until `wait` seconds have passed."""
+        store = self._open()
+        if store is None:
+            return None
+        # The event id is in the body: a text filter over recent deliveries narrows the
+        # search to (almost always) this one; the svix-id then decides.
+        words = (event_id,) if isinstance(event_id, str) and event_id else ()
+        recent = Filter(text=words, since_at=sent_at - CLOCK_SLACK_S)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                rows = store.query(recent, limit=50)
+            except StoreError:
+                return None
+            for row in rows:
+                if row.svix_id == svix_id:
+                    return Landing(row.target or None, row.state)
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(POLL_S)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
