@@ -7,11 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,21 +214,10 @@ def test_check_bad_routes_exit_2(
 # --- trigger, through a real listener with routes ------------------------------------------
 
 
-async def hooktap(*args: str, home: Path, secret: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOOKTAP_HOME": str(home), "PIVOTAL_WEBHOOK_SECRET": secret}
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "hooktap", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-    )
-
-
 async def test_trigger_lands_on_the_task_route_and_says_where(
     procs: Procs, hooktap_home: Path, secret: str
 ) -> None:
+    env = {"PIVOTAL_WEBHOOK_SECRET": secret}
     async with (
         typed_handler(secret, "customer.") as customers,
         typed_handler(secret, "task.") as tasks,
@@ -251,15 +237,13 @@ async def test_trigger_lands_on_the_task_route_and_says_where(
                 "--no-healthcheck",
             ],
             hooktap_home,
-            env={"PIVOTAL_WEBHOOK_SECRET": secret},
+            env=env,
         )
         webhook_url = str(proc.wait_json("ready")["webhook_url"])
 
-        sent = await hooktap(
-            "trigger", "task.completed", "--json", home=hooktap_home, secret=secret
-        )
-        assert sent.returncode == 0, sent.stderr
-        record = json.loads(sent.stdout)
+        sent = procs.start(["trigger", "task.completed", "--json"], hooktap_home, env=env)
+        record = await asyncio.to_thread(sent.json_line)
+        assert await asyncio.to_thread(sent.wait) == 0
         assert tasks.types == ["task.completed"] and customers.types == []
         assert record["status"] == 200
         assert record["target"] == f"http://{tasks.target}" and record["state"] == "done"
