@@ -222,6 +222,8 @@ async def _post(
         raise ConnectionError(f"cannot reach the relay at {relay}: {exc or 'timed out'}") from None
     if status not in (200, 201) or not isinstance(body, dict):
         reason = body.get("error") if isinstance(body, dict) else None
+        if status >= 500:  # there, but unable now (its store or NATS busy, a restart): retry
+            raise ConnectionError(f"the relay at {relay} could not {what}: {reason or status}")
         raise RelayRefused(f"the relay at {relay} refused to {what}: {reason or f'HTTP {status}'}")
     channel, token, url = (body.get(key) for key in ("channel", "token", "webhook_url"))
     if not (
