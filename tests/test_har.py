@@ -106,7 +106,9 @@ def webhooks(secret: str) -> list[Posted]:
 
 
 def _svix(secret: str, body: bytes) -> list[tuple[str, str]]:
-    return [(n, v) for n, v in signed_headers(secret, body) if n.startswith("svix-")]
+    """Signed two minutes ago: inside svix's window, and unlike a re-signing made now."""
+    signed = signed_headers(secret, body, timestamp=int(time.time()) - 120)
+    return [(n, v) for n, v in signed if n.startswith("svix-")]
 
 
 async def handler_app() -> web.Application:
@@ -331,7 +333,8 @@ def an_entry(**request: object) -> dict[str, Any]:
         "postData": {"mimeType": "application/json", "text": '{"type":"task.completed"}'},
     }
     base.update(request)
-    return {"startedDateTime": "2026-12-01T10:00:00.000Z", "request": base, "response": {}}
+    fields = {k: v for k, v in base.items() if v is not None}  # None: leave the field out
+    return {"startedDateTime": "2026-12-01T10:00:00.000Z", "request": fields, "response": {}}
 
 
 @pytest.mark.parametrize(
@@ -364,8 +367,6 @@ def test_a_file_that_is_not_har_is_refused_whole(data: bytes, why: str) -> None:
 )
 def test_a_bad_entry_is_named_among_good_ones(request_fields: dict[str, Any], why: str) -> None:
     bad = an_entry(**request_fields)
-    if request_fields.get("postData", 0) is None:
-        del bad["request"]["postData"]
     good = an_entry()
     first, second, third = har.read(har_doc(good, bad, good))
     assert isinstance(first, har.HarRequest) and isinstance(third, har.HarRequest)

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from hooktap.listen.forward import Forwarder
 from hooktap.listen.group_commit import StoreCall
 from hooktap.listen.http_request import prepare_headers
+from hooktap.listen.routes import Routing
 from hooktap.listen.target import parse_target
 from hooktap.pivotal.signing import (
     DEFAULT_TOLERANCE,
@@ -182,16 +184,46 @@ async def replay(
     it would re-sign a delivery whose original signature does not match and `force` is not set,
     and ValueError for a bad target, a bad secret or contradictory options.
     """
-    key = check_options(secret=secret, as_is=as_is, new_id=new_id, force=force)
+    check_options(secret=secret, as_is=as_is, new_id=new_id, force=force)
     delivery = await call(store.get, delivery_id)
     if delivery is None:
         raise LookupError(f"no stored delivery with id {delivery_id!r}")
-    where = target or delivery.target
-    if not where:
+    attempt = await send_copy(
+        delivery,
+        target or delivery.target,
+        secret=secret,
+        new_id=new_id,
+        body=body,
+        headers=headers,
+        as_is=as_is,
+        force=force,
+        timeout=timeout,
+    )
+    await call(store.add_attempt, attempt)
+    return attempt
+
+
+async def send_copy(
+    delivery: Delivery,
+    target: str,
+    *,
+    secret: str | None = None,
+    new_id: bool = False,
+    body: bytes | None = None,
+    headers: Headers | None = None,
+    as_is: bool = False,
+    force: bool = False,
+    timeout: float = 10.0,
+) -> Attempt:
+    """replay() without the history: send `delivery` (stored, or a HAR file's request) to
+    `target` under the re-signing rule, and return the "replay" attempt, not recorded; the
+    caller records it on the delivery it belongs to, if there is one. Raises as replay()."""
+    key = check_options(secret=secret, as_is=as_is, new_id=new_id, force=force)
+    if not target:
         raise ValueError(
             f"delivery {delivery.id} has no stored forward target; give one (--forward 8000)"
         )
-    forward_to = parse_target(where)
+    forward_to = parse_target(target)
     send_body = delivery.body if body is None else body
     send_headers = list(delivery.headers if headers is None else headers)
     signed = is_signed(send_headers)
@@ -226,7 +258,7 @@ async def replay(
         )
     finally:
         await forwarder.close()
-    attempt = outcome.attempt(
+    return outcome.attempt(
         delivery.id,
         "replay",
         started_at=started,
@@ -237,5 +269,46 @@ async def replay(
         request_body=send_body if body_edited else None,
         note=note,
     )
-    await call(store.add_attempt, attempt)
-    return attempt
+
+
+# --- where a replay goes ---------------------------------------------------------------------
+
+
+class NotRouted(ValueError):
+    """The routing in force sends this event type to no handler (filtered or unrouted)."""
+
+
+class NoRouting(ValueError):
+    """Nothing says where to send: no --forward, no hooktap.toml, no running listener."""
+
+
+def choose_target(
+    event_type: str | None,
+    stored: str,
+    *,
+    given: Routing | None,
+    in_force: Callable[[], Routing | None],
+    what: str = "this delivery",
+) -> str:
+    """Where a replay goes: the route `given` (--forward) decides when given; else the target
+    a forwarded delivery went to (`stored`); else the route the routing in force today
+    decides (`in_force`, asked only then: hooktap.toml, else the running listener's routes).
+    A HAR file's requests have no stored target. Raises NotRouted when that routing filters
+    the type out or has no route for it, NoRouting when there is no routing at all."""
+    routing = given
+    if routing is None:
+        if stored:
+            return stored
+        routing = in_force()
+    if routing is None:
+        raise NoRouting(
+            f"{what} has no stored target (it was not forwarded) and no routing is in force "
+            "(no hooktap.toml, no running listener): give --forward"
+        )
+    decision = routing.decide(event_type)
+    if decision.target is None:
+        kind = event_type or "a body with no Pivotal event type"
+        if decision.outcome == "filtered":
+            raise NotRouted(f"{kind} is filtered out: the routing in force has --events without it")
+        raise NotRouted(f"{kind} is unrouted: no route takes it and there is no fallback route")
+    return str(decision.target)

@@ -3,29 +3,53 @@
 from __future__ import annotations
 
 import asyncio
-import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import click
 
 from hooktap.cli.common import (
     BadInput,
-    forward_option,
     resolve_secret,
     secret_option,
     timeout_option,
 )
 from hooktap.cli.history_cmd import filter_options, lookup, make_filter, open_store
-from hooktap.cli.history_view import clean
-from hooktap.listen.target import parse_target
-from hooktap.records import Attempt, Delivery
-from hooktap.replay import NotGenuine, check_options, replay, resign_refusal
+from hooktap.cli.replay_common import (
+    LOCAL_HINT,
+    Options,
+    Routes,
+    finish,
+    not_routed_reason,
+    position,
+    refused,
+    report,
+    report_skip,
+)
+from hooktap.cli.routing import routing_options
+from hooktap.records import Delivery
+from hooktap.replay import NotGenuine, NotRouted, check_options, replay, resign_refusal
 from hooktap.store import Store
 
-LOCAL_HINT = (
-    " The secret was hooktap's local test secret, which signs only `hooktap trigger`'s "
-    "samples; for Pivotal's deliveries pass --secret or set PIVOTAL_WEBHOOK_SECRET."
+REPLAY_FORWARD_HELP = (
+    "Send here instead of where each delivery went: 8000, localhost:8000/hooks, or a URL. "
+    "Repeat as PATTERN=TARGET to route by event type (-f 'task.*=localhost:8002' -f 8000). "
+    "Without it, a delivery that was not forwarded (filtered, unrouted), and every request "
+    "of --har, goes where ./hooktap.toml (or --config), else the running listener, routes "
+    "its type."
 )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One stored delivery to send: where to, with which body (None: its own), or why not."""
+
+    delivery_id: str
+    body: bytes | None = None
+    target: str | None = None
+    skip: str | None = None
+
 
 # --- hooktap replay -------------------------------------------------------------------------
 
@@ -33,9 +57,14 @@ LOCAL_HINT = (
 @click.command("replay")
 @click.argument("delivery_id", metavar="[ID]", required=False)
 @filter_options
-@forward_option(
-    "Send here instead of the delivery's own target: 8000, localhost:8000/hooks, or a URL.",
-    required=False,
+@routing_options(REPLAY_FORWARD_HELP, events=False)
+@click.option(
+    "--har",
+    "har_file",
+    type=click.File("rb"),
+    metavar="FILE",
+    help="Send the requests of this HAR file (from `deliveries --har`, a browser, mitmproxy) "
+    "instead of stored deliveries; the filters then pick among its entries. '-' reads stdin.",
 )
 @secret_option(
     "Endpoint signing secret: replays are re-signed with a fresh timestamp. Default: the "
@@ -80,7 +109,9 @@ def replay_cmd(
     signatures: tuple[str, ...],
     since: str | None,
     expression: str,
-    forward: str | None,
+    forwards: tuple[str, ...],
+    config_path: Path | None,
+    har_file: BinaryIO | None,
     secret: str | None,
     new_id: bool,
     body_file: BinaryIO | None,
@@ -99,6 +130,13 @@ def replay_cmd(
     original delivery (its first forward's status). Exits 1 if any replay did not get a 2xx
     or was skipped.
 
+    Each goes where it went, or by --forward's routes when given. One that was not forwarded
+    (filtered, unrouted) and every --har request go where the routing in force sends their
+    type: ./hooktap.toml (or --config), else the running listener's routes.
+
+    --har FILE sends the requests of a HAR file instead (hooktap's own, or captured in a
+    browser or mitmproxy), under the same re-signing rule; the filters pick among its entries.
+
     \b
     Examples:
       hooktap replay d01a23190b25bde56ad63 --secret whsec_...
@@ -108,9 +146,16 @@ def replay_cmd(
       hooktap replay d01a23190b25bde56ad63 --as-is
       hooktap replay d01a23190b25bde56ad63 --force --secret whsec_...
       hooktap replay d01a23190b25bde56ad63 --new-id --json | jq .attempt
+      hooktap replay --har pivotal.har --filter 'type:customer.*' -f 8000
+      hooktap replay --since 1h -f 'task.*=localhost:8002' -f localhost:8000
     """
     f = make_filter(expression, types, statuses, signatures, since)
-    if delivery_id is None and f.empty:
+    if har_file is not None:
+        if delivery_id is not None:
+            raise BadInput("give either an ID or --har FILE, not both")
+        if body_file is not None or edit:
+            raise BadInput("--body-file and --edit work on one stored delivery, not on --har")
+    elif delivery_id is None and f.empty:
         raise BadInput("which deliveries? give an ID, or filters such as --since 1h --status 5xx")
     if delivery_id is not None and not f.empty:
         raise BadInput("give either an ID or filters, not both")
@@ -123,10 +168,21 @@ def replay_cmd(
     hint = LOCAL_HINT if chosen.local and secret is None else ""
     try:
         key = check_options(secret=chosen.value, as_is=as_is, new_id=new_id, force=force)
-        if forward is not None:
-            parse_target(forward)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+    routes = Routes(forwards, config_path)
+    if key is None and not as_is and not as_json:
+        click.echo(
+            "No secret (--secret or PIVOTAL_WEBHOOK_SECRET): replays carry their stored "
+            "signatures, which svix rejects after 5 minutes.",
+            err=True,
+        )
+    if har_file is not None:
+        from hooktap.cli.replay_har import replay_har  # its own module: HAR reading
+
+        options = Options(key, new_id, as_is, force, timeout, as_json, hint)
+        replay_har(har_file, f, routes, options)
+        return
 
     with open_store() as store:
         if delivery_id is not None:
@@ -135,45 +191,33 @@ def replay_cmd(
                 # Before the editor opens: an edit cannot make a forged original genuine.
                 mismatch = resign_refusal(delivery, key)
                 if mismatch is not None:
-                    raise BadInput(_refused(NotGenuine(delivery.id, mismatch)) + hint)
+                    raise BadInput(refused(NotGenuine(delivery.id, mismatch)) + hint)
+            try:
+                target = routes.target(delivery.event_type, delivery.target, delivery.id)
+            except NotRouted as exc:
+                raise BadInput(f"{delivery.id}: not sent: {not_routed_reason(exc)}") from None
             body = (
                 body_file.read() if body_file is not None else _edited(delivery) if edit else None
             )
-            if not (forward or delivery.target):
-                raise BadInput(f"delivery {delivery.id} has no stored target; give --forward")
-            jobs: list[tuple[str, bytes | None]] = [(delivery.id, body)]
+            jobs = [Job(delivery.id, body, target)]
         else:
-            jobs = [(row.id, None) for row in store.query(f, None, oldest_first=True)]
+            jobs = [
+                _job(routes, row.id, row.event_type, row.target)
+                for row in store.query(f, None, oldest_first=True)
+            ]
             if not jobs:
                 click.echo("No deliveries match these filters; nothing sent.", err=True)
                 return
-        if key is None and not as_is and not as_json:
-            click.echo(
-                "No secret (--secret or PIVOTAL_WEBHOOK_SECRET): replays carry their stored "
-                "signatures, which svix rejects after 5 minutes.",
-                err=True,
-            )
-        failed, refused = asyncio.run(
-            _replay_all(store, jobs, forward, key, new_id, as_is, force, timeout, as_json)
-        )
-    if len(jobs) > 1 and not as_json:
-        sent = len(jobs) - refused
-        summary = f"Replayed {sent}: {sent - failed} got a 2xx, {failed} did not."
-        if refused:
-            summary += (
-                f" Skipped {refused} whose original signature did not match the secret "
-                "(--force re-signs them anyway)." + hint
-            )
-        click.echo(summary, err=True)
-    if failed or refused:
-        raise SystemExit(1)
+        options = Options(key, new_id, as_is, force, timeout, as_json, hint)
+        failed, skipped = asyncio.run(_replay_all(store, jobs, options))
+    finish(len(jobs), failed, skipped, options)
 
 
-def _refused(exc: NotGenuine) -> str:
-    return (
-        f"not sent: {exc} To send it re-signed anyway, add --force; "
-        "--as-is sends it with its stored signature."
-    )
+def _job(routes: Routes, delivery_id: str, event_type: str | None, stored: str) -> Job:
+    try:
+        return Job(delivery_id, target=routes.target(event_type, stored, delivery_id))
+    except NotRouted as exc:
+        return Job(delivery_id, skip=not_routed_reason(exc))
 
 
 def _edited(delivery: Delivery) -> bytes:
@@ -187,99 +231,35 @@ def _edited(delivery: Delivery) -> bytes:
     return edited.encode("utf-8")
 
 
-async def _replay_all(
-    store: Store,
-    jobs: list[tuple[str, bytes | None]],
-    forward: str | None,
-    secret: str | None,
-    new_id: bool,
-    as_is: bool,
-    force: bool,
-    timeout: float,
-    as_json: bool,
-) -> tuple[int, int]:
+async def _replay_all(store: Store, jobs: list[Job], o: Options) -> tuple[int, int]:
     """Send each in turn (arrival order matters to handlers); report as each one lands.
 
     Returns how many were sent and not answered with a 2xx (or not sent for another reason),
     and how many were skipped because their original signature did not match."""
-    failed = refused = 0
-    for delivery_id, body in jobs:
+    failed = refused_count = 0
+    for job in jobs:
+        if job.skip is not None or job.target is None:
+            failed += 1
+            report_skip(job.delivery_id, job.skip or "no target", o.as_json)
+            continue
         try:
             attempt = await replay(
-                store,
-                delivery_id,
-                target=forward,
-                secret=secret,
-                new_id=new_id,
-                body=body,
-                as_is=as_is,
-                force=force,
-                timeout=timeout,
+                store, job.delivery_id, target=job.target, body=job.body, **o.sending
             )
         except NotGenuine as exc:
             if len(jobs) == 1:
-                raise BadInput(_refused(exc)) from None
-            refused += 1
+                raise BadInput(refused(exc) + o.hint) from None
+            refused_count += 1
             why = f"its original signature did not match the secret ({exc.reason})"
-            _report_skip(delivery_id, f"{why}; --force re-signs it anyway", as_json)
+            report_skip(job.delivery_id, f"{why}; --force re-signs it anyway", o.as_json)
             continue
         except (LookupError, ValueError) as exc:
             if len(jobs) == 1:
                 raise BadInput(str(exc)) from None
             failed += 1
-            _report_skip(delivery_id, str(exc), as_json)
+            report_skip(job.delivery_id, str(exc), o.as_json)
             continue
         if attempt.status is None or not 200 <= attempt.status < 300:
             failed += 1
-        _report(attempt, _position(store, attempt) if as_json else None, as_json)
-    return failed, refused
-
-
-def _position(store: Store, attempt: Attempt) -> int | None:
-    """The attempt's number as `deliveries show` lists it (#1 the forward, then each replay):
-    the database id is shared by every delivery's attempts, so it means nothing to a user."""
-    ids = [a.id for a in store.attempts(attempt.delivery_id)]
-    return ids.index(attempt.id) + 1 if attempt.id in ids else None
-
-
-def _report(a: Attempt, number: int | None, as_json: bool) -> None:
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "id": a.delivery_id,
-                    "attempt": number,
-                    "attempt_id": a.id,
-                    "target": a.target_url,
-                    "status": a.status,
-                    "duration_ms": round(a.duration_ms, 3),
-                    "error": a.error,
-                    "note": a.note,
-                },
-                ensure_ascii=False,
-            )
-        )
-        return
-    status = str(a.status) if a.status is not None else "no response"
-    line = f"{a.delivery_id}  {a.target_url}  {status}  {a.duration_ms:.0f} ms  {a.note}"
-    click.echo(clean(line))
-    if a.error:
-        click.echo(f"  error: {clean(a.error)}")
-
-
-def _report_skip(delivery_id: str, reason: str, as_json: bool) -> None:
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "id": delivery_id,
-                    "attempt": None,
-                    "attempt_id": None,
-                    "status": None,
-                    "error": reason,
-                    "note": "not sent",
-                }
-            )
-        )
-    else:
-        click.echo(f"{delivery_id}  not sent: {clean(reason)}")
+        report(attempt, position(store, attempt) if o.as_json else None, o.as_json)
+    return failed, refused_count
