@@ -15,13 +15,13 @@ import random
 import secrets
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 
 from hooktap import __version__, tls
 from hooktap.listen import channel as channels
 from hooktap.listen import state
 from hooktap.listen.channel import ChannelCredentials, RelayRefused
+from hooktap.listen.config import ListenerConfig
 from hooktap.listen.embedded import EmbeddedRelay
 from hooktap.listen.events import (
     ConnectionChanged,
@@ -30,19 +30,17 @@ from hooktap.listen.events import (
     PublicChanged,
     Ready,
     Subscriber,
+    TargetHealth,
 )
 from hooktap.listen.forward import Forwarder
-from hooktap.listen.pipeline import Pipeline, as_routing
-from hooktap.listen.routes import Routing
-from hooktap.listen.target import Target
+from hooktap.listen.health import HealthWatch
+from hooktap.listen.pipeline import Pipeline
 from hooktap.listen.transport import HandshakeRefused, Transport
 from hooktap.listen.transport.inprocess import InProcessTransport
 from hooktap.listen.transport.websocket import WebSocketTransport
 from hooktap.protocol import Delivery as WireDelivery
 from hooktap.protocol import Hello, ProtocolError
 from hooktap.public import (
-    ConnectTo,
-    Provider,
     Public,
     PublicUnavailable,
     TunnelChange,
@@ -53,54 +51,6 @@ from hooktap.relay.embed import InProcessRelay
 from hooktap.store import Store
 
 log = logging.getLogger("hooktap.listen")
-
-
-@dataclass
-class ListenerConfig:
-    """Give `target` (every delivery goes there) or `routing` (routes by event type and
-    --events); either way both are set after construction, `target` to the routing's primary
-    target, the one named where a single one is shown."""
-
-    target: Target | None = None
-    relay_url: str | None = None  # None: the embedded relay on loopback
-    # More instances of the same relay, tried in turn after relay_url when one cannot be
-    # reached or refuses (--relay URL,URL...); the channel's token works on each.
-    other_relays: tuple[str, ...] = ()
-    port: int = 8787
-    secret: str | None = None
-    timeout: float = 10.0
-    concurrency: int = 32
-    backoff_max: float = 30.0
-    paused: bool = False
-    takeover: bool = False  # take the channel from a live listener instead of being refused
-    ca_file: Path | None = None  # trust this CA for an https relay instead of the system's
-    relay_key: str | None = field(default=None, repr=False)  # hooktap relay --require-key
-    # Which secret verifies, for the ready line: "--secret", "PIVOTAL_WEBHOOK_SECRET",
-    # "local-test" (hooktap's own, kept in secret_file) or "none".
-    secret_source: str = ""
-    secret_file: str | None = None
-    secret_made_now: bool = False
-    # --public: the tunnel provider that exposes the embedded relay's ingress, and (tests
-    # only) where the probe connects for the public host name, like curl's --connect-to.
-    public: Provider | None = None
-    public_connect_to: ConnectTo | None = None
-    routing: Routing | None = None
-    # Probe each target's host:port (a TCP connect) at start and every health_interval
-    # seconds, and say when one stops or starts accepting connections (listen/health.py).
-    # Off unless asked for: `hooktap listen` turns it on (--no-healthcheck turns it off).
-    healthcheck: bool = False
-    health_interval: float = 15.0
-
-    def __post_init__(self) -> None:
-        if self.routing is None:
-            if self.target is None:
-                raise ValueError("ListenerConfig needs a target or a routing")
-            self.routing = as_routing(self.target)
-        self.target = self.routing.primary
-
-    @property
-    def access(self) -> channels.RelayAccess:
-        return channels.RelayAccess(self.ca_file, self.relay_key)
 
 
 class Listener:
@@ -147,6 +97,10 @@ class Listener:
         self._opened = False  # the current session got past its handshake
         self._refused_by: set[str] = set()  # relays that said no since the last connection
         self._state_url: str | None = None  # the webhook URL listener.json names
+        # With config.healthcheck, while run() runs: each target's latest state is in
+        # health.states. What it says before Ready waits for it, so the ready line stays first.
+        self.health: HealthWatch | None = None
+        self._health_early: list[TargetHealth] = []
 
     @functools.cached_property
     def instance(self) -> str:
@@ -261,6 +215,7 @@ class Listener:
             relays=self._relays,
         )
         guard.start()
+        probing = self._watch_targets()
         attempt = 0
         exits = contextlib.AsyncExitStack()
         try:
@@ -302,6 +257,9 @@ class Listener:
                     self._set_state("reconnecting", f"attempt {attempt}")
         finally:
             await exits.aclose()
+            if self.health is not None and probing is not None:
+                self.health.stop()
+                await asyncio.gather(probing, return_exceptions=True)
             await guard.stop()
             state.clear()
             await self._shutdown()
@@ -336,6 +294,21 @@ class Listener:
                 yield public
         except PublicUnavailable as exc:
             raise RelayRefused(str(exc)) from None
+
+    def _watch_targets(self) -> asyncio.Task[None] | None:
+        """Probe the targets from the start, while the relay connects: a handler that is
+        down is said right after the ready line, before a webhook fails on it."""
+        if not self.config.healthcheck:
+            return None
+
+        def told(event: TargetHealth) -> None:
+            if self._announced:
+                self._emit(event)
+            else:
+                self._health_early.append(event)
+
+        self.health = HealthWatch(self.routing.targets, told, interval=self.config.health_interval)
+        return asyncio.get_running_loop().create_task(self.health.run())
 
     def _write_state(self, webhook_url: str) -> None:
         """listener.json: where `hooktap trigger` sends, and the routes `replay` and `trigger`
@@ -468,6 +441,9 @@ class Listener:
                     events=self.routing.events,
                 )
             )
+            early, self._health_early = self._health_early, []
+            for told in early:  # probed while connecting: said once the ready line is out
+                self._emit(told)
         self._set_state("connected", webhook_url)
 
     def _done(self, task: asyncio.Task[None]) -> None:
