@@ -331,3 +331,18 @@ async def test_a_forwarded_delivery_still_goes_where_it_went(
     assert line["target"].startswith(first.target)
     assert recorder.seen == [] and line["error"]
     assert traffic.posted
+
+
+async def test_a_teammates_export_is_sent_and_not_filed_in_a_history_it_is_not_from(
+    tmp_path: Path, recorder: Handler
+) -> None:
+    entry = an_entry()
+    entry["_hooktap"] = {"id": "d0000000000000000001", "state": "done"}
+    har_file = tmp_path / "teammate.har"
+    har_file.write_bytes(har_doc(entry))
+    result = await hooktap(replay_cmd, "--har", str(har_file), "-f", recorder.url, "--json")
+    assert result.exit_code == 0, result.output
+    (line,) = json_lines(result)
+    assert (line["recorded"], line["id"], line["attempt"]) == (False, None, None)
+    assert len(recorder.seen) == 1
+    assert not history_db().exists()

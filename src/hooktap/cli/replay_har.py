@@ -83,7 +83,8 @@ def _job(
 def _history(jobs: list[Entry]) -> Iterator[Store | None]:
     """The history, opened only when an entry came from one (a HAR from elsewhere must not
     create a history.db); None when it cannot be opened: its replays are then not recorded."""
-    if not any(j.request is not None and j.request.delivery_id for j in jobs):
+    exported = any(j.request is not None and j.request.delivery_id for j in jobs)
+    if not exported or not history_db().exists():  # a teammate's export: not this history
         yield None
         return
     try:
