@@ -67,8 +67,8 @@ class NatsRefused(KeepFailed):
 @dataclass(frozen=True)
 class NatsConnect:
     """Who this relay is to NATS (at most one of creds, token, user and password) and whom it
-    trusts for TLS. Paths are read when connecting, so a rotated creds file is picked up on
-    the next reconnect."""
+    trusts for TLS. nats-py reads the creds file on every connect, so a rotated one counts
+    from the next reconnect; certificates are read once, as the relay starts."""
 
     creds: Path | None = None
     token: str | None = field(default=None, repr=False)
@@ -226,7 +226,10 @@ def connect_kwargs(options: NatsConnect | None, on_error: ErrorCallback) -> dict
         kwargs["token"] = options.token
     if options.user is not None:
         kwargs["user"], kwargs["password"] = options.user, options.password
-    context = tls_context(options)
+    try:
+        context = tls_context(options)
+    except NatsOptionError as exc:  # checked at start; a file changed since
+        raise KeepFailed(str(exc)) from None
     if context is not None:
         kwargs["tls"] = context
     watch = _FirstConnect(options, on_error)
