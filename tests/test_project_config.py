@@ -222,6 +222,19 @@ def test_a_pattern_no_known_type_matches_is_warned_about(
     assert quiet is not None and quiet.routes[0].pattern == "custmer.*"
 
 
+def test_a_route_that_can_get_nothing_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run(tmp_path, monkeypatch, "-f", "task.*=8001", "-f", "task.completed=8002")
+    assert result.exit_code == 0
+    assert (
+        "warning: route 'task.completed=http://localhost:8002/' gets no delivery: every type it "
+        "matches goes to a route before it" in result.stderr
+    )
+    right_order = run(tmp_path, monkeypatch, "-f", "task.completed=8002", "-f", "task.*=8001")
+    assert right_order.exit_code == 0 and "warning" not in right_order.stderr
+
+
 def test_help_shows_the_three_flags() -> None:
     text = CliRunner().invoke(show, ["--help"]).output
     assert "-f, --forward [PATTERN=]TARGET" in text

@@ -18,6 +18,7 @@ from hooktap.listen.routes import (
     build_routing,
     parse_events,
     parse_route,
+    shadowed_routes,
     type_matches,
     unknown_patterns,
 )
@@ -305,3 +306,22 @@ def test_unknown_patterns_are_the_ones_no_known_type_matches() -> None:
         ["custmer.*=8001", "customer=8002", "task.[^c]*=8003", "8000"], "tsk.*,task.*"
     )
     assert unknown_patterns(routing, KNOWN) == ["tsk.*", "custmer.*"]
+
+
+def test_a_route_an_earlier_one_takes_every_type_of_is_shadowed() -> None:
+    routing = build_routing(
+        [
+            "task.*=8001",
+            "task.completed=8002",  # task.* took it: never used
+            "customer.updated=8003",
+            "customer=8004",  # customer.updated went before, the other customer types not
+            "*.created=8005",  # customer.created and task.created went before; not the rest
+            "8000",
+        ]
+    )
+    assert [str(r) for r in shadowed_routes(routing, KNOWN)] == [
+        "task.completed=http://localhost:8002/"
+    ]
+    assert (
+        shadowed_routes(build_routing(["tsk.*=8001", "8000"]), KNOWN) == []
+    )  # unknown, not shadowed

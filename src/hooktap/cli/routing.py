@@ -10,7 +10,7 @@ import click
 
 from hooktap import project_config
 from hooktap.cli.common import BadInput, F
-from hooktap.listen.routes import Routing, build_routing, unknown_patterns
+from hooktap.listen.routes import Routing, build_routing, shadowed_routes, unknown_patterns
 from hooktap.pivotal.catalog import event_types
 
 FORWARD_HELP = (
@@ -91,6 +91,13 @@ def resolve_routing(
             click.echo(
                 f"hooktap: warning: {pattern!r} matches no Pivotal event type (see `hooktap "
                 "events`), so no delivery will match it",
+                err=True,
+            )
+        for route in shadowed_routes(routing, event_types()):
+            click.echo(
+                f"hooktap: warning: route {str(route)!r} gets no delivery: every type it "
+                "matches goes to a route before it (the first match wins); list it before "
+                "them",
                 err=True,
             )
     return routing

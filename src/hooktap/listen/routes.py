@@ -222,6 +222,18 @@ def unknown_patterns(routing: Routing, known: Iterable[str]) -> list[str]:
     return [p for p in patterns if not any(type_matches(p, t) for t in types)]
 
 
+def shadowed_routes(routing: Routing, known: Iterable[str]) -> list[Route]:
+    """Routes every known type of which an earlier route takes: as the first match wins, they
+    never get a delivery (a broad pattern listed before a narrow one, most likely)."""
+    types = list(known)
+    shadowed = []
+    for i, route in enumerate(routing.routes):
+        mine = [t for t in types if route.pattern is not None and route.takes(t)]
+        if mine and all(any(r.takes(t) for r in routing.routes[:i]) for t in mine):
+            shadowed.append(route)
+    return shadowed
+
+
 def _check_pattern(pattern: str, where: str) -> None:
     if not _PATTERN(pattern):
         raise ValueError(
