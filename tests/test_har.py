@@ -10,6 +10,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -264,6 +265,49 @@ async def test_a_second_har_reader_gets_the_same_requests_and_responses(
             assert base64.b64decode(entry.response.text) == BINARY_REPLY
         else:
             assert entry.response.status == 200
+
+
+# mitmproxy is not in the test extras (see pyproject.toml): point this at a Python that has it
+# (python -m venv /tmp/mitm && /tmp/mitm/bin/pip install mitmproxy) to run the check below.
+MITMPROXY_PYTHON = os.environ.get("HOOKTAP_MITMPROXY_PYTHON")
+READ_WITH_MITMPROXY = """
+import hashlib, json, sys
+from mitmproxy import io
+flows = io.read_flows_from_paths([sys.argv[1]])
+print(json.dumps([
+    {"sha": hashlib.sha256(f.request.raw_content).hexdigest(), "method": f.request.method,
+     "url": f.request.url,
+     "headers": [[k.decode(), v.decode()] for k, v in f.request.headers.fields],
+     "status": f.response.status_code, "response": f.response.raw_content.hex()}
+    for f in flows
+]))
+"""
+
+
+@pytest.mark.skipif(
+    not MITMPROXY_PYTHON, reason="HOOKTAP_MITMPROXY_PYTHON names no Python with mitmproxy"
+)
+async def test_mitmproxy_reads_the_har_back(traffic: Traffic, tmp_path: Path) -> None:
+    """mitmproxy's own HAR import (mitmproxy/io/har.py): the same bytes, binary included."""
+    assert MITMPROXY_PYTHON is not None
+    har_file = tmp_path / "out.har"
+    har_file.write_bytes((await asyncio.to_thread(cli, "--har")).stdout_bytes)
+    proc = await asyncio.create_subprocess_exec(
+        MITMPROXY_PYTHON, "-c", READ_WITH_MITMPROXY, str(har_file), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    flows = json.loads(out)
+    with Store(history_db()) as store:
+        rows = store.query(oldest_first=True)  # the HAR's order
+        for flow, posted, row in zip(flows, traffic.posted, rows, strict=True):
+            assert flow["sha"] == sha(posted.body)
+            assert flow["url"] == traffic.webhook_url + posted.path_qs
+            stored = store.get(row.id)
+            assert stored is not None
+            # mitmproxy adds charset=utf-8 to its copy of a non-UTF-8 body's Content-Type.
+            assert [n for n, _ in flow["headers"]] == [n for n, _ in stored.headers]
+        unsigned = flows[traffic.posted.index(traffic.by_name("unsigned"))]
+        assert (unsigned["status"], bytes.fromhex(unsigned["response"])) == (500, BINARY_REPLY)
 
 
 async def test_filters_choose_the_entries_as_they_choose_the_listing(traffic: Traffic) -> None:
