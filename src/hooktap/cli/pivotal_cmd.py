@@ -173,8 +173,11 @@ async def _send_all(
             if status is None or not 200 <= status <= 299:
                 failures += 1
             if history is not None and status is not None:
+                # A 202 is the relay keeping it while no listener is connected (or the handler's
+                # own, found at once): nothing to wait for.
+                patience = 0.0 if status == 202 else wait
                 landing = await asyncio.to_thread(
-                    history.find, record["svix_id"], record["id"], sent_at, wait
+                    history.find, record["svix_id"], record["id"], sent_at, patience
                 )
                 if landing is not None:
                     record.update(landing.fields())
@@ -288,7 +291,7 @@ def trigger_cmd(
     except catalog.BadOverride as exc:
         raise BadInput(f"--set: {exc}") from None
     # To the running listener, the delivery is in its history by the time the answer comes;
-    # a moment's grace covers a relay that kept it for a listener reconnecting.
+    # a moment's grace covers what that misses (a listener that was just reconnecting).
     wait = LANDING_WAIT_S if url is None else 0.0
     if url is None:
         url = _default_url(relay)
