@@ -4,7 +4,9 @@ A real relay (hooktap.relay.app.make_app), a real Listener and a small handler t
 signatures as Pivotal's docs show, all on loopback; realistic Pivotal deliveries from the
 event catalog, signed with signed_headers, including the cases the inspector exists for: a
 handler bug (500, then Pivotal's retry with the same svix-id), a slow answer, a bad secret,
-a stale timestamp. Then the keys a user would press, and an SVG of each screen.
+a stale timestamp. Then the keys a user would press, and an SVG of each screen. A second
+session routes by event type to three handlers (one of them not running, so the header says
+it is down) with --events leaving some types out.
 
     python scripts/screenshots.py            # writes screenshots/*.svg
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -32,7 +35,10 @@ FILES = {
     "detail": "inspector-detail.svg",
     "editor": "inspector-editor.svg",
     "help": "inspector-help.svg",
+    "routes": "inspector-routes.svg",
 }
+# The README's example ports for the routes scene, when they are free here.
+ROUTE_PORTS = {"customers": 8001, "tasks": 8002, "fallback": 8000}
 
 
 class SampleHandler:
@@ -62,13 +68,29 @@ class SampleHandler:
         return web.json_response({"received": True, "type": kind})
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+async def serve(app: web.Application, port: int = 0) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     host, port = runner.addresses[0][:2]
     return runner, f"http://{host}:{port}"
+
+
+def free_port(preferred: int) -> int:
+    """`preferred` when nothing listens there, else any free port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def handler_app(handler: SampleHandler, path: str) -> web.Application:
+    app = web.Application()
+    app.router.add_post(path, handler.handle)
+    return app
 
 
 async def main() -> None:
@@ -86,10 +108,8 @@ async def main() -> None:
     from hooktap.tui.screens.help import HelpScreen
 
     handler = SampleHandler()
-    handler_app = web.Application()
-    handler_app.router.add_post("/webhooks/pivotal", handler.handle)
     relay_runner, relay_url = await serve(make_app(RelayConfig(data_dir=home / "relay")))
-    handler_runner, handler_url = await serve(handler_app)
+    handler_runner, handler_url = await serve(handler_app(handler, "/webhooks/pivotal"))
     store = Store(home / "history.db")
     listener = Listener(
         ListenerConfig(
@@ -176,9 +196,82 @@ async def main() -> None:
 
     store.close()
     await handler_runner.cleanup()
+    await routes_scene(home, relay_url)
     await relay_runner.cleanup()
     for name in FILES.values():
         print(OUT / name)
+
+
+async def routes_scene(home: Path, relay_url: str) -> None:
+    """One listener for a whole app: customer.* to one handler, task.* to another that is not
+    running (the header says so before a webhook fails on it), the rest to the fallback, and
+    --events leaving onboarding and phase events out (stored, dim, "filtered")."""
+    from hooktap.listen.listener import Listener, ListenerConfig
+    from hooktap.listen.routes import build_routing
+    from hooktap.pivotal import catalog
+    from hooktap.pivotal.signing import signed_headers
+    from hooktap.store import Store
+    from hooktap.tui.app import HooktapApp
+
+    ports = {name: free_port(port) for name, port in ROUTE_PORTS.items()}
+    customers = await serve(handler_app(SampleHandler(), "/hooks"), ports["customers"])
+    fallback = await serve(handler_app(SampleHandler(), "/webhooks/pivotal"), ports["fallback"])
+    routing = build_routing(
+        [
+            f"customer.*=localhost:{ports['customers']}/hooks",
+            f"task.*=localhost:{ports['tasks']}/webhooks/pivotal",  # nothing listens there
+            f"localhost:{ports['fallback']}/webhooks/pivotal",
+        ],
+        "customer.*,task.*,webhook.*,contact.*",
+    )
+    store = Store(home / "routes.db")
+    config = ListenerConfig(
+        routing=routing, relay_url=relay_url, secret=SECRET, timeout=15, healthcheck=True
+    )
+    listener = Listener(config, store)
+    app = HooktapApp(store, listener)
+    down = f"localhost:{ports['tasks']} down"
+
+    async with aiohttp.ClientSession() as http, app.run_test(size=SIZE) as pilot:
+
+        async def until(condition, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+            deadline = time.monotonic() + timeout
+            while not condition():
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the routes session did not get there")
+                await pilot.pause(0.05)
+
+        await until(lambda: app.webhook_url and listener.state == "connected")
+        await until(lambda: listener.health is not None and listener.health.states)
+        for kind in (
+            "customer.created",
+            "webhook.ping",
+            "onboarding.delayed",
+            "task.completed",
+            "contact.updated",
+            "customer.at_risk",
+            "phase.changed",
+            "task.overdue",
+        ):
+            body = catalog.encode(catalog.sample(kind))
+            headers = signed_headers(SECRET, body)
+            async with http.post(app.webhook_url or "", data=body, headers=headers) as resp:
+                await resp.read()
+        rows = app.deliveries
+        await until(lambda: len(rows.rows) == 8)
+        await until(
+            lambda: all(r.status is not None or r.error or r.state == "filtered" for r in rows.rows)
+        )
+        await until(lambda: down in str(app.header.query_one("#health").render()))
+        while rows.selected is None or rows.selected.event_type != "onboarding.delayed":
+            await pilot.press("down")
+        await until(lambda: app.detail_settled)
+        await pilot.pause(0.5)
+        app.save_screenshot(FILES["routes"], str(OUT))
+        await app.action_quit()
+    store.close()
+    for runner, _url in (customers, fallback):
+        await runner.cleanup()
 
 
 if __name__ == "__main__":
