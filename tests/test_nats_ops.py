@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hooktap.relay.app import RelayConfig, make_app
 from hooktap.relay.keys import RELAY
-from support.nats import NatsServer
+from support.nats import NatsServer, start_nats
 from support.procs import Procs
 from support.servers import running_handler, running_listener, serve, until
 from test_nats_relay import channel_for, nats_server, relays
@@ -130,3 +130,57 @@ async def test_a_channel_keeps_its_byte_bound_across_instances(
             await handler.wait_for(3)
             await until(lambda: apps[1][RELAY].broker.queued_bytes(creds.channel) == 0)
         assert (await post(b))[0] == 202
+
+
+async def test_a_body_past_what_nats_carries_gets_the_reason(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """NATS's default max_payload is 1 MiB: a larger webhook can be neither kept nor passed to
+    another instance, and the sender is told why rather than a bare "could not store"."""
+    big = b"x" * (1024 * 1024 + 1)
+    async with (
+        relays(tmp_path, nats_server.url) as (a, b),
+        running_handler() as handler,
+        aiohttp.ClientSession() as http,
+    ):
+        creds = await channel_for(a, b)
+        async with http.post(f"{a}/c/{creds.channel}", data=big) as resp:
+            kept = resp.status, await resp.json()
+        async with running_listener(b, handler.url, tmp_path / "history.db"):
+            async with http.post(f"{a}/c/{creds.channel}", data=big) as resp:
+                live = resp.status, await resp.json()
+            async with http.post(f"{a}/c/{creds.channel}", data=b"small") as resp:
+                assert resp.status == 200  # the route itself is fine
+    for status, refusal in (kept, live):
+        assert status == 503, refusal
+        reason = str(refusal["error"])
+        assert f"({len(big)} bytes) is larger than NATS carries" in reason, reason
+        assert "max_payload, 1048576 bytes" in reason and "--max-body-mb" in reason
+    assert [s.body for s in handler.seen] == [b"small"]
+
+
+async def test_nats_with_an_8_mb_max_payload_carries_a_large_webhook_both_ways(
+    tmp_path: Path,
+) -> None:
+    """What deploy/compose-nats.yaml's nodes are meant to run with: kept, and passed from A to
+    the listener on B, byte for byte."""
+    conf = tmp_path / "nats.conf"
+    conf.write_text("max_payload: 8MB\n")
+    server = start_nats(tmp_path / "nats", "-c", str(conf))
+    big = bytes(range(256)) * (7 * 4096)  # 7 MiB
+    try:
+        async with (
+            relays(tmp_path, server.url) as (a, b),
+            running_handler() as handler,
+            aiohttp.ClientSession() as http,
+        ):
+            creds = await channel_for(a, b)
+            async with http.post(f"{a}/c/{creds.channel}", data=big) as resp:
+                assert resp.status == 202, await resp.text()
+            async with running_listener(b, handler.url, tmp_path / "history.db"):
+                await handler.wait_for(1)
+                async with http.post(f"{a}/c/{creds.channel}", data=big[::-1]) as resp:
+                    assert resp.status == 200, await resp.text()
+    finally:
+        server.stop()
+    assert [s.body for s in handler.seen] == [big, big[::-1]]

@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     from hooktap.relay.db import ChannelState, Claim
     from hooktap.relay.hub import Link
 
-__all__ = ["Broker", "ChannelBusy", "KeepFailed", "NoAnswer", "NotHeld", "Offered"]
+__all__ = ["Broker", "ChannelBusy", "KeepFailed", "NoAnswer", "NotHeld", "Offered", "TooLarge"]
 
 
 class NotHeld(Exception):
@@ -97,6 +97,11 @@ class NoAnswer(Exception):
 
 class KeepFailed(Exception):
     """The delivery could not be kept; the message says why (the sender is told to retry)."""
+
+
+class TooLarge(KeepFailed):
+    """The delivery can never be kept here, however often it is sent (NATS: larger than its
+    max_payload); the message says what the relay's operator can change."""
 
 
 class ChannelBusy(Exception):

@@ -42,7 +42,7 @@ from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 
 from hooktap.protocol import Delivery, ProtocolError, Result, decode, encode
-from hooktap.relay.broker import ChannelBusy, KeepFailed, NoAnswer, NotHeld, Offered
+from hooktap.relay.broker import ChannelBusy, KeepFailed, NoAnswer, NotHeld, Offered, TooLarge
 from hooktap.relay.broker.local import LocalBroker
 from hooktap.relay.broker.nats_bytes import BYTES_STREAM, ChannelBytes
 from hooktap.relay.broker.nats_channels import BUCKET, NatsChannels, valid_channel
@@ -63,6 +63,7 @@ PROBE_WAIT = 2.0  # how long a listener attaching waits for another instance to 
 OUTCOME, HANDED, WAIT, GRACE = "Hooktap-Outcome", "Hooktap-Handed-To", "Hooktap-Wait", "Grace"
 PROBE, TAKEOVER, REASON = "Hooktap-Probe", "Hooktap-Takeover", "Hooktap-Reason"
 SIZE = "Hooktap-Size"  # a kept delivery's body size, taken off its channel's count on ack
+HEADER_ROOM = 1024  # what a message's headers may add to its frame, against max_payload
 
 
 async def _nats_error(exc: Exception) -> None:
@@ -181,10 +182,13 @@ class JetStreamBroker(StreamHandOver):
         assert self.nc is not None
         wait = self.max_handler_timeout + grace
         headers = {GRACE: repr(grace)}
+        data = encode(delivery)
+        if not self._fits(data):
+            raise NotHeld(channel)  # NATS cannot carry it: keep() says why
         sent = time.perf_counter()
         try:
             reply = await self.nc.request(
-                LIVE + channel, encode(delivery), timeout=wait + grace, headers=headers
+                LIVE + channel, data, timeout=wait + grace, headers=headers
             )
         except NoRespondersError:
             raise NotHeld(channel) from None
@@ -269,9 +273,12 @@ class JetStreamBroker(StreamHandOver):
     async def keep(self, channel: str, delivery: Delivery, handed_to: str | None) -> None:
         assert self.js is not None
         size = len(delivery.body)
-        self._count(channel, delivery.id, size)  # before any await: see depth()
         # Whoever gets it next may take its time; whether it was handed before is judged then.
         kept = dataclasses.replace(delivery, answer_by=None, handed_before=False)
+        data = encode(kept)
+        if not self._fits(data):
+            raise TooLarge(self._too_large(size))
+        self._count(channel, delivery.id, size)  # before any await: see depth()
         headers = {"Nats-Msg-Id": delivery.id, SIZE: str(size)}
         counted = False  # in every instance's count of the channel's bytes (channel_bytes)
         try:
@@ -281,7 +288,7 @@ class JetStreamBroker(StreamHandOver):
             await self.channel_bytes.add(channel, size)
             self._unshare(channel, size)
             counted = True
-            ack = await self.js.publish(QUEUE + channel, encode(kept), headers=headers)
+            ack = await self.js.publish(QUEUE + channel, data, headers=headers)
             if ack.duplicate:  # kept before, by a retried publish: counted then
                 await self.channel_bytes.add(channel, -size)
         except (TimeoutError, NatsError, ProtocolError) as exc:
@@ -299,6 +306,20 @@ class JetStreamBroker(StreamHandOver):
         elif self.nc is not None:
             with contextlib.suppress(NatsError):
                 await self.nc.publish(POKE + channel, b"")
+
+    def _fits(self, data: bytes) -> bool:
+        """Whether NATS carries it as one message: its max_payload counts the headers too."""
+        return self.nc is None or len(data) + HEADER_ROOM <= self.nc.max_payload
+
+    def _too_large(self, size: int) -> str:
+        assert self.nc is not None
+        return (
+            f"this webhook's body ({size} bytes) is larger than NATS carries in one message "
+            f"(its max_payload, {self.nc.max_payload} bytes), so relays sharing NATS can "
+            "neither keep it nor pass it to another instance, and sending it again will not "
+            "help; the relay's operator can raise max_payload on the NATS servers (up to 64 "
+            "MiB) or lower `hooktap relay --max-body-mb` so that such a body is refused at once"
+        )
 
     def _count(self, channel: str, delivery_id: str, size: int) -> None:
         self._sizes[delivery_id] = (channel, size)
