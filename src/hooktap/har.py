@@ -328,7 +328,7 @@ def read(data: bytes) -> list[HarRequest | BadEntry]:
     entries = log.get("entries") if isinstance(log, dict) else None
     if not isinstance(entries, list):
         raise HarError('not a HAR file: it has no "log": {"entries": [...]}')
-    version = log.get("version", "1.1") if isinstance(log, dict) else "1.1"
+    version = log.get("version") or "1.1"  # the spec: empty means 1.1
     if not isinstance(version, str) or not version.startswith("1."):
         raise HarError(f"HAR version {version!r}: hooktap reads HAR 1.x")
     out: list[HarRequest | BadEntry] = []

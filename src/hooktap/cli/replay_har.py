@@ -30,6 +30,7 @@ from hooktap.cli.replay_common import (
 )
 from hooktap.filters import Filter
 from hooktap.home import history_db
+from hooktap.pivotal.signing import Verdict
 from hooktap.records import Attempt
 from hooktap.replay import NotGenuine, NotRouted, send_copy
 from hooktap.store import Store, StoreError
@@ -43,7 +44,7 @@ class Entry:
     request: har.HarRequest | None
     target: str | None = None
     skip: str | None = None
-    verdict: str = ""  # its signature, judged as on arrival
+    verdict: Verdict | None = None  # its signature, judged as on arrival
 
 
 def replay_har(file: BinaryIO, f: Filter, routes: Routes, o: Options) -> None:
@@ -75,8 +76,8 @@ def _job(
     try:
         target = routes.target(e.event_type, "", e.where)
     except NotRouted as exc:
-        return Entry(e.index, e, skip=not_routed_reason(exc), verdict=verdict.status)
-    return Entry(e.index, e, target=target, verdict=verdict.status)
+        return Entry(e.index, e, skip=not_routed_reason(exc), verdict=verdict)
+    return Entry(e.index, e, target=target, verdict=verdict)
 
 
 @contextlib.contextmanager
@@ -101,7 +102,7 @@ async def _send_all(jobs: list[Entry], store: Store | None, o: Options) -> tuple
     failed = refused_count = 0
     for job in jobs:
         req = job.request
-        if req is None or job.target is None:
+        if req is None or job.target is None or job.verdict is None:
             if len(jobs) == 1:
                 raise BadInput(job.skip or "nothing to send")
             failed += 1
@@ -110,7 +111,7 @@ async def _send_all(jobs: list[Entry], store: Store | None, o: Options) -> tuple
             )
             continue
         try:
-            attempt = await send_copy(req.delivery(req.verdict(o.key)), job.target, **o.sending)
+            attempt = await send_copy(req.delivery(job.verdict), job.target, **o.sending)
         except NotGenuine as exc:
             if len(jobs) == 1:
                 raise BadInput(f"{req.where}: " + refused(exc) + o.hint) from None
