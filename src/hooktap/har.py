@@ -70,7 +70,7 @@ def _post_body(post: dict[str, Any]) -> bytes:
                 "its postData has params but no text: the body's exact bytes are not in the file"
             )
         raise ValueError("its postData has no text (the request body)")
-    if post.get("encoding") == "base64" or post.get("_encoding") == "base64":
+    if post.get("encoding") == "base64":  # HAR 1.3 proposal, Reqable, HTTP Toolkit
         try:
             return base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
