@@ -100,6 +100,7 @@ class JetStreamBroker(StreamHandOver):
         self._pending: dict[str, tuple[Link, Msg]] = {}  # handed over, not yet settled
         self._pulls: dict[str, JetStreamContext.PullSubscription] = {}
         self._looking: set[str] = set()
+        self._fetched: dict[str, list[Msg]] = {}
         self._subs: dict[str, list[Subscription]] = {}  # per channel held here: live, poke
         self._tasks: set[asyncio.Task[None]] = set()
         self.stats = NatsStats()  # what /metrics adds (register_metrics)

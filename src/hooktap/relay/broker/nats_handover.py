@@ -51,6 +51,7 @@ class StreamHandOver:
     _pending: dict[str, tuple[Link, Msg]]  # handed over, not yet settled
     _pulls: dict[str, JetStreamContext.PullSubscription]
     _looking: set[str]  # channels whose deliveries held by a dead instance are awaited
+    _fetched: dict[str, list[Msg]]  # per channel: the batch being handed over
 
     if TYPE_CHECKING:  # LocalBroker's, borrowed by JetStreamBroker
 
@@ -78,7 +79,7 @@ class StreamHandOver:
             self._reoffer_later(link)
 
     async def _hand_over_from_stream(self, link: Link) -> None:
-        channel, who = link.channel, link.history_mark
+        channel = link.channel
         pull = await self._pull(channel)
         while not (link.closed or link.paused):
             try:
@@ -92,32 +93,44 @@ class StreamHandOver:
                 if info.num_ack_pending > held_here:  # handed out by an instance now dead
                     self._look_again(link)
                 return
-            for i, msg in enumerate(msgs):
-                if link.closed or link.paused:
-                    for rest in msgs[i:]:
-                        await rest.nak()
+            self._fetched[channel] = msgs  # beaten too, until each is handed or let go
+            try:
+                if not await self._hand_batch(link, msgs):
                     return
-                try:
-                    delivery = decode(msg.data)
-                    if not isinstance(delivery, Delivery):
-                        raise ProtocolError(f"a {type(delivery).__name__} frame")
-                except ProtocolError as exc:  # not one of ours: never hand it out
-                    log.error("dropping an unreadable message in %s: %s", msg.subject, exc)
-                    await msg.term()
-                    continue
-                self._pending[delivery.id] = (link, msg)
-                if delivery.id in link.sent:
-                    continue
-                handed_to = await self._handed_get(delivery.id)
-                delivery.handed_before = bool(handed_to) and handed_to != who
-                if handed_to != who:
-                    await self._handed_put(delivery.id, who)
-                if not await link.push(delivery):
-                    self._pending.pop(delivery.id, None)
-                    await self._handed_put(delivery.id, handed_to)
-                    for rest in msgs[i:]:
-                        await rest.nak()
-                    return
+            finally:
+                self._fetched.pop(channel, None)
+
+    async def _hand_batch(self, link: Link, msgs: list[Msg]) -> bool:
+        """Push a fetched batch to the link; False when the link stopped taking them (the
+        rest are nak'd, for whoever takes the channel next)."""
+        who = link.history_mark
+        for i, msg in enumerate(msgs):
+            if link.closed or link.paused:
+                for rest in msgs[i:]:
+                    await rest.nak()
+                return False
+            try:
+                delivery = decode(msg.data)
+                if not isinstance(delivery, Delivery):
+                    raise ProtocolError(f"a {type(delivery).__name__} frame")
+            except ProtocolError as exc:  # not one of ours: never hand it out
+                log.error("dropping an unreadable message in %s: %s", msg.subject, exc)
+                await msg.term()
+                continue
+            self._pending[delivery.id] = (link, msg)
+            if delivery.id in link.sent:
+                continue
+            handed_to = await self._handed_get(delivery.id)
+            delivery.handed_before = bool(handed_to) and handed_to != who
+            if handed_to != who:
+                await self._handed_put(delivery.id, who)
+            if not await link.push(delivery):
+                self._pending.pop(delivery.id, None)
+                await self._handed_put(delivery.id, handed_to)
+                for rest in msgs[i:]:
+                    await rest.nak()
+                return False
+        return True
 
     def _look_again(self, link: Link) -> None:
         """Fetch again once what another instance held may be due (ACK_WAIT after its last
@@ -140,7 +153,8 @@ class StreamHandOver:
         """Tell JetStream that every delivery a listener here holds is still being worked on."""
         while True:
             await asyncio.sleep(HEARTBEAT)
-            for _, msg in list(self._pending.values()):
+            held = [msg for _, msg in self._pending.values()]
+            for msg in held + [msg for batch in self._fetched.values() for msg in batch]:
                 with contextlib.suppress(NatsError):
                     await msg.in_progress()
 
