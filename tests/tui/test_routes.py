@@ -1,10 +1,9 @@
 """The inspector with routes, --events and the handlers' health, in a live session: a real
 relay, real handlers on several ports (one of them not listening), a real Listener routing by
-event type, and a real HealthWatch probing those ports."""
+event type and probing those ports for its handlers' health."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
@@ -18,7 +17,6 @@ from textual.color import Color
 from textual.pilot import Pilot
 from tui_helpers import Session, live_app, screen_text, settle, wait_until
 
-from hooktap.listen.health import HealthWatch
 from hooktap.listen.listener import Listener, ListenerConfig
 from hooktap.listen.routes import build_routing
 from hooktap.store import Store
@@ -62,7 +60,14 @@ async def routed_session(tmp_path: Path, secret: str) -> AsyncIterator[Routed]:
             "customer.*,task.*,webhook.*",
         )
         store = Store(tmp_path / "history.db")
-        config = ListenerConfig(routing=routing, relay_url=relay_url, secret=secret)
+        # Its own health probes, every 0.1 s here (15 s in `hooktap listen`).
+        config = ListenerConfig(
+            routing=routing,
+            relay_url=relay_url,
+            secret=secret,
+            healthcheck=True,
+            health_interval=0.1,
+        )
         listener = Listener(config, store)
         try:
             yield Routed(
@@ -74,19 +79,6 @@ async def routed_session(tmp_path: Path, secret: str) -> AsyncIterator[Routed]:
         finally:
             await listener.stop()
             store.close()
-
-
-@contextlib.asynccontextmanager
-async def watching(app: HooktapApp, listener: Listener) -> AsyncIterator[HealthWatch]:
-    """The health probes of the listener's targets, reporting to the app's feed as the
-    listener's own subscribers are told."""
-    watch = HealthWatch(listener.routing.targets, app.feed, interval=0.1, timeout=1.0)
-    task = asyncio.create_task(watch.run())
-    try:
-        yield watch
-    finally:
-        watch.stop()
-        await asyncio.wait_for(task, 5)
 
 
 @contextlib.asynccontextmanager
@@ -122,36 +114,35 @@ async def test_header_names_the_routes_and_a_target_that_is_down_until_it_is_bac
 ) -> None:
     async with routed_app(tmp_path, secret, size) as (routed, pilot, app):
         down = f"127.0.0.1:{routed.task_port}"
-        async with watching(app, routed.session.listener):
+        await wait_until(
+            pilot, lambda: f"✕ {down} down" in header_lines(app)[1], what="the down mark"
+        )
+        top, bottom = header_lines(app)
+        assert routed.session.webhook_url in top  # the URL is never cut
+        # Every route is named, its port at least, however narrow.
+        for port in (routed.customers.url, routed.fallback.url, str(routed.task_port)):
+            assert f":{port.rsplit(':', 1)[-1]}" in bottom, bottom
+        assert "customer.*=" in bottom and "task.*=" in bottom
+        health = app.header.query_one("#health")
+        assert health.region.right <= size[0]  # whole, on screen
+        assert health.rich_style.bold
+        # In the theme's colour for errors, as the disconnected state is.
+        error = Color.parse(app.theme_variables["text-error"])
+        assert health.rich_style.color == error.rich_color
+        # The task handler starts: the mark goes, and a notice says it is back.
+        async with serve_on(routed.task_port):
             await wait_until(
-                pilot, lambda: f"✕ {down} down" in header_lines(app)[1], what="the down mark"
+                pilot, lambda: "down" not in header_lines(app)[1], what="the mark to clear"
             )
-            top, bottom = header_lines(app)
-            assert routed.session.webhook_url in top  # the URL is never cut
-            # Every route is named, its port at least, however narrow.
-            for port in (routed.customers.url, routed.fallback.url, str(routed.task_port)):
-                assert f":{port.rsplit(':', 1)[-1]}" in bottom, bottom
-            assert "customer.*=" in bottom and "task.*=" in bottom
-            health = app.header.query_one("#health")
-            assert health.region.right <= size[0]  # whole, on screen
-            assert health.rich_style.bold
-            # In the theme's colour for errors, as the disconnected state is.
-            error = Color.parse(app.theme_variables["text-error"])
-            assert health.rich_style.color == error.rich_color
-            # The task handler starts: the mark goes, and a notice says it is back.
-            async with serve_on(routed.task_port):
-                await wait_until(
-                    pilot, lambda: "down" not in header_lines(app)[1], what="the mark to clear"
-                )
-                assert not app.header.query_one("#health").display
-                await wait_until(
-                    pilot,
-                    lambda: any(
-                        f"{down} is accepting connections again" in n.message
-                        for n in app._notifications
-                    ),
-                    what="the notice",
-                )
+            assert not app.header.query_one("#health").display
+            await wait_until(
+                pilot,
+                lambda: any(
+                    f"{down} is accepting connections again" in n.message
+                    for n in app._notifications
+                ),
+                what="the notice",
+            )
 
 
 @contextlib.asynccontextmanager
@@ -196,6 +187,14 @@ async def test_a_filtered_delivery_is_dim_says_filtered_and_the_detail_says_why(
         await pilot.press("2")
         await pilot.pause()
         assert "No handler was called" in screen_text(app)
+        # The filter language finds them: status:filtered, typed into `/` as it is.
+        await pilot.press("escape", "slash", *"status:filtered", "enter")
+        await wait_until(
+            pilot,
+            lambda: [r.event_type for r in app.deliveries.rows] == ["onboarding.delayed"],
+            what="only the filtered delivery",
+        )
+        assert app.filter.source == "status:filtered"
 
 
 async def test_each_row_shows_the_route_it_went_to_in_a_column_and_the_detail(

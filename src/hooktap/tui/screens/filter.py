@@ -16,8 +16,9 @@ from textual.widgets import Input, Label
 from hooktap.filters import Filter, parse_filter
 
 SYNTAX = (
-    "type:customer.*   status:5xx | 4xx | 401 | err   sig:valid | invalid | expired | unsigned"
-    ' | no-secret\nsince:1h | 2024-05-01   words or "a phrase" must appear in the body\n'
+    "type:customer.*   status:5xx | 4xx | 401 | err | filtered | unrouted\n"
+    "sig:valid | invalid | expired | unsigned | no-secret   since:1h | 2024-05-01\n"
+    'words or "a phrase" must appear in the body\n'
     "Values of one key are alternatives (status:4xx,5xx); different keys must all hold."
 )
 
