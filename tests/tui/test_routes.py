@@ -235,18 +235,32 @@ async def test_each_row_shows_the_route_it_went_to_in_a_column_and_the_detail(
         assert f"customer.at_risk · → {customers}/hooks" in screen_text(app)
 
 
-async def test_r_re_sends_a_filtered_delivery_to_the_route_its_type_matches(
+async def test_r_re_sends_each_delivery_to_the_route_its_type_matches(
     tmp_path: Path, secret: str
 ) -> None:
-    """--events kept it from the handler; a re-send asked for by name goes where its type
-    routes: onboarding.* is taken by no pattern, so the fallback."""
+    """A re-send goes where its type routes, not to one target for all: customer.* to the
+    customer handler; a delivery --events kept from every handler, asked for by name, to the
+    route its type matches (onboarding.* is taken by no pattern: the fallback)."""
     async with routed_app(tmp_path, secret, WIDE) as (routed, pilot, app):
+        await routed.session.send("customer.at_risk")
+        await routed.customers.wait_for(1)
         await routed.session.send("onboarding.delayed")
         await wait_until(
-            pilot, lambda: [r.state for r in app.deliveries.rows] == ["filtered"], what="the row"
+            pilot,
+            lambda: [r.state for r in app.deliveries.rows] == ["filtered", "done"],
+            what="the rows",
         )
         await wait_until(pilot, lambda: app.detail_settled, what="the detail")
-        await pilot.press("r")
+        await pilot.press("r")  # the newest: the filtered one
         (seen,) = await routed.fallback.wait_for(1)
         assert seen.path_qs == "/webhooks/pivotal"
-        assert routed.customers.seen == []
+        await pilot.press("down")
+        await wait_until(
+            pilot,
+            lambda: app.detail_settled and app.deliveries.selected_id == app.deliveries.rows[1].id,
+            what="the customer delivery's detail",
+        )
+        await pilot.press("r")
+        first, again = await routed.customers.wait_for(2)
+        assert again.path_qs == "/hooks" and again.body == first.body
+        assert len(routed.fallback.seen) == 1
