@@ -285,8 +285,8 @@ def _nats_connect(nats_urls: list[str] | None, **given: Any) -> NatsConnect | No
     "--nats-ca",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="PEM",
-    help="Trust only this CA's certificates for NATS servers with TLS (tls:// URLs, or servers "
-    "that require it); default: this machine's trust store.",
+    help="Trust only this CA's certificates for NATS servers that require TLS (nats-py follows "
+    "the server: a tls:// URL alone does not turn it on); default: this machine's trust store.",
 )
 @click.option(
     "--nats-cert",
