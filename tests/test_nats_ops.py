@@ -13,9 +13,12 @@ import contextlib
 from pathlib import Path
 
 import aiohttp
+import nats
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hooktap.relay.app import RelayConfig, make_app
+from hooktap.relay.broker import nats_bytes
 from hooktap.relay.keys import RELAY
 from support.nats import NatsServer, start_nats
 from support.procs import Procs
@@ -184,3 +187,31 @@ async def test_nats_with_an_8_mb_max_payload_carries_a_large_webhook_both_ways(
     finally:
         server.stop()
     assert [s.body for s in handler.seen] == [big, big[::-1]]
+
+
+async def test_a_byte_count_that_drifted_is_reset_once_the_channel_is_empty(
+    tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instance killed between counting a delivery and keeping it leaves the count high;
+    once the channel's queue is empty and the count has held still, it is reset. (The waits
+    are shortened from 30 s and 5 s: what is shown is that the reset happens, and when.)"""
+    monkeypatch.setattr(nats_bytes, "HEAL_AFTER", 1.0)
+    monkeypatch.setattr(nats_bytes, "REREAD", 0.2)
+    app = make_app(RelayConfig(data_dir=tmp_path / "a"), [nats_server.url])
+    async with serve(app) as a, running_handler() as handler, aiohttp.ClientSession() as http:
+        creds = await channel_for(a)
+        broker = app[RELAY].broker
+        async with http.post(f"{a}/c/{creds.channel}", data=b"kept") as resp:
+            assert resp.status == 202
+        nc = await nats.connect(nats_server.url)
+        try:  # what the killed instance had added, with nothing kept for it
+            await nc.jetstream().publish(
+                nats_bytes.BYTES + creds.channel, b"", headers={"Nats-Incr": "+5000"}
+            )
+        finally:
+            await nc.close()
+        await until(lambda: broker.queued_bytes(creds.channel) == 5004)
+        async with running_listener(a, handler.url, tmp_path / "history.db"):
+            await handler.wait_for(1)
+            await until(lambda: broker.queued_bytes(creds.channel) == 5000)
+            await until(lambda: broker.queued_bytes(creds.channel) == 0, timeout=10)
