@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from tui_helpers import screen_text, wait_until
 
 from hooktap.cli.inspect_cmd import inspect_cmd
+from hooktap.listen import state as listener_state
 from hooktap.pivotal import catalog
 from hooktap.pivotal.signing import signed_headers
 from hooktap.records import Attempt, Delivery
@@ -81,3 +82,44 @@ def test_inspect_command_needs_a_terminal_and_has_an_example() -> None:
     result = runner.invoke(inspect_cmd, [])
     assert result.exit_code == 2
     assert "needs a terminal" in result.output
+
+
+async def test_inspect_resends_one_that_went_nowhere_where_the_running_listeners_routes_say(
+    tmp_path: Path, secret: str
+) -> None:
+    """An unrouted delivery has no stored target; as `hooktap replay` does, the routes of the
+    listener running now (its listener.json) decide where it goes."""
+    async with running_handler() as customers:
+        store = Store(tmp_path / "history.db")
+        body = catalog.encode(catalog.sample("customer.updated"))
+        d = Delivery(
+            id="dlv_unrouted",
+            received_at=time.time() - 60,
+            method="POST",
+            path="",
+            query="",
+            headers=[("Host", "relay.example"), *signed_headers(secret, body)],
+            body=body,
+            signature="valid",
+            event_type="customer.updated",
+            state="unrouted",
+        )
+        record(store, d)
+        listener_state.write(
+            "http://127.0.0.1:8787/c/x",
+            "http://localhost:9/none",
+            "",
+            routes=["task.*=localhost:9/none", f"customer.*={customers.url}/hooks"],
+        )
+        try:
+            app = HooktapApp(store, secret=secret, utc=True)
+            async with app.run_test(size=(140, 40)) as pilot:
+                await wait_until(pilot, lambda: len(app.deliveries.rows) == 1)
+                assert "unrouted" in screen_text(app)
+                await wait_until(pilot, lambda: app.detail_settled)
+                await pilot.press("r")
+                (seen,) = await customers.wait_for(1)
+        finally:
+            listener_state.clear()
+            store.close()
+    assert seen.path_qs == "/hooks" and seen.body == body

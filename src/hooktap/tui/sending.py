@@ -12,12 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from hooktap import project_config
+from hooktap.listen import state as listener_state
 from hooktap.listen.group_commit import StoreCall
-from hooktap.listen.routes import Routing
+from hooktap.listen.routes import Routing, build_routing
 from hooktap.listen.target import parse_target
 from hooktap.pivotal.signing import is_signed, resign
 from hooktap.records import Delivery
-from hooktap.replay import NotGenuine, replay, resign_refusal
+from hooktap.replay import (
+    NoRouting,
+    NotGenuine,
+    NotRouted,
+    choose_target,
+    replay,
+    resign_refusal,
+)
 from hooktap.store import Store
 from hooktap.tui import present
 from hooktap.tui.screens.confirm import ForceScreen
@@ -27,6 +36,23 @@ if TYPE_CHECKING:
     from hooktap.tui.app import HooktapApp
 
 _CLIPBOARD_WARN = 100_000  # many terminals drop OSC 52 payloads past ~100 KB
+
+
+def routing_in_force() -> Routing | None:
+    """hooktap.toml in the working directory, else the running listener's routes: what
+    `hooktap replay` follows (cli/replay_common.Routes), read here without a word on stderr,
+    which is the screen. None when neither is there or readable."""
+    try:
+        config = project_config.load()
+        if config is not None and config.forward:
+            return build_routing(config.forward, config.events)
+        routes = listener_state.current_routes()
+        info = listener_state.current() or {}
+        events = info.get("events")
+        patterns = [e for e in events if isinstance(e, str)] if isinstance(events, list) else []
+        return build_routing(routes, patterns) if routes else None
+    except ValueError:  # a bad hooktap.toml, or routes this version cannot read
+        return None
 
 
 class Sender:
@@ -44,28 +70,27 @@ class Sender:
         self.store = store
         self.call = call  # how a re-send reaches the store off the event loop
         self.secret = secret
-        self.target = target  # given for every re-send (inspect --forward); else:
-        # The listener's routes, minus --events: a re-send asked for by name goes to the route
-        # its type matches today, filtered or not. None: each delivery's own stored target.
-        self.routing = Routing(routing.routes) if routing is not None else None
+        self.target = target  # inspect --forward: where every re-send goes
+        # Where re-sends go follows `hooktap replay` (replay.choose_target): the routes given
+        # decide (a listener's are today's routes; inspect --forward is one for all); else a
+        # delivery goes where it went, and one that went nowhere where the routing in force
+        # (hooktap.toml, else a running listener's) sends its type.
+        self._given = routing or (build_routing([target]) if target else None)
 
     def target_for(self, delivery: Delivery) -> str | None:
-        """Where a re-send or a copied curl of `delivery` goes; None: nowhere (say why with
-        `no_target`)."""
-        if self.target:
-            return self.target
-        if self.routing is not None:
-            decided = self.routing.decide(delivery.event_type).target
-            return str(decided) if decided is not None else None
-        return delivery.target or None
-
-    def no_target(self, delivery: Delivery) -> str:
-        if self.routing is not None:
-            return (
-                f"No route takes {delivery.event_type or 'a delivery without an event type'} "
-                f"(routes: {', '.join(self.routing.describe())}), so there is nowhere to send it."
+        """Where a re-send or a copied curl of `delivery` goes; None when nowhere, said in a
+        notice (filtered or unrouted by the routes in force, or no routes at all)."""
+        try:
+            return choose_target(
+                delivery.event_type,
+                delivery.target,
+                given=self._given,
+                in_force=routing_in_force,
+                what=f"delivery {delivery.id}",
             )
-        return "This delivery has no forward target; `hooktap replay ID --forward 8000` names one."
+        except (NotRouted, NoRouting) as exc:
+            self.app.notify(f"{exc}.", title="Nowhere to send it", severity="warning", timeout=10)
+            return None
 
     def edit_note(self, where: str, forced: bool = False) -> str:
         if forced:
@@ -99,7 +124,6 @@ class Sender:
 
         where = self.target_for(delivery)
         if where is None:
-            self.app.notify(self.no_target(delivery), severity="warning", timeout=10)
             return
 
         def open_editor(force: bool) -> None:
@@ -128,7 +152,6 @@ class Sender:
     ) -> None:
         target = self.target_for(delivery)
         if target is None:
-            self.app.notify(self.no_target(delivery), severity="warning", timeout=10)
             return
         self.app.run_worker(self._resend(delivery, target, edit, force), group="replay")
 
@@ -169,7 +192,6 @@ class Sender:
     def copy_curl(self, delivery: Delivery) -> None:
         where = self.target_for(delivery)
         if where is None:
-            self.app.notify(self.no_target(delivery), severity="warning", timeout=10)
             return
         url = parse_target(where).url(delivery.path, delivery.query)
         headers = delivery.headers

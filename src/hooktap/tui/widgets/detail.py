@@ -222,7 +222,7 @@ class DetailPane(Vertical):
                 reason = present.not_forwarded_reason(data.delivery.state)
                 return Content(
                     f"No handler was called: {reason}. The sender got 200 from hooktap. "
-                    "Press r to send it to the route its event type matches."
+                    f"`hooktap replay {data.delivery.id} --forward TARGET` sends it to one."
                 )
             if data.delivery.state == "interrupted":
                 return Content(
