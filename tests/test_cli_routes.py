@@ -246,7 +246,7 @@ async def test_trigger_lands_on_the_task_route_and_says_where(
         assert await asyncio.to_thread(sent.wait) == 0
         assert tasks.types == ["task.completed"] and customers.types == []
         assert record["status"] == 200
-        assert record["target"] == f"http://{tasks.target}" and record["state"] == "done"
+        assert record["target"] == f"http://{tasks.target}" and record["state"] == "forwarded"
         assert "reason" not in record
 
         # The same command in this process (HOOKTAP_HOME is the listener's): quicker to start.

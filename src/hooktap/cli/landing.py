@@ -37,7 +37,9 @@ class Landing:
 
     def fields(self) -> dict[str, Any]:
         """For trigger's --json line."""
-        extra: dict[str, Any] = {"target": self.target, "state": self.state}
+        # Named as `listen --json` names it, so one jq filter reads both.
+        state = "forwarded" if self.state in ("done", "dispatched") else self.state
+        extra: dict[str, Any] = {"target": self.target, "state": state}
         if self.reason:
             extra["reason"] = self.reason
         return extra
