@@ -274,6 +274,14 @@ async def test_trigger_lands_on_the_task_route_and_says_where(
         assert "; unrouted: no --forward route matches its event type" in unrouted.stdout
         assert tasks.types == ["task.completed"] and customers.types == ["customer.at_risk"]
 
+        # `check` with no --forward and no hooktap.toml checks the running listener's routes.
+        checked = await invoke_async(check_cmd, ["--json", "--secret", secret])
+        assert checked.exit_code == 0, checked.output
+        routes = {r["route"] for r in json_lines(checked) if r.get("event") == "summary"}
+        assert routes == {f"customer.*=http://{customers.target}", f"task.*=http://{tasks.target}"}
+        assert set(customers.types[1:]) == {"customer.created"}
+        assert set(tasks.types[1:]) == {"task.created"}
+
         proc.signal(signal.SIGINT)
         assert proc.wait() == 0
 

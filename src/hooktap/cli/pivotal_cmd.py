@@ -24,6 +24,7 @@ from hooktap.cli.common import (
 )
 from hooktap.cli.landing import History
 from hooktap.cli.routing import resolve_routing, routing_options
+from hooktap.listen import state as listener_state
 from hooktap.pivotal import catalog
 from hooktap.pivotal.checks import FAIL, Report, run_checks
 from hooktap.pivotal.signing import signed_headers
@@ -378,10 +379,12 @@ def check_cmd(
     # Unknown patterns are reported per route below, as skipped.
     routing = resolve_routing(forwards, events, config_path, warn=False)
     if routing is None:
+        routing = listener_state.running_routing()  # the handlers `hooktap listen` feeds now
+    if routing is None:
         raise BadInput(
             "no handler to check: give --forward TARGET, e.g. --forward "
             "localhost:8000/webhooks/pivotal, or run it where a hooktap.toml lists routes "
-            "(or --config FILE)"
+            "(or --config FILE), or while `hooktap listen` runs"
         )
     if routing.simple:
         report = asyncio.run(run_checks(str(routing.primary), key, timeout=timeout))

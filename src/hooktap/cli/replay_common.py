@@ -14,7 +14,7 @@ from hooktap.cli.common import BadInput
 from hooktap.cli.history_view import clean
 from hooktap.cli.routing import resolve_routing
 from hooktap.listen import state
-from hooktap.listen.routes import Routing, build_routing
+from hooktap.listen.routes import Routing
 from hooktap.records import Attempt
 from hooktap.replay import NoRouting, NotGenuine, NotRouted, choose_target
 from hooktap.store import Store
@@ -44,7 +44,7 @@ class Routes:
     def in_force(self) -> Routing | None:
         if not self._in_force:
             self._in_force.append(
-                resolve_routing((), None, self.config_path) or _listener_routing()
+                resolve_routing((), None, self.config_path) or state.running_routing()
             )
         return self._in_force[0]
 
@@ -56,21 +56,6 @@ class Routes:
             )
         except NoRouting as exc:
             raise BadInput(str(exc)) from None
-
-
-def _listener_routing() -> Routing | None:
-    """The routes (and --events) of the `hooktap listen` running now, as its listener.json
-    records them; None when none runs."""
-    routes = state.current_routes()
-    if not routes:
-        return None
-    info = state.current() or {}
-    events = info.get("events")
-    patterns = [e for e in events if isinstance(e, str)] if isinstance(events, list) else []
-    try:
-        return build_routing(routes, patterns)
-    except ValueError:
-        return None  # a listener of another hooktap version wrote what this one cannot read
 
 
 @dataclass(frozen=True)

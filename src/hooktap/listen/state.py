@@ -10,9 +10,13 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hooktap import local_secret
 from hooktap.home import home_dir
+
+if TYPE_CHECKING:
+    from hooktap.listen.routes import Routing
 
 
 def _path() -> Path:
@@ -83,6 +87,22 @@ def current_routes() -> list[str] | None:
     if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
         return None
     return list(routes) or None
+
+
+def running_routing() -> Routing | None:
+    """The routes (and --events) of the `hooktap listen` running now, as Routing; None when
+    none runs, or when it wrote what this version cannot read (another hooktap version)."""
+    from hooktap.listen.routes import build_routing  # routes need no import at listen start
+
+    routes = current_routes()
+    if not routes:
+        return None
+    events = (current() or {}).get("events")
+    patterns = [e for e in events if isinstance(e, str)] if isinstance(events, list) else []
+    try:
+        return build_routing(routes, patterns)
+    except ValueError:
+        return None
 
 
 def current_webhook_url() -> str | None:
