@@ -56,7 +56,7 @@ _OBJECTS: dict[str, dict[str, object]] = {
 
 
 def body_of(event_type: str, n: int) -> bytes:
-    when = f"2025-06-15T15:0{n}:00Z"
+    when = f"2025-06-15T15:{n:02d}:00Z"
     obj = dict(_OBJECTS[event_type.split(".")[0]], updated_at=when)
     doc = {"id": f"evt_snap{n:02d}", "type": event_type, "created_at": when}
     doc["data"] = {"object": obj}
@@ -76,6 +76,8 @@ def add(
     duration_ms: float = 42.0,
     response: bytes = b'{"received":true}',
     path: str = "/webhooks/pivotal",
+    state: str = "dispatched",
+    target: str = TARGET,
 ) -> Delivery:
     received = T0 + n * 7.25
     body = body_of(event_type, n) if body is None and event_type else body or b""
@@ -92,13 +94,13 @@ def add(
         headers=headers,
         body=body,
         channel="snapchannel",
-        target=TARGET,
+        target=target,
         signature=verdict[0],
         signature_reason=verdict[1],
         svix_id=svix_id if signed else None,
         event_id=f"evt_snap{n:02d}" if event_type else None,
         event_type=event_type,
-        state="dispatched",
+        state=state,
     )
     record(store, d)
     if status is not None:
@@ -109,7 +111,7 @@ def add(
                 d.id,
                 "forward",
                 received + 0.01,
-                TARGET + path.removeprefix("/webhooks/pivotal"),
+                target + path.removeprefix("/webhooks/pivotal"),
                 status=status,
                 response_headers=[("Content-Type", "application/json"), ("Server", "uvicorn")],
                 response_body=response,
@@ -178,13 +180,15 @@ def make_app(store: Store) -> HooktapApp:
     return HooktapApp(store, utc=True, clock=lambda: NOW)
 
 
-def select(delivery_id: str, tab: str = "request") -> Callable[[Pilot[None]], Awaitable[None]]:
+def select(
+    delivery_id: str, tab: str = "request", rows: int = 8
+) -> Callable[[Pilot[None]], Awaitable[None]]:
     """run_before: move the cursor to a delivery and wait until its detail is on screen."""
 
     async def run(pilot: Pilot[None]) -> None:
         app = pilot.app
         assert isinstance(app, HooktapApp)
-        await wait_until(pilot, lambda: len(app.deliveries.rows) == 8 and app.total == 8)
+        await wait_until(pilot, lambda: len(app.deliveries.rows) == rows and app.total == rows)
         while app.deliveries.selected_id != delivery_id:
             await pilot.press("down")
         await pilot.press({"request": "1", "response": "2", "attempts": "3", "signature": "4"}[tab])

@@ -6,7 +6,7 @@ The history is tests/tui/history.py, pinned to the character. Update with
 
 from __future__ import annotations
 
-from history import TARGET, make_app, select
+from history import TARGET, add, make_app, select
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 from tui_helpers import wait_until
@@ -150,3 +150,52 @@ def test_80x24_full_detail(snap_compare, history: Store) -> None:  # type: ignor
 def test_200x50_wide_columns(snap_compare, history: Store) -> None:  # type: ignore[no-untyped-def]
     """Whole svix-ids, the date, and the request path: the room is used."""
     assert snap_compare(make_app(history), terminal_size=LARGE, run_before=select("dlv_snap03"))
+
+
+# --- routes, --events and a handler down --------------------------------------------------
+
+ROUTES = [
+    ("customer.*", "http://localhost:8001/hooks"),
+    ("task.*", "http://localhost:8002/webhooks/pivotal"),
+    (None, TARGET),
+]
+
+
+def routed_history(store: Store) -> Store:
+    """The fixed history and two more: one --events filtered, one the customer route took."""
+    add(store, 9, "onboarding.delayed", status=None, state="filtered", target="")
+    add(store, 10, "customer.updated", target="http://localhost:8001/hooks", path="")
+    return store
+
+
+def routes_scene(pilot_app: HooktapApp) -> None:
+    header = pilot_app.header
+    header.show_url(LOOPBACK_URL)
+    header.show_state("connected")
+    header.show_routes(route_forms(ROUTES, ["customer.*", "task.*", "webhook.*"]))
+    header.show_health(["localhost:8002"])
+    header.show_counts(Counts(10, 6, 3, 1, 1), "this session")
+    pilot_app.deliveries.show_targets(True)
+
+
+def test_80x24_routes_a_handler_down_and_a_filtered_row(snap_compare, history: Store) -> None:  # type: ignore[no-untyped-def]
+    """The down mark whole, the routes as short as it takes; the filtered row dim, the detail
+    saying why it went to no handler."""
+
+    async def run(pilot: Pilot[None]) -> None:
+        assert isinstance(pilot.app, HooktapApp)
+        await select("dlv_snap09", rows=10)(pilot)
+        routes_scene(pilot.app)
+        await pilot.pause()
+
+    assert snap_compare(make_app(routed_history(history)), terminal_size=SMALL, run_before=run)
+
+
+def test_200x50_routes_with_the_target_column(snap_compare, history: Store) -> None:  # type: ignore[no-untyped-def]
+    async def run(pilot: Pilot[None]) -> None:
+        assert isinstance(pilot.app, HooktapApp)
+        await select("dlv_snap10", rows=10)(pilot)
+        routes_scene(pilot.app)
+        await pilot.pause()
+
+    assert snap_compare(make_app(routed_history(history)), terminal_size=LARGE, run_before=run)
