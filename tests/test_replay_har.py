@@ -316,21 +316,27 @@ async def test_a_filtered_delivery_replays_where_the_routing_in_force_sends_it(
     assert recorder.seen[-1].path_qs == "/tasks" and recorder.seen[-1].body == body
 
 
-async def test_a_forwarded_delivery_still_goes_where_it_went(
+async def test_a_forwarded_delivery_goes_where_todays_routes_send_it(
     tmp_path: Path, secret: str, recorder: Handler
 ) -> None:
-    """Routes in force today do not move a delivery that was forwarded: its stored target
-    stands unless --forward is given."""
+    """With no routes in force, a forwarded delivery goes where it went; once hooktap.toml
+    routes its type elsewhere (a type moved to another handler), it goes there."""
     traffic = await send_through_listener(tmp_path, secret)
-    Path("hooktap.toml").write_text(f'[listen]\nforward = ["{recorder.url}"]\n')
     with Store(history_db()) as store:
         first = store.query(oldest_first=True)[0]
-    result = await hooktap(replay_cmd, first.id, "--secret", secret, "--json")
-    # Its handler is gone with its listener: the stored target, not hooktap.toml's, was tried.
-    (line,) = json_lines(result)
-    assert line["target"].startswith(first.target)
-    assert recorder.seen == [] and line["error"]
-    assert traffic.posted
+    where_it_went = await hooktap(replay_cmd, first.id, "--secret", secret, "--json")
+    # Its handler is gone with its listener: the stored target was tried, and refused.
+    (line,) = json_lines(where_it_went)
+    assert line["target"].startswith(first.target) and line["error"]
+    assert recorder.seen == []
+
+    Path("hooktap.toml").write_text(f'[listen]\nforward = ["{recorder.url}"]\n')
+    today = await hooktap(replay_cmd, first.id, "--secret", secret, "--json")
+    assert today.exit_code == 0, today.output
+    (line,) = json_lines(today)
+    assert line["target"].startswith(recorder.url) and line["status"] == 200
+    (seen,) = recorder.seen
+    assert sha(seen.body) == sha(traffic.posted[0].body)
 
 
 async def test_a_teammates_export_is_sent_and_not_filed_in_a_history_it_is_not_from(

@@ -290,17 +290,16 @@ def choose_target(
     in_force: Callable[[], Routing | None],
     what: str = "this delivery",
 ) -> str:
-    """Where a replay goes: the route `given` (--forward) decides when given; else the target
-    a forwarded delivery went to (`stored`); else the route the routing in force today
-    decides (`in_force`, asked only then: hooktap.toml, else the running listener's routes).
-    A HAR file's requests have no stored target. Raises NotRouted when that routing filters
-    the type out or has no route for it, NoRouting when there is no routing at all."""
-    routing = given
+    """Where a replay goes: where today's routes send its type, as the issue's users expect
+    after moving a type to another handler. Those are `given` (--forward) when given, else
+    the routing in force (`in_force`: hooktap.toml, else the running listener's routes); with
+    neither, the target the delivery went to (`stored`). A HAR file's requests have no stored
+    target. Raises NotRouted when today's routing filters the type out or has no route for
+    it (--forward sends it anyway), NoRouting when there is nothing to go by."""
+    routing = given or in_force()
     if routing is None:
         if stored:
             return stored
-        routing = in_force()
-    if routing is None:
         raise NoRouting(
             f"{what} has no stored target (it was not forwarded) and no routing is in force "
             "(no hooktap.toml, no running listener): give --forward"
@@ -309,6 +308,12 @@ def choose_target(
     if decision.target is None:
         kind = event_type or "a body with no Pivotal event type"
         if decision.outcome == "filtered":
-            raise NotRouted(f"{kind} is filtered out: the routing in force has --events without it")
-        raise NotRouted(f"{kind} is unrouted: no route takes it and there is no fallback route")
+            raise NotRouted(
+                f"{kind} is filtered out: the routing in force has --events without it "
+                "(--forward TARGET sends it anyway)"
+            )
+        raise NotRouted(
+            f"{kind} is unrouted: no route takes it and there is no fallback route "
+            "(--forward TARGET sends it anyway)"
+        )
     return str(decision.target)

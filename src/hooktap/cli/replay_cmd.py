@@ -130,9 +130,9 @@ def replay_cmd(
     original delivery (its first forward's status). Exits 1 if any replay did not get a 2xx
     or was skipped.
 
-    Each goes where it went, or by --forward's routes when given. One that was not forwarded
-    (filtered, unrouted) and every --har request go where the routing in force sends their
-    type: ./hooktap.toml (or --config), else the running listener's routes.
+    Each goes where today's routes send its type: --forward's when given, else ./hooktap.toml
+    (or --config), else the running listener's. With no routes anywhere, a delivery goes
+    where it went; a --har request then needs --forward.
 
     --har FILE sends the requests of a HAR file instead (hooktap's own, or captured in a
     browser or mitmproxy), under the same re-signing rule; the filters pick among its entries.

@@ -27,10 +27,9 @@ LOCAL_HINT = (
 
 @dataclass
 class Routes:
-    """--forward when given decides every replay's route; otherwise a delivery that was
-    forwarded goes where it went, and one that was not (or a HAR file's request) goes where
-    the routing in force today sends its type: hooktap.toml (or --config), else the running
-    listener's routes, looked up once, only when needed."""
+    """Today's routes decide every replay's target (replay.choose_target): --forward when
+    given, else hooktap.toml (or --config), else the running listener's, looked up once;
+    with none, a delivery goes where it went."""
 
     forwards: tuple[str, ...]
     config_path: Path | None
