@@ -41,6 +41,13 @@ def test_header_counts_use_the_filters_words_and_give_way_to_the_news() -> None:
     news = "relay not reachable (connection refused); next try in ~4 s"
     assert fit_info(forms, news, 70) == news
     assert fit_info(forms, news, 90) == f"{forms[3]}   {news}"
+    # Filtered and unrouted ones are counted apart, when there are any, so received adds up.
+    skipped = counts_forms(Counts(5, 2, 1, 0, 0, not_forwarded=2), "this session")
+    assert skipped[0] == (
+        "this session: received 5 · forwarded 2 · failed 1 · not forwarded 2 · "
+        "sig:invalid 0 · sig:expired 0"
+    )
+    assert "not forwarded 2" in skipped[1] and "not forwarded" not in skipped[2]
     assert paused_text(True, 3, narrow=True) == "‖ paused · 3 waiting"
     assert paused_text(True, None, narrow=False) == "‖ paused: deliveries wait at the relay"
     assert paused_text(False, 3, narrow=False) == ""

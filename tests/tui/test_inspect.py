@@ -116,6 +116,13 @@ async def test_inspect_resends_one_that_went_nowhere_where_the_running_listeners
             async with app.run_test(size=(140, 40)) as pilot:
                 await wait_until(pilot, lambda: len(app.deliveries.rows) == 1)
                 assert "unrouted" in screen_text(app)
+                await wait_until(
+                    pilot,
+                    lambda: (
+                        "received 1 · forwarded 0 · failed 0 · not forwarded 1" in screen_text(app)
+                    ),
+                    what="the counts",
+                )
                 await wait_until(pilot, lambda: app.detail_settled)
                 await pilot.press("r")
                 (seen,) = await customers.wait_for(1)

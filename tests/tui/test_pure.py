@@ -273,7 +273,7 @@ def test_feed_counts_like_store_stats_and_batches() -> None:
     assert batch.received == 2 and len(batch.forwarded) == 2
     assert batch.connection is not None and batch.connection.state == "connected"
     assert batch.paused is True
-    assert dataclasses.astuple(feed.counts) == (2, 1, 1, 0, 1)  # one expired, none invalid
+    assert dataclasses.astuple(feed.counts) == (2, 1, 1, 0, 1, 0)  # one expired, none invalid
     assert feed.drain().empty
     assert json.dumps(dataclasses.asdict(feed.counts))
 
@@ -324,7 +324,7 @@ def test_feed_keeps_not_forwarded_states_and_health_with_what_it_was_before() ->
     batch = feed.drain()
     assert batch.not_forwarded == {"dlv_1": "filtered"}
     assert [(h.state, before) for h, before in batch.health] == [("up", None)]
-    assert dataclasses.astuple(feed.counts) == (1, 0, 0, 0, 0)  # neither forwarded nor failed
+    assert dataclasses.astuple(feed.counts) == (1, 0, 0, 0, 0, 1)  # neither forwarded nor failed
     feed(TargetHealth("localhost:8000", "down", "refused"))
     batch = feed.drain()
     assert not batch.empty

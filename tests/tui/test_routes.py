@@ -178,6 +178,7 @@ async def test_a_filtered_delivery_is_dim_says_filtered_and_the_detail_says_why(
         forwarded = row_segments(app, "customer.updated")
         assert not any(s.style is not None and s.style.dim for s in forwarded)
         assert len(routed.fallback.seen) == 0  # nothing went to a handler for it
+        assert (app.feed.counts.received, app.feed.counts.not_forwarded) == (2, 1)
         # The detail pane (the filtered one is the newest, so selected): why, and no target.
         await wait_until(pilot, lambda: app.detail_settled, what="the detail")
         detail = screen_text(app)

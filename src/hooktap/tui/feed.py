@@ -37,12 +37,16 @@ class Counts:
     # lengths of those lists.
     invalid: int = 0
     expired: int = 0
+    # Stored and answered, but sent to no handler (`status:filtered,unrouted`): neither
+    # forwarded nor failed, and counted so that received still adds up.
+    not_forwarded: int = 0
 
     @classmethod
-    def from_stats(cls, stats: dict[str, int], expired: int) -> Counts:
+    def from_stats(cls, stats: dict[str, int], expired: int, not_forwarded: int = 0) -> Counts:
         """From store.stats(), whose invalid_signatures counts invalid and expired together."""
         invalid = stats["invalid_signatures"] - expired
-        return cls(stats["received"], stats["forwarded_ok"], stats["failed"], invalid, expired)
+        received, ok, failed = stats["received"], stats["forwarded_ok"], stats["failed"]
+        return cls(received, ok, failed, invalid, expired, not_forwarded)
 
 
 @dataclass
@@ -117,6 +121,7 @@ class Feed:
             batch.public = event
         elif isinstance(event, DeliveryNotForwarded):
             batch.not_forwarded[event.delivery.id] = event.delivery.state
+            self.counts.not_forwarded += 1
         elif isinstance(event, TargetHealth):
             batch.health.append((event, self.health.get(event.target)))
             self.health[event.target] = event.state

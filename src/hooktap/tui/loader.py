@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hooktap.filters import Filter
+from hooktap.filters import NOT_FORWARDED, Filter
 from hooktap.records import Attempt
 from hooktap.replay import describe_replay
 from hooktap.store import Store, StoreClosed, StoreError, Summary
@@ -124,7 +124,8 @@ class Loader:
 
     def _counts(self) -> Counts:
         expired = self.store.count(Filter(signatures=("expired",)))
-        return Counts.from_stats(self.store.stats(), expired)
+        not_forwarded = self.store.count(Filter(statuses=NOT_FORWARDED))
+        return Counts.from_stats(self.store.stats(), expired, not_forwarded)
 
     async def counts(self) -> Counts:
         """The header's counts over the whole history, by the filter's definitions."""

@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import cast
 
+# NOT_FORWARDED: the states of a delivery stored and answered 200 without reaching any
+# handler (routes.py decides); shown dim, with the state in place of a status.
+from hooktap.filters import NOT_FORWARDED
 from hooktap.http_grammar import HOP_BY_HOP
 from hooktap.listen.routes import Decision, Outcome
 from hooktap.pivotal.retries import would_retry
@@ -52,11 +55,6 @@ def duration_text(ms: float | None) -> str:
     if ms < 1000:
         return f"{ms:.0f} ms"
     return f"{ms / 1000:.1f} s"
-
-
-# Stored and answered 200 without reaching any handler (routes.py decides): shown dim, with
-# the state in place of a status, so nothing disappears silently.
-NOT_FORWARDED = ("filtered", "unrouted")
 
 
 def not_forwarded_reason(state: str) -> str:

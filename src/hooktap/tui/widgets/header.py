@@ -61,11 +61,13 @@ def counts_forms(counts: Counts, scope: str) -> list[str]:
     """The counts in ever shorter words, for the width there is. The signature counts use the
     filter's words, so `sig:invalid` lists exactly the deliveries counted as invalid."""
     c = counts
+    # Filtered and unrouted ones, when there are any, so that received adds up.
+    skipped = f"not forwarded {c.not_forwarded:,} · " if c.not_forwarded else ""
     return [
         f"{scope}: received {c.received:,} · forwarded {c.forwarded:,} · failed {c.failed:,} · "
-        f"sig:invalid {c.invalid:,} · sig:expired {c.expired:,}",
+        f"{skipped}sig:invalid {c.invalid:,} · sig:expired {c.expired:,}",
         f"received {c.received:,} · forwarded {c.forwarded:,} · failed {c.failed:,} · "
-        f"invalid {c.invalid:,} · expired {c.expired:,}",
+        f"{skipped}invalid {c.invalid:,} · expired {c.expired:,}",
         f"{c.received:,} in · {c.forwarded:,} ok · {c.failed:,} failed · "
         f"{c.invalid:,} invalid · {c.expired:,} expired",
         f"{c.received:,} in · {c.failed:,} failed",
