@@ -19,8 +19,10 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -263,6 +265,95 @@ async def test_mutual_tls_shows_the_client_certificate_and_refuses_without_one(
         "Error: NATS refused this relay's TLS: the server requires a client certificate "
         "(no --nats-cert given)"
     )
+
+
+class PlainNats:
+    """A raw TCP server that speaks only NATS's first line: INFO without tls_required, as a
+    server without TLS sends it, or an attacker on the path who strips the flag. It records
+    every byte a client writes, so a test sees whether CONNECT (the credentials) went out."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.connections, self.received, self.done = 0, bytearray(), threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        info = {"server_id": "plain", "version": "2.10.0", "proto": 1, "host": "127.0.0.1"}
+        info |= {"port": self.port, "max_payload": 1048576, "auth_required": True}
+        while not self.done.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn, contextlib.suppress(OSError):
+                conn.sendall(f"INFO {json.dumps(info)}\r\n".encode())
+                self.connections += 1
+                conn.settimeout(10)
+                while data := conn.recv(65536):
+                    self.received += data
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join(15)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("asked", ["tls-url", "nats-ca"])
+def test_tls_asked_for_refuses_a_server_without_it_before_the_token_is_written(
+    tmp_path: Path, pki: Pki, asked: str
+) -> None:
+    """nats-py would upgrade only when INFO says tls_required; without it, CONNECT and the
+    token would go out in plain text. The relay must write nothing at all and exit 2."""
+    plain = PlainNats()
+    try:
+        url = f"{'tls' if asked == 'tls-url' else 'nats'}://127.0.0.1:{plain.port}"
+        options = ("--nats-ca", str(pki.ca)) if asked == "nats-ca" else ()
+        code, output = refused_relay(tmp_path, url, *options, env={"HOOKTAP_NATS_TOKEN": TOKEN})
+    finally:
+        plain.close()
+    assert_one_clear_line(
+        code,
+        output,
+        f"NATS server 127.0.0.1:{plain.port} does not offer TLS; refusing to send credentials",
+    )
+    assert ("a tls:// URL in --nats" if asked == "tls-url" else "--nats-ca") in output
+    assert plain.connections >= 1 and bytes(plain.received) == b""
+    assert TOKEN not in output
+
+
+def test_a_tls_url_to_a_real_nats_server_without_tls_is_refused(tmp_path: Path) -> None:
+    with nats_with(tmp_path / "nats", "--auth", TOKEN) as nats:
+        url = nats.url.replace("nats://", "tls://")
+        code, output = refused_relay(tmp_path, url, env={"HOOKTAP_NATS_TOKEN": TOKEN})
+    assert_one_clear_line(code, output, "does not offer TLS; refusing to send credentials")
+
+
+async def test_a_reconnect_to_a_server_without_tls_writes_nothing_and_is_logged(
+    tmp_path: Path, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connected over TLS, then the server's port speaks plain NATS (a downgrade on the path):
+    every reconnect is refused before CONNECT, and the relay stays up."""
+    server = start_nats(tmp_path / "nats", *pki.server, "--auth", TOKEN)
+    url = server.url.replace("nats://", "tls://")
+    connect = NatsConnect(token=TOKEN, ca=pki.ca)
+    app = make_app(RelayConfig(data_dir=tmp_path / "data"), [url], connect)
+    plain: PlainNats | None = None
+    try:
+        async with serve(app) as relay:
+            await assert_ready(relay)
+            server.stop()
+            plain = PlainNats(int(url.rsplit(":", 1)[1]))
+            await until(lambda: "does not offer TLS" in caplog.text, timeout=15)
+            assert plain.connections >= 1
+    finally:
+        server.stop()
+        if plain is not None:
+            plain.close()
+    assert bytes(plain.received) == b""
+    assert TOKEN not in caplog.text
 
 
 # --- a creds file, nats-server in operator mode ------------------------------------------------

@@ -29,7 +29,6 @@ import dataclasses
 import logging
 import time
 
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -46,10 +45,11 @@ from hooktap.relay.broker import ChannelBusy, KeepFailed, NoAnswer, NotHeld, Off
 from hooktap.relay.broker.local import LocalBroker
 from hooktap.relay.broker.nats_bytes import BYTES_STREAM, ChannelBytes
 from hooktap.relay.broker.nats_channels import BUCKET, NatsChannels, valid_channel
-from hooktap.relay.broker.nats_connect import NatsConnect, connect_kwargs
+from hooktap.relay.broker.nats_connect import NatsConnect
 from hooktap.relay.broker.nats_handover import HANDED_BUCKET, StreamHandOver
 from hooktap.relay.broker.nats_metrics import NatsStats
 from hooktap.relay.broker.nats_stream import QUEUE, STREAM, make_stream
+from hooktap.relay.broker.nats_tls import connect_nats
 from hooktap.relay.db import ChannelState, Claim
 from hooktap.relay.hub import REOFFER_FIRST, Hub, Link
 from hooktap.relay.service import busy_reason
@@ -109,11 +109,12 @@ class JetStreamBroker(StreamHandOver):
         try:
             # Reconnects forever once connected; the first connect has CONNECT_WAIT.
             async with asyncio.timeout(CONNECT_WAIT):
-                self.nc = await nats.connect(
-                    servers=self.servers,
+                self.nc = await connect_nats(
+                    self.servers,
+                    self.connect,
+                    _nats_error,
                     name="hooktap-relay",
                     max_reconnect_attempts=-1,
-                    **connect_kwargs(self.connect, _nats_error),
                 )
         except (TimeoutError, NatsError, OSError) as exc:
             why = str(exc) or f"no answer within {CONNECT_WAIT:g} s"

@@ -13,8 +13,10 @@ that NATS did not answer. Once the relay has been connected, the same errors are
 nats-py keeps reconnecting: a token rotated on the servers first comes right on a restart.
 
 nats-py upgrades a connection to TLS when the server's INFO asks for it (`tls_required`), for
-nats:// and tls:// URLs alike; the context given here then decides what is trusted. The token,
-password and seed are never in a message, a log line or this object's repr.
+nats:// and tls:// URLs alike; the context given here then decides what is trusted. It does not
+upgrade when INFO does not ask, even for a tls:// URL: so when the operator asked for TLS
+(`tls_wanted`), nats_tls.py refuses such a server before CONNECT carries the credentials. The
+token, password and seed are never in a message, a log line or this object's repr.
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ class NatsOptionError(ValueError):
 
 class NatsRefused(KeepFailed):
     """NATS turned this relay down on its first connect; the message says why, not how."""
+
+
+class PlainTextRefused(Exception):
+    """The relay would have logged in to NATS without TLS although TLS was asked for; the
+    message is the whole sentence (nats_tls.py raises it as a nats-py error too)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,18 @@ class NatsConnect:
         if self.creds is not None:
             _check_creds(self.creds)
         tls_context(self)
+
+
+def tls_asked_by(servers: list[str], options: NatsConnect | None) -> str | None:
+    """What asked for TLS to NATS (a tls:// URL, or a CA or certificate to use for it), or
+    None. Then every connection, to a server in the list or one discovered later, must be TLS."""
+    if any(url.strip().lower().startswith("tls://") for url in servers):
+        return "a tls:// URL in --nats"
+    options = options or NatsConnect()
+    for name, value in (("--nats-ca", options.ca), ("--nats-cert", options.cert)):
+        if value is not None:
+            return name
+    return "--nats-key" if options.key is not None else None
 
 
 def tls_context(options: NatsConnect) -> ssl.SSLContext | None:
@@ -258,6 +277,8 @@ class _FirstConnect:
 def refusal(exc: BaseException, options: NatsConnect) -> str | None:
     """The sentence for an error that is NATS, or its certificate, turning this relay down;
     None for anything else (an unreachable server is retried until CONNECT_WAIT)."""
+    if isinstance(exc, PlainTextRefused):
+        return str(exc)
     if isinstance(exc, ssl.SSLCertVerificationError):
         said = exc.verify_message or exc.reason or str(exc)
         trusted = (
