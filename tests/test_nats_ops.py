@@ -139,7 +139,8 @@ async def test_a_body_past_what_nats_carries_gets_the_reason(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:
     """NATS's default max_payload is 1 MiB: a larger webhook can be neither kept nor passed to
-    another instance, and the sender is told why rather than a bare "could not store"."""
+    another instance, and the sender is told why rather than a bare "could not store": 413,
+    with no Retry-After and no "retry later", since sending it again cannot help."""
     big = b"x" * (1024 * 1024 + 1)
     async with (
         relays(tmp_path, nats_server.url) as (a, b),
@@ -148,15 +149,16 @@ async def test_a_body_past_what_nats_carries_gets_the_reason(
     ):
         creds = await channel_for(a, b)
         async with http.post(f"{a}/c/{creds.channel}", data=big) as resp:
-            kept = resp.status, await resp.json()
+            kept = resp.status, resp.headers.get("Retry-After"), await resp.json()
         async with running_listener(b, handler.url, tmp_path / "history.db"):
             async with http.post(f"{a}/c/{creds.channel}", data=big) as resp:
-                live = resp.status, await resp.json()
+                live = resp.status, resp.headers.get("Retry-After"), await resp.json()
             async with http.post(f"{a}/c/{creds.channel}", data=b"small") as resp:
                 assert resp.status == 200  # the route itself is fine
-    for status, refusal in (kept, live):
-        assert status == 503, refusal
+    for status, retry_after, refusal in (kept, live):
+        assert status == 413 and retry_after is None, (status, retry_after, refusal)
         reason = str(refusal["error"])
+        assert "retry" not in reason.lower(), reason
         assert f"({len(big)} bytes) is larger than NATS carries" in reason, reason
         assert "max_payload, 1048576 bytes" in reason and "--max-body-mb" in reason
     assert [s.body for s in handler.seen] == [b"small"]

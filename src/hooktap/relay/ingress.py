@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 
 from hooktap.http_grammar import HOP_BY_HOP, is_field_value, is_token
 from hooktap.protocol import Delivery
-from hooktap.relay.broker import KeepFailed, NoAnswer, NotHeld
+from hooktap.relay.broker import KeepFailed, NoAnswer, NotHeld, TooLarge
 from hooktap.relay.config import CONFIG, forwarded_from, problem
 from hooktap.relay.db import new_delivery_id
 from hooktap.relay.keys import RELAY
@@ -220,9 +220,12 @@ async def _keep(
     relay: RelayService, channel: str, delivery: Delivery, why: str, handed_to: str | None
 ) -> web.Response:
     """Keep the delivery for the channel's listener and answer 202 once it is on disk; 503 if
-    it cannot be kept."""
+    it cannot be kept now, 413 if it never can be (resending cannot help: no Retry-After)."""
     try:
         await relay.keep(channel, delivery, handed_to)
+    except TooLarge as exc:
+        relay.metrics.rejected.labels("too-large").inc()
+        return problem(413, str(exc))
     except KeepFailed as exc:
         log.error("cannot store a delivery for %s: %s", channel, exc)
         relay.metrics.rejected.labels("store-failed").inc()

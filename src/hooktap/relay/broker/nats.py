@@ -127,7 +127,7 @@ class JetStreamBroker(StreamHandOver):
         if self.nc.max_payload < self.max_body + 64 * 1024:
             log.warning(
                 "NATS carries messages of at most %d bytes (its max_payload): larger webhooks "
-                "get 503; raise max_payload in the NATS servers' configuration (up to 64 MiB) "
+                "get 413; raise max_payload in the NATS servers' configuration (up to 64 MiB) "
                 "or lower --max-body-mb",
                 self.nc.max_payload,
             )
