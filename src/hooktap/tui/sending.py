@@ -46,13 +46,9 @@ def routing_in_force() -> Routing | None:
         config = project_config.load()
         if config is not None and config.forward:
             return build_routing(config.forward, config.events)
-        routes = listener_state.current_routes()
-        info = listener_state.current() or {}
-        events = info.get("events")
-        patterns = [e for e in events if isinstance(e, str)] if isinstance(events, list) else []
-        return build_routing(routes, patterns) if routes else None
-    except ValueError:  # a bad hooktap.toml, or routes this version cannot read
+    except ValueError:  # a bad hooktap.toml (ConfigError is one)
         return None
+    return listener_state.running_routing()
 
 
 class Sender:
