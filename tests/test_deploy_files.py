@@ -599,19 +599,38 @@ def test_every_option_compose_nats_passes_is_one_hooktap_relay_has(relay_help: s
         assert used - known == set(), f"not in `hooktap relay --help`: {sorted(used - known)}"
 
 
+def mount_configs(spec: dict, service: str, folder: Path) -> dict[str, Path]:
+    """Each of the service's `configs` (long syntax), written from its top-level `content` as
+    compose would mount it: {target in the container: the file here}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = {}
+    for i, config in enumerate(spec["services"][service].get("configs", [])):
+        content = spec["configs"][config["source"]]["content"]
+        path = folder / f"{i}-{Path(config['target']).name}"
+        path.write_text(content)
+        mounted[config["target"]] = path
+    return mounted
+
+
 @contextmanager
 def compose_nats_cluster(tmp_path: Path) -> Iterator[dict[str, str]]:
     """The three NATS nodes' command lines, run by the nats-server of the test extras, on
-    loopback: each name resolved to 127.0.0.1 and ports of this test's own, /data to a folder.
-    Yields each node's client URL by name once every node has a JetStream metadata leader."""
-    services = compose_nats(COMPOSE_ENV)["services"]
+    loopback: each name resolved to 127.0.0.1 and ports of this test's own, /data to a folder,
+    each of its `configs` written to a file where the command names its target (what compose
+    mounts). Yields each node's client URL by name once every node has a JetStream metadata
+    leader."""
+    spec = compose_nats(COMPOSE_ENV)
+    services = spec["services"]
     route_ports = {name: free_port() for name in NATS_NODES}
     client_ports = {name: free_port() for name in NATS_NODES}
     nodes: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
         for name in NATS_NODES:
+            mounted = mount_configs(spec, name, tmp_path / f"{name}-configs")
             words = []
             for word in services[name]["command"]:
+                for target, path in mounted.items():
+                    word = word.replace(f"={target}", f"={path}")
                 for other, port in route_ports.items():
                     word = word.replace(f"nats://{other}:6222", f"nats://127.0.0.1:{port}")
                 word = word.replace("nats://0.0.0.0:6222", f"nats://127.0.0.1:{route_ports[name]}")
@@ -649,7 +668,9 @@ async def test_webhooks_reach_a_listener_through_the_whole_compose_nats_deployme
 ) -> None:
     """The three relays' command lines on the three nodes', behind Caddyfile-nats in a real
     Caddy: a listener connected through Caddy gets every webhook posted through Caddy, on new
-    connections that Caddy spreads over the relays, so some cross NATS to the listener's."""
+    connections that Caddy spreads over the relays, so some cross NATS to the listener's.
+    A 2 MiB body (past NATS's default max_payload of 1 MiB) goes through too: through Caddy,
+    and posted to each relay, so at least two cross NATS as one message."""
     spec = compose_nats(COMPOSE_ENV)
     caddy_port = free_port()
     public = f"http://127.0.0.1:{caddy_port}"
@@ -687,8 +708,15 @@ async def test_webhooks_reach_a_listener_through_the_whole_compose_nats_deployme
                         ) as resp:
                             body = await resp.read()
                             assert resp.status == 200, (body, caddy_log.read_text()[-2000:])
-                seen = await handler.wait_for(12)
-                assert sorted(s.body for s in seen) == sorted(b"%d" % i for i in range(12))
+                    path = URL(webhook_url).raw_path
+                    bases = [public, *(f"http://127.0.0.1:{port}" for port in ports.values())]
+                    bigs = [bytes([n]) + bytes(range(256)) * 8192 for n in range(len(bases))]
+                    for base, big in zip(bases, bigs, strict=True):
+                        async with http.post(base + path, data=big) as resp:
+                            assert resp.status == 200, (base, await resp.text())
+                seen = await handler.wait_for(12 + len(bigs))
+                small = [b"%d" % i for i in range(12)]
+                assert sorted(s.body for s in seen) == sorted([*small, *bigs])
         # Each relay logs a JSON line per request: more than one took webhooks, so some went
         # over NATS to the relay holding the listener (all 12 on one: (1/3)^11).
         took = {
@@ -697,3 +725,8 @@ async def test_webhooks_reach_a_listener_through_the_whole_compose_nats_deployme
             if any('"POST"' in line and "/c/" in line for line in relay.rest()[1])
         }
         assert len(took) >= 2, {name: relay.rest()[1][-5:] for name, relay in relays.items()}
+        # A relay warns at start when NATS's max_payload cannot carry its --max-body-mb.
+        warned = [
+            line for relay in relays.values() for line in relay.rest()[1] if "max_payload" in line
+        ]
+        assert warned == [], warned
