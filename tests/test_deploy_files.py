@@ -690,6 +690,11 @@ async def test_webhooks_reach_a_listener_through_the_whole_compose_nats_deployme
             relays[name] = procs.start(argv[1:], tmp_path / name, env=env)
         for name in RELAYS:
             await wait_healthy(relays[name], f"http://127.0.0.1:{ports[name]}")
+        async with aiohttp.ClientSession() as http:
+            for port in ports.values():
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                    ready = resp.status, await resp.json()
+                assert ready[0] == 200 and ready[1]["replicas"] == 3, ready  # all three nodes
         dials = {f"{name}:8787": port for name, port in ports.items()}
         with caddy_in_front(tmp_path, caddy_port, dials, CADDYFILE_NATS) as caddy_log:
             await wait_healthy(relays["relay-1"], public)

@@ -83,6 +83,26 @@ async def test_readyz_includes_the_nats_connection(tmp_path: Path, nats_server: 
         assert body["status"] == "nats-error", body
 
 
+async def test_readyz_says_how_many_nats_nodes_keep_the_queue(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """One nats-server keeps the stream in 1 replica: a load balancer's health page shows it
+    (the relay on its own SQLite queue has no such field)."""
+    alone = make_app(RelayConfig(data_dir=tmp_path / "alone"))
+    async with (
+        relays(tmp_path, nats_server.url, 1) as (relay,),
+        serve(alone) as local,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(relay + "/readyz") as resp:
+            assert resp.status == 200
+            body = await resp.json()
+        assert (body["status"], body["replicas"]) == ("ready", 1), body
+        async with http.get(local + "/readyz") as resp:
+            assert resp.status == 200
+            assert "replicas" not in await resp.json()
+
+
 async def test_a_webhook_posted_to_a_reaches_the_listener_on_b_with_passthrough(
     tmp_path: Path, nats_server: NatsServer
 ) -> None:

@@ -76,7 +76,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the relay can keep a delivery (its database answers, its write lock can be
     taken; with --nats, its NATS connection and JetStream answer) and is not stopping. A
-    load balancer sends senders elsewhere on a 503."""
+    load balancer sends senders elsewhere on a 503. With --nats, `replicas` says how many
+    NATS nodes keep the queue, so a health page shows one (lost with its node) as degraded."""
     relay = request.app[RELAY]
     if relay.drain.draining:
         return _not_ready("draining", "the relay is stopping (draining)")
@@ -84,7 +85,11 @@ async def readyz(request: web.Request) -> web.Response:
         await relay.broker.ping()
     except KeepFailed as exc:
         return _not_ready("db-error" if relay.nats is None else "nats-error", str(exc))
-    return web.json_response({"service": SERVICE, "version": __version__, "status": "ready"})
+    body: dict[str, object] = {"service": SERVICE, "version": __version__, "status": "ready"}
+    replicas = getattr(relay.broker, "replicas", None)  # only JetStreamBroker keeps copies
+    if replicas is not None:
+        body["replicas"] = replicas
+    return web.json_response(body)
 
 
 def _not_ready(status: str, reason: str) -> web.Response:
