@@ -19,10 +19,8 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from hooktap.listen import channel as channels
 from hooktap.relay.app import RelayConfig, make_app
 from hooktap.relay.broker.nats_connect import NatsConnect
 from support.nats import NatsServer, start_nats
+from support.nats_plain import PlainNats
 from support.procs import Proc, Procs
 from support.servers import running_handler, running_listener, serve, until
 
@@ -267,40 +266,6 @@ async def test_mutual_tls_shows_the_client_certificate_and_refuses_without_one(
     )
 
 
-class PlainNats:
-    """A raw TCP server that speaks only NATS's first line: INFO without tls_required, as a
-    server without TLS sends it, or an attacker on the path who strips the flag. It records
-    every byte a client writes, so a test sees whether CONNECT (the credentials) went out."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.sock = socket.create_server(("127.0.0.1", port))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.connections, self.received, self.done = 0, bytearray(), threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        info = {"server_id": "plain", "version": "2.10.0", "proto": 1, "host": "127.0.0.1"}
-        info |= {"port": self.port, "max_payload": 1048576, "auth_required": True}
-        while not self.done.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            with conn, contextlib.suppress(OSError):
-                conn.sendall(f"INFO {json.dumps(info)}\r\n".encode())
-                self.connections += 1
-                conn.settimeout(10)
-                while data := conn.recv(65536):
-                    self.received += data
-
-    def close(self) -> None:
-        self.done.set()
-        self.thread.join(15)
-        self.sock.close()
-
-
 @pytest.mark.parametrize("asked", ["tls-url", "nats-ca"])
 def test_tls_asked_for_refuses_a_server_without_it_before_the_token_is_written(
     tmp_path: Path, pki: Pki, asked: str
@@ -329,6 +294,23 @@ def test_a_tls_url_to_a_real_nats_server_without_tls_is_refused(tmp_path: Path) 
         url = nats.url.replace("nats://", "tls://")
         code, output = refused_relay(tmp_path, url, env={"HOOKTAP_NATS_TOKEN": TOKEN})
     assert_one_clear_line(code, output, "does not offer TLS; refusing to send credentials")
+
+
+async def test_a_server_with_optional_tls_is_used_over_tls(
+    tmp_path: Path, procs: Procs, pki: Pki
+) -> None:
+    """allow_non_tls: INFO says tls_available, not tls_required, and nats-py alone would log
+    in in plain text; asked for TLS, the relay starts it."""
+    conf = tmp_path / "optional-tls.conf"
+    cert, key = pki.server[2], pki.server[4]
+    conf.write_text(
+        f'allow_non_tls: true\ntls {{\n  cert_file: "{cert}"\n  key_file: "{key}"\n}}\n'
+    )
+    with nats_with(tmp_path / "nats", "-c", str(conf), "-D") as nats:
+        url = nats.url.replace("nats://", "tls://")
+        _, relay = start_relay(procs, tmp_path, url, "--nats-ca", str(pki.ca))
+        nats.wait_log("TLS handshake complete")
+        await assert_a_kept_webhook_reaches_the_handler(relay, tmp_path)
 
 
 async def test_a_reconnect_to_a_server_without_tls_writes_nothing_and_is_logged(

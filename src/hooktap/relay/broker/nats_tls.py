@@ -4,7 +4,8 @@ nats-py decides to upgrade to TLS from the server's plaintext INFO (`tls_require
 tls:// URLs too: a server without TLS, or anyone on the path who strips that flag from INFO,
 would get CONNECT, with the token, password or creds signature, in plain text. `TlsOnlyClient`
 refuses such a server between INFO and CONNECT; the relay's first connect then ends with exit 2
-(nats_connect.refusal), and a reconnect is refused the same way and only logged.
+(nats_connect.refusal), and a reconnect is refused the same way and only logged. A server that
+takes TLS optionally (allow_non_tls: INFO says tls_available) is upgraded rather than refused.
 
 Why this and not nats-py's `tls_handshake_first`: that makes TLS come before INFO, but only
 servers configured with `handshake_first` accept it, so it cannot be the default; this works
@@ -76,7 +77,11 @@ class TlsOnlyClient(Client):
 
     async def _process_info(self, info: dict[str, Any], initial_connection: bool = False) -> None:
         if self.asked_by and initial_connection and not info.get("tls_required"):
-            raise self._refusal("does not offer TLS")
+            if not info.get("tls_available"):
+                raise self._refusal("does not offer TLS")
+            # A server with allow_non_tls takes TLS when the client starts it; nats-py starts
+            # it on this same dict's flag (it is the Client's _server_info).
+            info["tls_required"] = True
         await super()._process_info(info, initial_connection)
 
     def _connect_command(self) -> bytes:
