@@ -285,8 +285,9 @@ def _nats_connect(nats_urls: list[str] | None, **given: Any) -> NatsConnect | No
     "--nats-ca",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="PEM",
-    help="Trust only this CA's certificates for NATS servers that require TLS (nats-py follows "
-    "the server: a tls:// URL alone does not turn it on); default: this machine's trust store.",
+    help="Trust only this CA's certificates for the NATS servers, and require TLS (as a tls:// "
+    "URL does): a server without it is refused before any credentials are sent. Default: this "
+    "machine's trust store, TLS when the server requires it.",
 )
 @click.option(
     "--nats-cert",
