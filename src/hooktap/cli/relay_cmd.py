@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import ipaddress
 import logging
 import math
-import re
 import signal
 import ssl
 from pathlib import Path
-from typing import Any
 
 import click
 
 from hooktap import aio, tls
 from hooktap.cli.common import BadInput, Finite, valid_relay_url
+from hooktap.cli.relay_nats import nats_connect_from, nats_options
 from hooktap.home import UnusableFile, relay_data_dir
 from hooktap.relay import drain, logs, server
 from hooktap.relay.app import RelayConfig, make_app
 from hooktap.relay.broker import KeepFailed
-from hooktap.relay.broker.nats_connect import NatsConnect, NatsOptionError
+from hooktap.relay.broker.nats_connect import NatsConnect
 from hooktap.relay.config import Network, key_digest
 from hooktap.relay.keys import RELAY
 from hooktap.relay.logs import note
@@ -54,57 +52,6 @@ def _trusted_proxies(
                 f"{value!r} is not an IP address or network, e.g. 10.0.0.0/8, 127.0.0.1 or ::1"
             ) from None
     return networks
-
-
-def _nats_urls(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
-    """--nats: comma-separated nats:// or tls:// URLs, and the extra that speaks to them."""
-    if value is None:
-        return None
-    urls = [url.strip() for url in value.split(",") if url.strip()]
-    if any("@" in url for url in urls):  # said without the URL, which holds a secret
-        raise click.BadParameter(
-            "a user, password or token in a NATS URL shows in `ps` and in log lines; give it "
-            "with --nats-token (HOOKTAP_NATS_TOKEN), --nats-user (HOOKTAP_NATS_PASSWORD) or "
-            "--nats-creds instead"
-        )
-    bad = [url for url in urls if not re.match(r"^(nats|tls)://[^/\s]+$", url)]
-    if not urls or bad:
-        raise click.BadParameter(
-            f"{', '.join(bad) or 'nothing'} is not a NATS server URL; give nats://host:4222 "
-            "(or tls://host:4222), several separated by commas"
-        )
-    if importlib.util.find_spec("nats") is None:
-        raise click.BadParameter(
-            "needs the NATS client: pip install 'hooktap[nats]' (the nats-py package)"
-        )
-    return urls
-
-
-# How a message names each --nats-* option (the variable too, where one can give it).
-NATS_OPTIONS = {
-    "creds": "--nats-creds",
-    "token": "--nats-token/HOOKTAP_NATS_TOKEN",
-    "user": "--nats-user",
-    "password": "--nats-password/HOOKTAP_NATS_PASSWORD",
-    "ca": "--nats-ca",
-    "cert": "--nats-cert",
-    "key": "--nats-key",
-}
-
-
-def _nats_connect(nats_urls: list[str] | None, **given: Any) -> NatsConnect | None:
-    """The --nats-* options, checked (files read, TLS context made) before the relay starts."""
-    options = NatsConnect(**{name: value or None for name, value in given.items()})
-    if nats_urls is None:
-        named = [NATS_OPTIONS[name] for name, value in given.items() if value]
-        if named:
-            raise BadInput(f"{named[0]} is for NATS: it needs --nats URL too")
-        return None
-    try:
-        options.check()
-    except NatsOptionError as exc:
-        raise BadInput(str(exc)) from None
-    return options
 
 
 @click.command("relay")
@@ -249,58 +196,7 @@ def _nats_connect(nats_urls: list[str] | None, **given: Any) -> NatsConnect | No
     "listener this long for its answer, keep the rest (202) for the next start, tell "
     "listeners to reconnect, exit 0. A second signal skips the wait.",
 )
-@click.option(
-    "--nats",
-    "nats_urls",
-    metavar="URL[,URL...]",
-    callback=_nats_urls,
-    help="Share channels and queues with other relay instances through this NATS JetStream "
-    "cluster, e.g. --nats nats://nats-1:4222,nats://nats-2:4222: any instance takes any "
-    "webhook and any listener. Needs `pip install hooktap[nats]`. Without it, this relay keeps "
-    "its queue in --data-dir.",
-)
-@click.option(
-    "--nats-creds",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE",
-    help="Log in to NATS with this credentials file: a user JWT and its nkey seed, as "
-    "`nsc generate creds` writes.",
-)
-@click.option(
-    "--nats-token",
-    envvar="HOOKTAP_NATS_TOKEN",
-    show_envvar=True,
-    metavar="TOKEN",
-    help="Log in to NATS with this token. Prefer the variable: arguments show in `ps`.",
-)
-@click.option("--nats-user", metavar="USER", help="Log in to NATS as this user.")
-@click.option(
-    "--nats-password",
-    envvar="HOOKTAP_NATS_PASSWORD",
-    show_envvar=True,
-    metavar="PASSWORD",
-    help="--nats-user's password. Prefer the variable: arguments show in `ps`.",
-)
-@click.option(
-    "--nats-ca",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="PEM",
-    help="Trust only this CA's certificates for the NATS servers, and require TLS (as a tls:// "
-    "URL does): a server without it is refused before any credentials are sent. Default: this "
-    "machine's trust store, TLS when the server requires it.",
-)
-@click.option(
-    "--nats-cert",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="PEM",
-    help="Show NATS servers that want mutual TLS this client certificate, with --nats-key.",
-)
-@click.option(
-    "--nats-key",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="PEM",
-    help="The unencrypted private key of --nats-cert.",
-)
+@nats_options
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -365,7 +261,7 @@ def relay_cmd(
         )
     ssl_context = _server_tls(tls_cert, tls_key)
     key = _valid_key(require_key)
-    nats_connect = _nats_connect(
+    nats_connect = nats_connect_from(
         nats_urls,
         creds=nats_creds,
         token=nats_token,
