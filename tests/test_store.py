@@ -588,3 +588,23 @@ def test_wal_is_rewound_under_a_steady_stream_of_commits(tmp_path: Path) -> None
         assert len(store.query(None, limit=10)) == 10
     finally:
         store.close()
+
+
+def test_a_second_store_in_a_process_keeps_the_first_ones_wal_from_other_processes(
+    tmp_path: Path,
+) -> None:
+    """The inspector opens a Store beside the listener's, and `hooktap trigger` opens and
+    closes one in another process. Opening the second must not drop the first's locks: with
+    them gone, the other process took itself for the last user of the file and deleted the
+    WAL the listener still wrote to, and what it wrote then was lost to every other reader
+    (a new one got "disk I/O error")."""
+    path = tmp_path / "history.db"
+    listener = Store(path)
+    with Store(path):  # the inspector's
+        other = "from pathlib import Path; from hooktap.store import Store; Store(Path(%r)).close()"
+        subprocess.run([sys.executable, "-c", other % str(path)], check=True, timeout=30)
+        assert path.with_name("history.db-wal").exists()
+        assert record(listener, delivery("d01a0000000000000000a"))
+        with Store(path) as reader:
+            assert reader.get("d01a0000000000000000a") is not None
+    listener.close()

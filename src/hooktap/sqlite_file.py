@@ -109,13 +109,20 @@ def version(db: sqlite3.Connection) -> int:
 
 
 def _create_owner_only(path: Path) -> None:
+    """Create the file owner-only, or tighten one found more open, without ever opening an
+    existing one: closing any descriptor of a file drops every POSIX lock this process holds
+    on it, SQLite's included. A second Store in a process (the inspector's, beside the
+    listener's) then left the first unlocked, and the next process to close its last
+    connection (`hooktap trigger`, `hooktap deliveries`) took itself for the last user and
+    deleted the WAL the listener was still writing to."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return
+    os.close(fd)  # a new, empty file: nobody holds a lock on it yet
 
 
 def _migrate(db: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
