@@ -257,7 +257,7 @@ async def test_trigger_lands_on_the_task_route_and_says_where(
         )
         assert text.exit_code == 0, text.output
         assert customers.types == ["customer.at_risk"]
-        line = rf"→ customer\.at_risk evt_\w+ 200 in \d+ ms; forwarded to http://{customers.target}"
+        line = rf"→ customer\.at_risk evt_\w+ 200 in \d+ ms; routed to http://{customers.target}"
         assert re.fullmatch(line, text.stdout.strip()), text.stdout
 
         # Outside --events: stored, answered 200, no handler sees it.

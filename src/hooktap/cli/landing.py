@@ -49,7 +49,7 @@ class Landing:
         if self.reason:
             return self.reason
         if self.state in ("done", "dispatched"):
-            return f"forwarded to {self.target}"
+            return f"routed to {self.target}"  # true whether or not it answered 2xx
         return f"{self.state}, for {self.target}"
 
 
