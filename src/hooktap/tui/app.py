@@ -400,7 +400,13 @@ class HooktapApp(App[None]):
         try:
             return await self.loader.detail(delivery_id)
         except BodyMissing as exc:  # a big body's file deleted by hand: say so, keep running
-            self.notify(str(exc), title="Cannot show this delivery", severity="error", timeout=10)
+            self.notify(
+                str(exc),
+                title="Cannot show this delivery",
+                severity="error",
+                timeout=10,
+                markup=False,
+            )
             return None
 
     def after_replay(self, delivery_id: str) -> None:
@@ -476,7 +482,7 @@ class HooktapApp(App[None]):
             self.notify("No webhook URL: no listener is connected.", severity="warning")
             return
         self.copy_to_clipboard(self.webhook_url)
-        self.notify(self.webhook_url, title="Copied the webhook URL")
+        self.notify(self.webhook_url, title="Copied the webhook URL", markup=False)
 
     async def action_pause(self) -> None:
         if self.live is None:

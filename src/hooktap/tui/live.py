@@ -69,7 +69,9 @@ class LiveListener:
         except (ConnectionError, OSError) as exc:
             app.ended_by = exc
             app.header.show_state("stopped", str(exc))
-            app.notify(str(exc), title="Listener stopped", severity="error", timeout=15)
+            app.notify(
+                str(exc), title="Listener stopped", severity="error", timeout=15, markup=False
+            )
 
     async def stop(self) -> None:
         """Before the app quits: in-flight deliveries finish and the relay port frees."""
@@ -99,7 +101,11 @@ class LiveListener:
             header.show_health([t for t, state in self.feed.health.items() if state == "down"])
         for notice in notices.of(batch):
             app.notify(
-                notice.message, title=notice.title, severity=notice.severity, timeout=notice.timeout
+                notice.message,
+                title=notice.title,
+                severity=notice.severity,
+                timeout=notice.timeout,
+                markup=False,
             )
         if batch.connection is not None:
             c = batch.connection

@@ -85,7 +85,9 @@ class Sender:
                 what=f"delivery {delivery.id}",
             )
         except (NotRouted, NoRouting) as exc:
-            self.app.notify(f"{exc}.", title="Nowhere to send it", severity="warning", timeout=10)
+            self.app.notify(
+                f"{exc}.", title="Nowhere to send it", severity="warning", timeout=10, markup=False
+            )
             return None
 
     def edit_note(self, where: str, forced: bool = False) -> str:
@@ -155,7 +157,9 @@ class Sender:
         self, delivery: Delivery, target: str, edit: EditResult | None, force: bool
     ) -> None:
         delivery_id = delivery.id
-        self.app.notify(f"Re-sending {delivery_id} to {present.target_text(target)}…", timeout=2)
+        self.app.notify(
+            f"Re-sending {delivery_id} to {present.target_text(target)}…", timeout=2, markup=False
+        )
         try:
             attempt = await replay(
                 self.store,
@@ -173,7 +177,9 @@ class Sender:
             self._ask(exc.reason, lambda: self.resend(delivery, edit, force=True))
             return
         except (LookupError, ValueError) as exc:
-            self.app.notify(str(exc), title="Re-send failed", severity="error", timeout=10)
+            self.app.notify(
+                str(exc), title="Re-send failed", severity="error", timeout=10, markup=False
+            )
             return
         status = present.status_text(attempt.status, attempt.error, "done")
         ok = present.status_kind(attempt.status, attempt.error, "done") == "ok"
@@ -181,7 +187,10 @@ class Sender:
         if attempt.error:
             detail += f" · {attempt.error}"
         self.app.notify(
-            detail, title=f"Re-sent {delivery_id}", severity="information" if ok else "warning"
+            detail,
+            title=f"Re-sent {delivery_id}",
+            severity="information" if ok else "warning",
+            markup=False,
         )
         self.app.after_replay(delivery_id)
 
@@ -220,4 +229,6 @@ class Sender:
         self.app.copy_to_clipboard(text)
         if len(text) > _CLIPBOARD_WARN:
             what += f" — {len(text):,} characters; some terminals cut OSC 52 copies that long"
-        self.app.notify(what, title="Copied", severity="warning" if warn else "information")
+        self.app.notify(
+            what, title="Copied", severity="warning" if warn else "information", markup=False
+        )

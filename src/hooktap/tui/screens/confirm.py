@@ -37,7 +37,7 @@ class ForceScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="force-box"):
             yield Label("Re-sign a delivery that did not match?", id="force-title")
-            yield Label(question(self.reason), id="force-text")
+            yield Label(question(self.reason), id="force-text", markup=False)
             yield Label("y sends it re-signed · n or esc sends nothing", id="force-keys")
 
     def action_answer(self, yes: bool) -> None:

@@ -134,15 +134,16 @@ class EditorScreen(Screen[EditResult | None]):
             yield Label(
                 f"Edit and re-send {d.id} ({d.event_type or 'not a Pivotal event'})",
                 id="editor-title",
+                markup=False,
             )
-            yield Label(self.sign_note, id="editor-sign")
+            yield Label(self.sign_note, id="editor-sign", markup=False)
             yield Label("Headers — one per line, Name: value", classes="editor-section")
             yield TextArea(self.original_headers, id="editor-headers", soft_wrap=False)
             yield Label("Body", classes="editor-section")
             yield TextArea.code_editor(
                 self.original_text, language="json" if self.json else None, id="editor-body"
             )
-            yield Label("", id="editor-status")
+            yield Label("", id="editor-status", markup=False)
             with Horizontal(id="editor-buttons"):
                 yield Button("Send (ctrl+s)", id="send", variant="primary")
                 yield Button("$EDITOR (ctrl+e)", id="external")
@@ -246,7 +247,7 @@ class EditorScreen(Screen[EditResult | None]):
         try:
             text = await edit_externally(self.app, area.text, suffix)
         except (OSError, RuntimeError) as exc:
-            self.notify(f"$EDITOR failed: {exc}", severity="error")
+            self.notify(f"$EDITOR failed: {exc}", severity="error", markup=False)
             return
         area.text = text
         area.focus()

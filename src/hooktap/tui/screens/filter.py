@@ -40,7 +40,7 @@ class FilterScreen(ModalScreen[Filter | None]):
                 placeholder="type:customer.* status:5xx sig:invalid acme",
                 id="filter-input",
             )
-            yield Label("", id="filter-error")
+            yield Label("", id="filter-error", markup=False)
             yield Label(SYNTAX, id="filter-help")
             yield Label("enter applies · empty clears · esc cancels", id="filter-keys")
 

@@ -85,7 +85,7 @@ class DetailPane(Vertical):
     _stale: set[str] = set()  # noqa: RUF012 (replaced per instance in show())
 
     def compose(self) -> ComposeResult:
-        yield Label(EMPTY, id="detail-title")
+        yield Label(EMPTY, id="detail-title", markup=False)
         yield Static("", id="rules")
         with TabbedContent(initial="request", id="tabs"):
             for tab in TABS:

@@ -137,13 +137,13 @@ class StatusHeader(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="header-top"):
             yield Label("hooktap", id="brand")
-            yield Label("", id="conn-state")
-            yield UrlLabel("", id="webhook-url")
+            yield Label("", id="conn-state", markup=False)
+            yield UrlLabel("", id="webhook-url", markup=False)
         with Horizontal(id="header-bottom"):
             yield Label("", id="paused")
-            yield Label("", id="health")
-            yield Label("", id="target")
-            yield Label("", id="counts")
+            yield Label("", id="health", markup=False)
+            yield Label("", id="target", markup=False)
+            yield Label("", id="counts", markup=False)
 
     def on_resize(self) -> None:
         self._show_paused()

@@ -31,11 +31,11 @@ class ListPanel(Vertical):
         self.utc = utc
 
     def compose(self) -> ComposeResult:
-        yield Label("", id="columns")
+        yield Label("", id="columns", markup=False)
         yield DeliveryList(utc=self.utc, id="deliveries")
         with Vertical(id="list-footer"):
             yield NewBanner("", id="new-banner")
-            yield Label("", id="list-status")
+            yield Label("", id="list-status", markup=False)
 
     def on_delivery_list_columns_changed(self, message: DeliveryList.ColumnsChanged) -> None:
         self.query_one("#columns", Label).update(message.columns.header(self.utc))
