@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 from hooktap.listen.events import TargetHealth
 from hooktap.listen.health import HealthWatch
-from hooktap.listen.target import parse_target
+from hooktap.listen.target import Target, parse_target
 
 
 class Server:
@@ -207,3 +207,33 @@ async def test_stop_ends_a_round_that_is_still_waiting() -> None:
         watch.stop()
         await asyncio.wait_for(task, 2)
     assert events.seen == []
+
+
+async def test_a_name_the_idna_codec_refuses_is_down_and_the_watch_goes_on() -> None:
+    """`api..local` and a 64-character label make getaddrinfo raise UnicodeError, not
+    gaierror: each is reported down with the reason, and the other targets stay watched."""
+    port = closed_port()
+    long_label = "a" * 64 + ".local"
+    events = Events()
+    targets = [
+        Target("http", "api..local", 80, ""),
+        Target("http", long_label, 80, ""),
+        parse_target(f"127.0.0.1:{port}"),
+    ]
+    watch = HealthWatch(targets, events, interval=0.05, timeout=1.0)
+    task = asyncio.create_task(watch.run())
+    try:
+        first = await events.wait_for(3)
+        by_target = {e.target: e for e in first}
+        assert by_target["api..local:80"].state == "down"
+        assert "'api..local' is not a valid host name" in by_target["api..local:80"].detail
+        assert by_target[f"{long_label}:80"].state == "down"
+        assert by_target[f"127.0.0.1:{port}"].detail.endswith("(connection refused)")
+        # Later rounds still run: the closed port starts listening and is seen up.
+        async with listening(port):
+            seen = await events.wait_for(4)
+        assert (seen[3].target, seen[3].state) == (f"127.0.0.1:{port}", "up")
+        assert not task.done()
+    finally:
+        watch.stop()
+        await asyncio.wait_for(task, 5)

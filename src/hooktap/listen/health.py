@@ -62,8 +62,12 @@ class HealthWatch:
         try:
             while not self._stopping.is_set():
                 keys = list(self._hosts)
+                # return_exceptions: a probe that fails in a way nobody foresaw costs its own
+                # target a report, never the watch of every target.
                 round_ = asyncio.ensure_future(
-                    asyncio.gather(*(self._probe(k, *self._hosts[k]) for k in keys))
+                    asyncio.gather(
+                        *(self._probe(k, *self._hosts[k]) for k in keys), return_exceptions=True
+                    )
                 )
                 await asyncio.wait({round_, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if not round_.done():
@@ -71,8 +75,10 @@ class HealthWatch:
                     with contextlib.suppress(asyncio.CancelledError):
                         await round_
                     return
-                for key, (state, reason) in zip(keys, round_.result(), strict=True):
-                    self._report(key, state, reason)
+                for key, probe in zip(keys, round_.result(), strict=True):
+                    if isinstance(probe, BaseException):
+                        probe = "down", f"{key} could not be probed ({probe!r})"
+                    self._report(key, *probe)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(stop), self.interval)
         finally:
@@ -98,6 +104,10 @@ class HealthWatch:
                 return await _connect(key, host, port)
         except TimeoutError:
             return "down", f"{key} did not answer a connection within {self.timeout:g} s"
+        except UnicodeError as exc:  # `api..local`, a label over 63: the idna codec refuses it
+            return "down", f"{key} cannot be reached: {host!r} is not a valid host name ({exc})"
+        except OSError as exc:  # no socket to be had (too many open files, a family not built in)
+            return "down", f"{key} cannot be probed ({(exc.strerror or str(exc)).lower()})"
 
 
 async def _connect(key: str, host: str, port: int) -> Probe:
@@ -111,15 +121,13 @@ async def _connect(key: str, host: str, port: int) -> Probe:
         return "down", f"{key} cannot be reached: the name {host} does not resolve ({exc.strerror})"
     errors: list[OSError] = []
     for family, type_, proto, _name, address in infos:
-        sock = socket.socket(family, type_, proto)
-        sock.setblocking(False)
         try:
-            await loop.sock_connect(sock, address)
+            with socket.socket(family, type_, proto) as sock:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address)
         except OSError as exc:
             errors.append(exc)
             continue
-        finally:
-            sock.close()
         return "up", ""
     return "down", f"{key} is not accepting connections ({_why(errors)})"
 
