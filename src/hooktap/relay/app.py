@@ -69,7 +69,13 @@ async def _close(app: web.Application) -> None:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process serves HTTP. Whether it should get traffic is /readyz."""
+    """Liveness: the process serves HTTP, and (with --nats) has a NATS client that may
+    connect. Whether it should get traffic is /readyz. A client that NATS closed for good
+    (nats-py never reconnects it; the broker builds a new one, relay/broker/nats_revive.py)
+    fails this too, so an orchestrator may restart a relay that stays that way."""
+    dead = getattr(request.app[RELAY].broker, "dead", None)  # only JetStreamBroker has one
+    if dead is not None:
+        return _not_ready("nats-closed", dead)
     return web.json_response({"service": SERVICE, "version": __version__, "status": "ok"})
 
 

@@ -48,8 +48,8 @@ from hooktap.relay.broker.nats_channels import BUCKET, NatsChannels, valid_chann
 from hooktap.relay.broker.nats_connect import NatsConnect
 from hooktap.relay.broker.nats_handover import HANDED_BUCKET, StreamHandOver
 from hooktap.relay.broker.nats_metrics import NatsStats
+from hooktap.relay.broker.nats_revive import CONNECT_WAIT, Revival
 from hooktap.relay.broker.nats_stream import QUEUE, STREAM, make_stream
-from hooktap.relay.broker.nats_tls import connect_nats
 from hooktap.relay.db import ChannelState, Claim
 from hooktap.relay.hub import REOFFER_FIRST, Hub, Link
 from hooktap.relay.service import busy_reason
@@ -58,7 +58,6 @@ log = logging.getLogger("hooktap.relay")
 
 LIVE, POKE = "hooktap.live.", "hooktap.poke."
 REFRESH = 0.5  # seconds between reads of the stream's per-channel depths
-CONNECT_WAIT = 5.0
 PROBE_WAIT = 2.0  # how long a listener attaching waits for another instance to say "busy"
 OUTCOME, HANDED, WAIT, GRACE = "Hooktap-Outcome", "Hooktap-Handed-To", "Hooktap-Wait", "Grace"
 PROBE, TAKEOVER, REASON = "Hooktap-Probe", "Hooktap-Takeover", "Hooktap-Reason"
@@ -66,11 +65,7 @@ SIZE = "Hooktap-Size"  # a kept delivery's body size, taken off its channel's co
 HEADER_ROOM = 1024  # what a message's headers may add to its frame, against max_payload
 
 
-async def _nats_error(exc: Exception) -> None:
-    log.warning("NATS: %s", exc or type(exc).__name__)
-
-
-class JetStreamBroker(StreamHandOver):
+class JetStreamBroker(StreamHandOver, Revival):
     """See relay/broker/__init__.py for the contract this keeps."""
 
     def __init__(
@@ -107,15 +102,7 @@ class JetStreamBroker(StreamHandOver):
 
     async def start(self) -> None:
         try:
-            # Reconnects forever once connected; the first connect has CONNECT_WAIT.
-            async with asyncio.timeout(CONNECT_WAIT):
-                self.nc = await connect_nats(
-                    self.servers,
-                    self.connect,
-                    _nats_error,
-                    name="hooktap-relay",
-                    max_reconnect_attempts=-1,
-                )
+            self.nc = await self._connect()
         except (TimeoutError, NatsError, OSError) as exc:
             why = str(exc) or f"no answer within {CONNECT_WAIT:g} s"
             raise KeepFailed(f"cannot reach NATS at {', '.join(self.servers)}: {why}") from None
@@ -131,6 +118,7 @@ class JetStreamBroker(StreamHandOver):
                 "or lower --max-body-mb",
                 self.nc.max_payload,
             )
+        self._started = True
         self._spawn(self._refresh_forever())
         self._spawn(self._beat_forever())
 
@@ -377,6 +365,12 @@ class JetStreamBroker(StreamHandOver):
             return
         await self._probe(link, takeover)
 
+        self._subs[channel] = await self._subscribe(channel)
+
+    async def _subscribe(self, channel: str) -> list[Subscription]:
+        """Serve the channel's live and poke subjects from here."""
+        assert self.nc is not None
+
         async def on_live(msg: Msg) -> None:
             self._spawn(self._serve_live(msg))  # concurrently: a slow handler blocks no other
 
@@ -385,11 +379,12 @@ class JetStreamBroker(StreamHandOver):
             if holder is not None and not holder.reoffer_due:
                 holder.spawn(self.hand_over(holder))
 
-        self._subs[channel] = [
+        subs = [
             await self.nc.subscribe(LIVE + channel, cb=on_live),
             await self.nc.subscribe(POKE + channel, cb=on_poke),
         ]
         await self.nc.flush()  # the interest is known to the server before a sender asks
+        return subs
 
     async def _unsubscribe(self, channel: str) -> None:
         for sub in self._subs.pop(channel, []):
@@ -445,6 +440,8 @@ class JetStreamBroker(StreamHandOver):
     # --- health ------------------------------------------------------------------------------
 
     async def ping(self) -> None:
+        if self.dead is not None:
+            raise KeepFailed(self.dead)
         if self.nc is None or self.js is None or not self.nc.is_connected:
             raise KeepFailed("not connected to NATS")
         try:
@@ -457,6 +454,7 @@ class JetStreamBroker(StreamHandOver):
             raise KeepFailed(f"NATS JetStream does not answer: {exc}") from exc
 
     async def close(self) -> None:
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         if self.nc is not None and not self.nc.is_closed:

