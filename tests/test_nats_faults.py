@@ -17,11 +17,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from nats.errors import TimeoutError as NatsTimeout
 
 from hooktap.relay.app import RelayConfig, make_app
 from hooktap.relay.broker.nats_connect import NatsConnect
-from support.nats import start_nats
-from support.servers import running_handler, running_listener, serve
+from hooktap.relay.keys import RELAY
+from support.nats import NatsServer, start_nats
+from support.servers import running_handler, running_listener, serve, until
 from test_nats_relay import channel_for, nats_server
 
 __all__ = ["nats_server"]  # the fixture, used by name
@@ -104,3 +106,35 @@ async def test_a_connection_nats_closes_for_good_is_said_and_built_anew(
     assert sum("connected again" in line for _, line in said) == 2, said
     assert [s.body for s in handler.seen] == [b"back"]
     assert TOKEN not in caplog.text and OTHER not in caplog.text
+
+
+async def test_a_kv_read_failing_during_a_hand_over_keeps_the_order(
+    tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transient KV timeout while the first of two kept deliveries is handed over: both
+    reach the handler, in order, once each, without waiting out JetStream's redelivery.
+
+    A KV read that times out on a healthy server cannot be provoked from outside, so the
+    broker's `_handed_get` is patched to raise NATS's own timeout once; nothing else is."""
+    app = make_app(RelayConfig(data_dir=tmp_path / "a"), [nats_server.url])
+    async with serve(app) as a, running_handler() as handler, aiohttp.ClientSession() as http:
+        creds = await channel_for(a)
+        await keep(http, f"{a}/c/{creds.channel}", b"first", b"second")
+        broker = app[RELAY].broker
+        real, failed = broker._handed_get, []
+
+        async def fails_once(delivery_id: str) -> str | None:
+            if not failed:
+                failed.append(delivery_id)
+                raise NatsTimeout
+            return await real(delivery_id)
+
+        monkeypatch.setattr(broker, "_handed_get", fails_once)
+        async with running_listener(a, handler.url, tmp_path / "h.db", concurrency=1):
+            # Well within ACK_WAIT (4 s): what was marked and never sent is let go at once.
+            await handler.wait_for(2, timeout=3)
+            await until(lambda: broker.depth(creds.channel) == 0)
+            await asyncio.sleep(0.5)  # a second copy would come in this time
+        assert failed
+        assert [s.body for s in handler.seen] == [b"first", b"second"]
+        assert not broker._pending

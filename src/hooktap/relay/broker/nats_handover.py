@@ -73,9 +73,19 @@ class StreamHandOver:
         try:
             await self._hand_over_from_stream(link)
         except (NatsError, TimeoutError) as exc:
-            # NATS away, or the consumer's group between leaders: again after a backoff.
-            log.warning("hand-over to %s stopped: %s", link.channel, exc)
-            self._pulls.pop(link.channel, None)
+            # NATS away, or the consumer's group between leaders: again after a backoff. The
+            # batch was let go (_hand_batch); what was marked here and never went out is let
+            # go too, or the beats would hold it from JetStream for ever.
+            log.warning("hand-over to %s stopped: %s", link.channel, exc or "timeout")
+            for delivery_id, (holder, msg) in list(self._pending.items()):
+                if holder is link and delivery_id not in link.sent:
+                    del self._pending[delivery_id]
+                    with contextlib.suppress(NatsError):
+                        await msg.nak()
+            pull = self._pulls.pop(link.channel, None)
+            if pull is not None:  # a new one next time: drop this one's inbox subscription
+                with contextlib.suppress(NatsError):
+                    await pull.unsubscribe()
             self._reoffer_later(link)
 
     async def _hand_over_from_stream(self, link: Link) -> None:
@@ -103,33 +113,45 @@ class StreamHandOver:
     async def _hand_batch(self, link: Link, msgs: list[Msg]) -> bool:
         """Push a fetched batch to the link; False when the link stopped taking them (the
         rest are nak'd, for whoever takes the channel next)."""
-        who = link.history_mark
         for i, msg in enumerate(msgs):
             if link.closed or link.paused:
-                for rest in msgs[i:]:
-                    await rest.nak()
+                await _let_go(msgs[i:])
                 return False
             try:
-                delivery = decode(msg.data)
-                if not isinstance(delivery, Delivery):
-                    raise ProtocolError(f"a {type(delivery).__name__} frame")
-            except ProtocolError as exc:  # not one of ours: never hand it out
-                log.error("dropping an unreadable message in %s: %s", msg.subject, exc)
-                await msg.term()
-                continue
+                if not await self._hand_one(link, msg):
+                    await _let_go(msgs[i:])
+                    return False
+            except (NatsError, TimeoutError):
+                # This one and the rest back to JetStream at once, in order: held by nobody,
+                # they would wait out ACK_WAIT, and later deliveries would overtake them.
+                await _let_go(msgs[i:])
+                raise
+        return True
+
+    async def _hand_one(self, link: Link, msg: Msg) -> bool:
+        """Push one fetched delivery; False when the link stopped taking them."""
+        try:
+            delivery = decode(msg.data)
+            if not isinstance(delivery, Delivery):
+                raise ProtocolError(f"a {type(delivery).__name__} frame")
+        except ProtocolError as exc:  # not one of ours: never hand it out
+            log.error("dropping an unreadable message in %s: %s", msg.subject, exc)
+            await msg.term()
+            return True
+        if delivery.id in link.sent:  # pushed already, its Result still to come
             self._pending[delivery.id] = (link, msg)
-            if delivery.id in link.sent:
-                continue
-            handed_to = await self._handed_get(delivery.id)
-            delivery.handed_before = bool(handed_to) and handed_to != who
-            if handed_to != who:
-                await self._handed_put(delivery.id, who)
-            if not await link.push(delivery):
-                self._pending.pop(delivery.id, None)
-                await self._handed_put(delivery.id, handed_to)
-                for rest in msgs[i:]:
-                    await rest.nak()
-                return False
+            return True
+        who = link.history_mark
+        handed_to = await self._handed_get(delivery.id)
+        delivery.handed_before = bool(handed_to) and handed_to != who
+        if handed_to != who:
+            await self._handed_put(delivery.id, who)
+        # Held from here (beaten, settled), once nothing before the push can fail.
+        self._pending[delivery.id] = (link, msg)
+        if not await link.push(delivery):
+            self._pending.pop(delivery.id, None)
+            await self._handed_put(delivery.id, handed_to)
+            return False
         return True
 
     def _look_again(self, link: Link) -> None:
@@ -173,3 +195,10 @@ class StreamHandOver:
         else:
             with contextlib.suppress(NotFoundError):
                 await self.handed.purge(delivery_id)
+
+
+async def _let_go(msgs: list[Msg]) -> None:
+    """Back to JetStream for the channel's next hand-over, in their order."""
+    for msg in msgs:
+        with contextlib.suppress(NatsError):
+            await msg.nak()
