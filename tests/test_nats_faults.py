@@ -20,6 +20,7 @@ import pytest
 from nats.errors import TimeoutError as NatsTimeout
 
 from hooktap.relay.app import RelayConfig, make_app
+from hooktap.relay.broker import nats_bytes
 from hooktap.relay.broker.nats_connect import NatsConnect
 from hooktap.relay.keys import RELAY
 from support.nats import NatsServer, start_nats
@@ -138,3 +139,43 @@ async def test_a_kv_read_failing_during_a_hand_over_keeps_the_order(
         assert failed
         assert [s.body for s in handler.seen] == [b"first", b"second"]
         assert not broker._pending
+
+
+async def test_nats_stalling_while_a_listener_settles_keeps_its_link(
+    tmp_path: Path,
+    nats_server: NatsServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nats-server stopped (SIGSTOP) for 3.5 s while the listener's Results come in: their
+    acks time out. The listener's websocket stays up, each delivery reaches the handler once,
+    and the channel's byte count comes back to 0 (HEAL_AFTER shortened from 30 s: the count
+    is only taken off after a confirmed ack, and an ack NATS took late is healed)."""
+    monkeypatch.setattr(nats_bytes, "HEAL_AFTER", 1.0)
+    monkeypatch.setattr(nats_bytes, "REREAD", 0.2)
+    caplog.set_level(logging.INFO, logger="hooktap.relay")
+    app = make_app(RelayConfig(data_dir=tmp_path / "a"), [nats_server.url])
+    async with serve(app) as a, running_handler() as handler, aiohttp.ClientSession() as http:
+        creds = await channel_for(a)
+        await keep(http, f"{a}/c/{creds.channel}", b"one", b"two")
+        relay = app[RELAY]
+        handler.delay = 1.0
+        async with running_listener(a, handler.url, tmp_path / "h.db", concurrency=1):
+            link = relay.hub.holder(creds.channel)
+            await handler.wait_for(1)
+            nats_server.popen.send_signal(signal.SIGSTOP)
+            try:
+                await asyncio.sleep(3.5)  # the Result for "one" comes meanwhile: its ack waits
+            finally:
+                nats_server.popen.send_signal(signal.SIGCONT)
+            handler.delay = 0
+            await handler.wait_for(2)
+            assert relay.hub.holder(creds.channel) is link  # the same websocket throughout
+            await until(lambda: relay.broker.queued_bytes(creds.channel) == 0, timeout=15)
+            await asyncio.sleep(1.0)  # a second copy, handed over again, would come by now
+            assert relay.hub.holder(creds.channel) is link  # the same websocket throughout
+            async with http.post(f"{a}/c/{creds.channel}", data=b"live") as resp:
+                assert resp.status == 200
+    assert [s.body for s in handler.seen] == [b"one", b"two", b"live"]
+    assert "did not confirm" in caplog.text
+    assert "Traceback" not in caplog.text

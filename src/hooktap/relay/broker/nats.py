@@ -414,25 +414,44 @@ class JetStreamBroker(StreamHandOver, Revival):
     _reoffer_later = LocalBroker._reoffer_later
 
     async def settle(self, link: Link, result: Result) -> None:
+        # A NATS error here must not end the listener's link (the caller reads its frames):
+        # what NATS did not confirm stays in the stream, comes back after ACK_WAIT (nothing
+        # beats for it any more), and the listener knows it from its history.
         pending = self._pending.pop(result.id, None)
         if result.refused:
             if pending is not None:
-                await self._handed_put(result.id, None)
-                await pending[1].nak(delay=link.reoffer_delay)
+                try:
+                    await self._handed_put(result.id, None)
+                    await pending[1].nak(delay=link.reoffer_delay)
+                except (TimeoutError, NatsError) as exc:
+                    log.warning("NATS did not take back %s: %s", result.id, exc or "timeout")
             self._reoffer_later(link)
             return
         link.reoffer_delay = REOFFER_FIRST
-        if pending is not None:
-            msg = pending[1]
+        if pending is None:
+            return
+        msg = pending[1]
+        try:
             await msg.ack_sync()
-            with contextlib.suppress(TimeoutError, NatsError, ValueError):
-                size = int((msg.headers or {}).get(SIZE, len(msg.data)))
-                await self.channel_bytes.add(link.channel, -size)
-            if result.id in self._sizes:
-                self._uncount(result.id)
-            else:  # kept by another instance: only the count is known here
-                self._depth[link.channel] = max(0, self._depth.get(link.channel, 1) - 1)
-            await self._handed_put(result.id, None)
+        except (TimeoutError, NatsError) as exc:
+            log.warning(
+                "NATS did not confirm %s as delivered (%s): JetStream may hand it over again, "
+                "and the listener knows it from its history",
+                result.id,
+                exc or "timeout",
+            )
+            self._look_again(link)  # nothing else would fetch it when it comes back
+            return
+        # Only now: a count taken off for an ack that never reached NATS would run low.
+        with contextlib.suppress(TimeoutError, NatsError, ValueError):
+            size = int((msg.headers or {}).get(SIZE, len(msg.data)))
+            await self.channel_bytes.add(link.channel, -size)
+        if result.id in self._sizes:
+            self._uncount(result.id)
+        else:  # kept by another instance: only the count is known here
+            self._depth[link.channel] = max(0, self._depth.get(link.channel, 1) - 1)
+        with contextlib.suppress(TimeoutError, NatsError):
+            await self._handed_put(result.id, None)  # else it lingers, read by nobody
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         self.stats.register(registry)
