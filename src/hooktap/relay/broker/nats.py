@@ -85,7 +85,7 @@ class JetStreamBroker(StreamHandOver, Revival):
         self.max_handler_timeout = max_handler_timeout
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
-        self.channels = NatsChannels()
+        self.channels = NatsChannels(self.unreachable)
         self.handed: KeyValue | None = None
         self._depth: dict[str, int] = {}
         self.channel_bytes = ChannelBytes()
@@ -280,7 +280,10 @@ class JetStreamBroker(StreamHandOver, Revival):
             counted = True
             ack = await self.js.publish(QUEUE + channel, data, headers=headers)
             if ack.duplicate:  # kept before, by a retried publish: counted then
-                await self.channel_bytes.add(channel, -size)
+                # Taking it back is best effort: the delivery is kept (its sender gets 202),
+                # and a count left high heals (nats_bytes.py).
+                with contextlib.suppress(TimeoutError, NatsError):
+                    await self.channel_bytes.add(channel, -size)
         except (TimeoutError, NatsError, ProtocolError) as exc:
             if counted:
                 with contextlib.suppress(TimeoutError, NatsError):
@@ -352,8 +355,12 @@ class JetStreamBroker(StreamHandOver, Revival):
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(REFRESH)
-            with contextlib.suppress(NatsError, asyncio.TimeoutError):
+            try:
                 await self._refresh()
+            except (NatsError, TimeoutError):
+                pass  # NATS away: /readyz says so; read again next time
+            except Exception:  # a bug must not stop the depths for good: say it, go on
+                log.exception("reading the queue's depths from NATS failed")
 
     # --- a listener on this instance ---------------------------------------------------------
 

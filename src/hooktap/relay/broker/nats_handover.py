@@ -175,10 +175,13 @@ class StreamHandOver:
         """Tell JetStream that every delivery a listener here holds is still being worked on."""
         while True:
             await asyncio.sleep(HEARTBEAT)
-            held = [msg for _, msg in self._pending.values()]
-            for msg in held + [msg for batch in self._fetched.values() for msg in batch]:
-                with contextlib.suppress(NatsError):
-                    await msg.in_progress()
+            try:
+                held = [msg for _, msg in self._pending.values()]
+                for msg in held + [msg for batch in self._fetched.values() for msg in batch]:
+                    with contextlib.suppress(NatsError):
+                        await msg.in_progress()
+            except Exception:  # a bug must not stop the beats: each one stopped is redelivered
+                log.exception("telling NATS what listeners here hold failed")
 
     async def _handed_get(self, delivery_id: str) -> str | None:
         assert self.handed is not None
