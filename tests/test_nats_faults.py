@@ -179,3 +179,40 @@ async def test_nats_stalling_while_a_listener_settles_keeps_its_link(
     assert [s.body for s in handler.seen] == [b"one", b"two", b"live"]
     assert "did not confirm" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+async def test_a_dead_nats_server_gets_senders_503_at_once_and_202_once_back(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL of the only nats-server: a webhook (no listener anywhere) and a new channel
+    are refused 503 with Retry-After within a second or two, saying NATS is unreachable,
+    instead of a request nats-py buffers until a false 504 (70 s) or a 500. Back on the same
+    port and store, the relay keeps webhooks again."""
+    store = tmp_path / "nats"
+    server = start_nats(store)
+    port = server.url.rsplit(":", 1)[1]
+    app = make_app(RelayConfig(data_dir=tmp_path / "a"), [server.url])
+    timeout = aiohttp.ClientTimeout(total=10)
+    try:
+        async with serve(app) as a, aiohttp.ClientSession(timeout=timeout) as http:
+            creds = await channel_for(a)
+            server.popen.kill()
+            server.stop()
+            await until_status(http, a + "/readyz", 503)
+            answers = []
+            for url, data in ((f"{a}/c/{creds.channel}", b"x"), (a + "/api/channels", b"{}")):
+                sent = time.monotonic()
+                async with http.post(url, data=data) as resp:
+                    answers.append(
+                        (resp.status, resp.headers.get("Retry-After"), await resp.json())
+                    )
+                assert time.monotonic() - sent < 2, url
+            for status, retry_after, refusal in answers:
+                assert status == 503 and retry_after, (status, retry_after, refusal)
+                assert "NATS is unreachable" in refusal["error"], refusal
+            server = start_nats(store, "-p", port)
+            await until_status(http, a + "/readyz", 200)
+            async with http.post(f"{a}/c/{creds.channel}", data=b"kept") as resp:
+                assert resp.status == 202, await resp.text()
+    finally:
+        server.stop()

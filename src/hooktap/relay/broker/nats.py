@@ -169,7 +169,10 @@ class JetStreamBroker(StreamHandOver, Revival):
         link = self.hub.live(channel)
         if link is not None:
             return await link.offer(delivery, grace)
-        assert self.nc is not None
+        if self.unreachable() is not None or self.nc is None:
+            # nats-py would buffer the request until it reconnects, and the sender would wait
+            # for a reply that cannot come: keep() says why at once instead.
+            raise NotHeld(channel)
         wait = self.max_handler_timeout + grace
         headers = {GRACE: repr(grace)}
         data = encode(delivery)
@@ -261,7 +264,8 @@ class JetStreamBroker(StreamHandOver, Revival):
     # --- keeping -----------------------------------------------------------------------------
 
     async def keep(self, channel: str, delivery: Delivery, handed_to: str | None) -> None:
-        assert self.js is not None
+        if (why := self.unreachable()) is not None or self.js is None:
+            raise KeepFailed(why or "not connected to NATS")  # at once: a publish would wait
         size = len(delivery.body)
         # Whoever gets it next may take its time; whether it was handed before is judged then.
         kept = dataclasses.replace(delivery, answer_by=None, handed_before=False)
