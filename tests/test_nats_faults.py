@@ -91,6 +91,8 @@ async def test_a_connection_nats_closes_for_good_is_said_and_built_anew(
                     assert resp.status == 503, await resp.text()
                     assert resp.headers["Retry-After"]
                 assert time.monotonic() - sent < 2
+                # A new connection with the old token is refused too, and tried again.
+                await until(lambda: "a new connection failed" in caplog.text, timeout=5)
 
                 conf.write_text(f'authorization {{ token: "{TOKEN}" }}\n')
                 server.popen.send_signal(signal.SIGHUP)

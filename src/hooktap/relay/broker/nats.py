@@ -16,6 +16,8 @@
   meanwhile with a heartbeat, so a dead instance's come back within seconds. The history a
   kept delivery was last handed to lives in a second bucket until the delivery is acked.
 - After a keep, the channel's holder is poked on `hooktap.poke.<channel>` to hand over again.
+- A connection NATS closes for good (one -ERR on a live connection) is built anew, and while
+  NATS is unreachable senders are refused at once (nats_revive.py).
 - A listener attaching where its channel is not held yet first asks the live subject (a
   probe): the instance holding a live listener answers "busy" (ChannelBusy), or, on a
   takeover or the same listener reconnecting, lets its link go before it answers.
