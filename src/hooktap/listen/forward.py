@@ -282,7 +282,9 @@ class Exchange:
                     conn = await forwarder._connect()
         except BaseException as exc:
             forwarder._slots.release()
-            if not isinstance(exc, (TimeoutError, OSError)):
+            # UnicodeError: a host name the idna codec refuses (`api..local`), from the
+            # resolver; a failed delivery like any unreachable handler, not a traceback.
+            if not isinstance(exc, (TimeoutError, OSError, UnicodeError)):
                 raise
             forwarder._failed(self.outcome, exc, request.started)
             return self
@@ -388,4 +390,6 @@ def _describe(exc: BaseException, url: str) -> str:
         )
     if isinstance(exc, ConnectionResetError):
         return f"the handler at {url} closed the connection without a complete response"
+    if isinstance(exc, UnicodeError):
+        return f"could not reach {url}: its host is not a valid host name ({exc})"
     return f"could not reach {url}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)

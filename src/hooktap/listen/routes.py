@@ -166,6 +166,11 @@ def parse_route(text: str) -> Route:
     # Left of the first `=` is a pattern unless a target starts there: a host:port, a URL or
     # a path (`localhost:8000/a=b`), or a port (`8000?x=1`, then refused for its query; no
     # event type starts with a digit). Anything else is meant as a pattern and must be one.
+    if eq and pattern.isdigit() and _PATTERN(tail.strip()):
+        raise ValueError(
+            f"route {text!r} puts the port before '='; did you mean "
+            f"{tail.strip()}={pattern} (PATTERN=TARGET)?"
+        )
     if eq and not (pattern[:1].isdigit() or ":" in pattern or "/" in pattern):
         if not pattern:
             raise ValueError(f"route {text!r} has no event-type pattern before '='")

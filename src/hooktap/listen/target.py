@@ -23,6 +23,11 @@ _NUMERIC_HOST = re.compile(
 ).fullmatch
 
 
+# One label of a host name, once idna-encoded. `_` is not in the DNS standard, but Docker
+# names containers with it and its resolver answers for them, so it is kept.
+_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}").fullmatch
+
+
 @dataclass(frozen=True)
 class Target:
     scheme: str
@@ -73,6 +78,12 @@ def parse_target(text: str) -> Target:
             f"forward target {text!r} has host {parts.hostname!r}, which is not an IPv4 "
             f"address like 127.0.0.1; for a port on this machine, use localhost:{port_hint}"
         )
+    if not _valid_host(parts.hostname):
+        raise ValueError(
+            f"forward target {text!r} has host {parts.hostname!r}, which is not an IP address "
+            "or a host name (letters, digits, '-' and '.', no empty part); as in "
+            "localhost:8000 or api.local:8000"
+        )
     if parts.username or parts.password:
         raise ValueError(f"forward target {text!r} must not carry credentials")
     if parts.query or parts.fragment:
@@ -84,6 +95,24 @@ def parse_target(text: str) -> Target:
     if not 0 < port < 65536:
         raise ValueError(f"forward target {text!r} has port {port}, outside 1-65535")
     return Target(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+
+def _valid_host(host: str) -> bool:
+    """An IPv4 or IPv6 literal, or a name the resolver can take: the resolver raises
+    UnicodeError for an empty or over-long label (`api..local`), which would otherwise surface
+    later, in the forwarder or the health probe, instead of here where the user typed it."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    name = host[:-1] if host.endswith(".") else host  # a fully qualified `api.local.`
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return len(ascii_name) <= 253 and all(_LABEL(label) for label in ascii_name.split("."))
 
 
 def _dotted_quad(host: str) -> bool:
