@@ -295,7 +295,7 @@ def choose_target(
     the routing in force (`in_force`: hooktap.toml, else the running listener's routes); with
     neither, the target the delivery went to (`stored`). A HAR file's requests have no stored
     target. Raises NotRouted when today's routing filters the type out or has no route for
-    it (--forward sends it anyway), NoRouting when there is nothing to go by."""
+    it (the CLI adds that --forward sends it anyway), NoRouting when there is nothing to go by."""
     routing = given or in_force()
     if routing is None:
         if stored:
@@ -308,12 +308,6 @@ def choose_target(
     if decision.target is None:
         kind = event_type or "a body with no Pivotal event type"
         if decision.outcome == "filtered":
-            raise NotRouted(
-                f"{kind} is filtered out: the routing in force has --events without it "
-                "(--forward TARGET sends it anyway)"
-            )
-        raise NotRouted(
-            f"{kind} is unrouted: no route takes it and there is no fallback route "
-            "(--forward TARGET sends it anyway)"
-        )
+            raise NotRouted(f"{kind} is filtered out: the routing in force has --events without it")
+        raise NotRouted(f"{kind} is unrouted: no route takes it and there is no fallback route")
     return str(decision.target)

@@ -14,7 +14,7 @@ from hooktap.cli.common import BadInput
 from hooktap.cli.history_view import clean
 from hooktap.cli.routing import resolve_routing
 from hooktap.listen import state
-from hooktap.listen.routes import Routing
+from hooktap.listen.routes import Routing, build_routing
 from hooktap.records import Attempt
 from hooktap.replay import NoRouting, NotGenuine, NotRouted, choose_target
 from hooktap.store import Store
@@ -35,10 +35,16 @@ class Routes:
     config_path: Path | None
     _given: Routing | None = None
     _in_force: list[Routing | None] = field(default_factory=list)
+    unsent: int = 0  # how many target() refused: filtered or unrouted today, so never sent
 
     def __post_init__(self) -> None:
         if self.forwards:
-            self._given = resolve_routing(self.forwards, None, self.config_path)
+            # From the flags alone: a file's `events` would filter out what --forward was
+            # given to send (`replay ID -f X` means send it to X).
+            try:
+                self._given = build_routing(self.forwards)
+            except ValueError as exc:
+                raise BadInput(str(exc)) from None
 
     def in_force(self) -> Routing | None:
         if not self._in_force:
@@ -55,6 +61,9 @@ class Routes:
             )
         except NoRouting as exc:
             raise BadInput(str(exc)) from None
+        except NotRouted:
+            self.unsent += 1
+            raise
 
 
 @dataclass(frozen=True)
@@ -81,11 +90,16 @@ class Options:
         }
 
 
-def finish(total: int, failed: int, skipped: int, o: Options) -> None:
-    """The summary of a set (stderr), and exit 1 if any was not answered 2xx or not sent."""
+def finish(total: int, failed: int, skipped: int, o: Options, *, unsent: int = 0) -> None:
+    """The summary of a set (stderr), and exit 1 if any was not answered 2xx or not sent.
+    `failed` counts the `unsent` ones (Routes.unsent: filtered or unrouted), which were never
+    sent, so they are named apart rather than as sent and not answered 2xx."""
     if total > 1 and not o.as_json:
-        sent = total - skipped
-        summary = f"Replayed {sent}: {sent - failed} got a 2xx, {failed} did not."
+        sent = total - skipped - unsent
+        not_2xx = failed - unsent
+        summary = f"Replayed {sent}: {sent - not_2xx} got a 2xx, {not_2xx} did not."
+        if unsent:
+            summary += f" {unsent} not sent: filtered/unrouted."
         if skipped:
             summary += (
                 f" Skipped {skipped} whose original signature did not match the secret "
@@ -168,4 +182,4 @@ def report_skip(
 
 
 def not_routed_reason(exc: NotRouted) -> str:
-    return f"{exc}; --forward TARGET sends it there"
+    return f"{exc}; --forward TARGET sends it anyway"

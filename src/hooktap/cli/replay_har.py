@@ -60,7 +60,7 @@ def replay_har(file: BinaryIO, f: Filter, routes: Routes, o: Options) -> None:
         return
     with _history(jobs) as store:
         failed, skipped = asyncio.run(_send_all(jobs, store, o))
-    finish(len(jobs), failed, skipped, o)
+    finish(len(jobs), failed, skipped, o, unsent=routes.unsent)
 
 
 def _job(
