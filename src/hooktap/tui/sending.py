@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from hooktap import project_config
 from hooktap.listen import state as listener_state
 from hooktap.listen.group_commit import StoreCall
+from hooktap.listen.pipeline import as_routing
 from hooktap.listen.routes import Routing, build_routing
 from hooktap.listen.target import parse_target
 from hooktap.pivotal.signing import is_signed, resign
@@ -71,7 +72,9 @@ class Sender:
         # decide (a listener's are today's routes; inspect --forward is one for all); else a
         # delivery goes where it went, and one that went nowhere where the routing in force
         # (hooktap.toml, else a running listener's) sends its type.
-        self._given = routing or (build_routing([target]) if target else None)
+        # A single fallback, never parsed as `PATTERN=TARGET`: inspect --forward names one
+        # target for every re-send, whatever the type.
+        self._given = routing or (as_routing(parse_target(target)) if target else None)
 
     def target_for(self, delivery: Delivery) -> str | None:
         """Where a re-send or a copied curl of `delivery` goes; None when nowhere, said in a
