@@ -36,55 +36,94 @@ def type_matches(pattern: str, event_type: str | None) -> bool:
     if event_type is None:
         return False
     if is_glob(pattern):
-        glob = _glob(pattern)
+        tokens = _glob(pattern)
         # GLOB reads its operand as C text, up to the first NUL.
-        return glob is not None and glob.fullmatch(event_type.partition("\0")[0]) is not None
+        return tokens is not None and _glob_match(tokens, event_type.partition("\0")[0])
     return event_type == pattern or event_type.startswith(pattern + ".")
 
 
+# A glob, parsed: "*" (any run), or a test for one character. Sets are kept as their ranges
+# (a single member is a range of one) and whether they are negated.
+_Token = Literal["*"] | tuple[bool, tuple[tuple[str, str], ...]] | str
+_ANY: _Token = (True, ())  # `?`, and `[^]`: a negated empty set takes any one character
+_NONE: _Token = (False, ())  # `[]`: an empty set takes none
+
+
 @lru_cache(maxsize=256)
-def _glob(pattern: str) -> re.Pattern[str] | None:
-    """SQLite's GLOB (patternCompare in its func.c) as a regular expression; None for a
-    pattern that matches nothing, one with a `[` never closed."""
-    out: list[str] = []
+def _glob(pattern: str) -> tuple[_Token, ...] | None:
+    """SQLite's GLOB pattern (patternCompare in its func.c), parsed; None for a pattern that
+    matches nothing, one with a `[` never closed."""
+    out: list[_Token] = []
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
         i += 1
         if c == "*":
-            out.append(".*")
+            if not out or out[-1] != "*":  # `**` is `*`
+                out.append("*")
         elif c == "?":
-            out.append(".")
+            out.append(_ANY)
         elif c != "[":
-            out.append(re.escape(c))
+            out.append(c)
         else:
             invert = pattern.startswith("^", i)
             i += invert
-            members: list[str] = []
+            ranges: list[tuple[str, str]] = []
             if pattern.startswith("]", i):  # first in the set: a member, not its end
-                members.append(re.escape("]"))
+                ranges.append(("]", "]"))
                 i += 1
             prior = ""  # the last single member, which a following `-x` makes a range
             while i < n and pattern[i] != "]":
                 c = pattern[i]
                 if c == "-" and prior and i + 1 < n and pattern[i + 1] != "]":
                     high = pattern[i + 1]
-                    if prior <= high:  # GLOB: a reversed range holds nothing
-                        members.append(f"{re.escape(prior)}-{re.escape(high)}")
+                    # GLOB keeps `prior` as a member, and a reversed range adds nothing.
+                    if prior <= high:
+                        ranges.append((prior, high))
                     prior = ""
                     i += 2
                     continue
-                members.append(re.escape(c))
+                ranges.append((c, c))
                 prior = c
                 i += 1
             if i >= n:
                 return None
             i += 1
-            if members:
-                out.append(f"[{'^' if invert else ''}{''.join(members)}]")
-            else:
-                out.append("." if invert else "(?!)")
-    return re.compile("".join(out), re.DOTALL)
+            out.append((invert, tuple(ranges)) if ranges else _ANY if invert else _NONE)
+    return tuple(out)
+
+
+def _takes(token: _Token, ch: str) -> bool:
+    if isinstance(token, str):
+        return token == ch
+    invert, ranges = token
+    return any(lo <= ch <= hi for lo, hi in ranges) != invert
+
+
+def _glob_match(tokens: tuple[_Token, ...], text: str) -> bool:
+    """Whether `tokens` match all of `text`, in O(len(tokens) * len(text)) at worst.
+
+    A regular expression of `.*` runs backtracks exponentially (`*.*.*ed` against a long
+    type took seconds), and the type is the sender's, run on the listener's loop for every
+    delivery. Every token but `*` takes exactly one character, so on a mismatch it is enough
+    to let the last `*` seen take one more character and go on from there: an earlier `*`
+    could only take what the last one can."""
+    t = s = 0
+    star = -1  # the index of the last `*` seen, and where in `text` it stopped taking
+    star_s = 0
+    while s < len(text):
+        if t < len(tokens) and tokens[t] == "*":
+            star, star_s = t, s
+            t += 1
+        elif t < len(tokens) and _takes(tokens[t], text[s]):
+            t += 1
+            s += 1
+        elif star >= 0:
+            star_s += 1
+            t, s = star + 1, star_s
+        else:
+            return False
+    return all(token == "*" for token in tokens[t:])
 
 
 @dataclass(frozen=True)
