@@ -36,6 +36,11 @@ NOT_FORWARDED = ("filtered", "unrouted")
 # target's path + tail, as the listener does).
 _WEBHOOK_PATH = re.compile(r"/c/[^/?#]+(/[^?#]*)?").fullmatch
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# A Host header worth copying into the exported URL: a name, an IPv4 or a bracketed IPv6
+# address, and a port. The header is the sender's: `x/c/zz/admin?` would move the path.
+_HOST_PORT = re.compile(
+    r"(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?"
+)
 
 
 class HarError(ValueError):
@@ -113,7 +118,9 @@ def webhook_url(d: Delivery) -> str:
     (cloudflared, Caddy), else http, the embedded relay's."""
     proto = (_header(d.headers, "x-forwarded-proto") or "").split(",")[0].strip().lower()
     scheme = proto if proto in ("http", "https") else "http"
-    host = _header(d.headers, "host") or "localhost"
+    host = _header(d.headers, "host") or ""
+    if not _HOST_PORT.fullmatch(host):
+        host = "localhost"
     path = f"/c/{d.channel}{d.path}" if d.channel else d.path or "/"
     return f"{scheme}://{host}{path}" + (f"?{d.query}" if d.query else "")
 
@@ -322,6 +329,8 @@ def read(data: bytes) -> list[HarRequest | BadEntry]:
         raise HarError(f"not UTF-8 at byte {exc.start}: HAR files are UTF-8") from None
     except json.JSONDecodeError as exc:
         raise HarError(f"not JSON: {exc}") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits, say
+        raise HarError(f"not JSON hooktap can read: {exc}") from None
     except RecursionError:
         raise HarError("not JSON hooktap can read: nested too deeply") from None
     log = doc.get("log") if isinstance(doc, dict) else None
@@ -359,18 +368,26 @@ def _request(index: int, raw: object) -> HarRequest:
     response = raw.get("response")
     status = response.get("status") if isinstance(response, dict) else None
     custom = raw.get("_hooktap")
+    hooktap = custom if isinstance(custom, dict) else {}
+    # Captured elsewhere, a URL's path is where it went there: the target's path stands.
+    tail, query = (webhook.group(1) or "") if webhook else "", parts.query
+    # Written by hooktap, the tail and query as received: the URL's host came from the
+    # sender's Host header, so the URL is not to be trusted for where the path starts.
+    saved_path, saved_query = hooktap.get("path"), hooktap.get("query")
+    if isinstance(saved_path, str) and (not saved_path or saved_path.startswith("/")):
+        tail = saved_path
+        query = saved_query if isinstance(saved_query, str) else ""
     return HarRequest(
         index=index,
         method=method,
         url=url,
-        # Captured elsewhere, a URL's path is where it went there: the target's path stands.
-        tail=(webhook.group(1) or "") if webhook else "",
-        query=parts.query,
+        tail=tail,
+        query=query,
         headers=_headers(req.get("headers")),
         body=_post_body(post),
         started_at=_started(raw.get("startedDateTime")),
         status=status if isinstance(status, int) and status > 0 else None,
-        hooktap=custom if isinstance(custom, dict) else {},
+        hooktap=hooktap,
     )
 
 
