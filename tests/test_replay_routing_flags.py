@@ -93,3 +93,32 @@ async def test_the_summary_counts_what_routing_did_not_send_apart(
     assert result.exit_code == 1, result.output  # not everything was sent
     assert len(handler.seen) == 2
     assert "Replayed 2: 2 got a 2xx, 0 did not. 1 not sent: filtered/unrouted." in result.stderr
+
+
+async def test_a_stored_set_counts_what_routing_did_not_send_apart(project: Path) -> None:
+    """`replay --since` over history: a delivery today's events filter out is not counted as
+    sent and failed."""
+    filtered = filtered_delivery()
+    body = encode(sample("customer.updated"))
+    sent = Delivery(
+        id="dlv_customer",
+        received_at=time.time() - 30,
+        method="POST",
+        path="",
+        query="",
+        headers=[("Content-Type", "application/json")],
+        body=body,
+        signature="unsigned",
+        event_type="customer.updated",
+        target="http://localhost:9/webhooks/pivotal",
+        state="done",
+    )
+    with Store(history_db()) as store:
+        assert record(store, sent)
+    async with running_handler() as handler:
+        (project / "hooktap.toml").write_text(TOML.replace("localhost:9", handler.url))
+        result = await hooktap("--since", "1h", "--as-is")
+    assert result.exit_code == 1, result.output  # one was not sent
+    assert [s.body for s in handler.seen] == [body]
+    assert "Replayed 1: 1 got a 2xx, 0 did not. 1 not sent: filtered/unrouted." in result.stderr
+    assert filtered in result.output

@@ -210,7 +210,7 @@ def replay_cmd(
                 return
         options = Options(key, new_id, as_is, force, timeout, as_json, hint)
         failed, skipped = asyncio.run(_replay_all(store, jobs, options))
-    finish(len(jobs), failed, skipped, options)
+    finish(len(jobs), failed, skipped, options, unsent=routes.unsent)
 
 
 def _job(routes: Routes, delivery_id: str, event_type: str | None, stored: str) -> Job:
