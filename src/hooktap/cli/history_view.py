@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from hooktap.filters import NOT_FORWARDED
-from hooktap.listen.routes import Decision
+from hooktap.listen.routes import not_forwarded_reason
 from hooktap.records import Attempt, Delivery
 from hooktap.store import Summary
 
@@ -50,14 +50,6 @@ def status_text(status: int | None, error: str | None, state: str) -> str:
     if state == "interrupted" or state in NOT_FORWARDED:
         return state
     return "err" if error else "pending"
-
-
-def not_forwarded_reason(state: str) -> str | None:
-    """Why a filtered or unrouted delivery went to no handler (the state is the record of
-    it: nothing else differs), or None for any other state."""
-    if state not in NOT_FORWARDED:
-        return None
-    return Decision("filtered" if state == "filtered" else "unrouted", None).reason
 
 
 def summary_json(row: Summary) -> dict[str, Any]:

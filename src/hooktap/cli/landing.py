@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from hooktap.filters import NOT_FORWARDED, Filter
 from hooktap.home import history_db, home_path
-from hooktap.listen.routes import Decision, Outcome
+from hooktap.listen.routes import not_forwarded_reason
 from hooktap.store import Store, StoreError
 
 POLL_S = 0.05
-# The relay stamps received_at with its own clock: allow for one that is a little off.
-CLOCK_SLACK_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -31,9 +28,7 @@ class Landing:
 
     @property
     def reason(self) -> str:
-        if self.state not in NOT_FORWARDED:
-            return ""
-        return Decision(cast(Outcome, self.state), None).reason
+        return not_forwarded_reason(self.state) or ""
 
     def fields(self) -> dict[str, Any]:
         """For trigger's --json line."""
@@ -71,24 +66,20 @@ class History:
                     self._store = None  # unreadable: trigger reports what it sent, no more
         return self._store
 
-    def find(self, svix_id: str, event_id: object, sent_at: float, wait: float) -> Landing | None:
+    def find(self, svix_id: str, wait: float) -> Landing | None:
         """The delivery carrying `svix_id`, looked for until `wait` seconds have passed."""
         store = self._open()
         if store is None:
             return None
-        # The event id is in the body: a text filter over recent deliveries narrows the
-        # search to (almost always) this one; the svix-id then decides.
-        words = (event_id,) if isinstance(event_id, str) and event_id else ()
-        recent = Filter(text=words, since_at=sent_at - CLOCK_SLACK_S)
         deadline = time.monotonic() + wait
         while True:
             try:
-                rows = store.query(recent, limit=50)
+                found = store.landing(svix_id)
             except StoreError:
                 return None
-            for row in rows:
-                if row.svix_id == svix_id:
-                    return Landing(row.target or None, row.state)
+            if found is not None:
+                target, state = found
+                return Landing(target or None, state)
             if time.monotonic() >= deadline:
                 return None
             time.sleep(POLL_S)

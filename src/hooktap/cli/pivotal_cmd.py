@@ -156,7 +156,7 @@ async def _send_all(
                 "duration_ms": None,
                 "error": None,
             }
-            started, sent_at = time.monotonic(), time.time()
+            started = time.monotonic()
             try:
                 async with session.post(
                     url, data=body, headers=headers, allow_redirects=False
@@ -177,9 +177,7 @@ async def _send_all(
                 # A 202 is the relay keeping it while no listener is connected (or the handler's
                 # own, found at once): nothing to wait for.
                 patience = 0.0 if status == 202 else wait
-                landing = await asyncio.to_thread(
-                    history.find, record["svix_id"], record["id"], sent_at, patience
-                )
+                landing = await asyncio.to_thread(history.find, record["svix_id"], patience)
                 if landing is not None:
                     record.update(landing.fields())
                     record["landing"] = landing.describe()

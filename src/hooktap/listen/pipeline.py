@@ -23,7 +23,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import cast
 
 import orjson
 
@@ -39,8 +38,7 @@ from hooktap.listen.events import (
 )
 from hooktap.listen.forward import Forwarder, Outcome
 from hooktap.listen.group_commit import GroupCommit
-from hooktap.listen.routes import Decision, Route, Routing
-from hooktap.listen.routes import Outcome as Decided
+from hooktap.listen.routes import Decision, Route, Routing, not_forwarded_reason
 from hooktap.listen.target import Target
 from hooktap.pivotal.envelope import Envelope, parse_envelope
 from hooktap.pivotal.signing import Verdict, signature_header, verify
@@ -358,7 +356,7 @@ TOO_LATE = (
 def _skipped_result(delivery_id: str, state: str, *, duplicate: bool = False) -> Result:
     """The relay's (and the sender's) answer for a filtered or unrouted delivery: 200, since
     leaving it out was the user's choice, with a body saying so for whoever reads it."""
-    reason = Decision(cast(Decided, state), None).reason
+    reason = not_forwarded_reason(state)
     body = orjson.dumps({"hooktap": state, "reason": reason})
     return Result(
         delivery_id, 200, [("Content-Type", "application/json")], body, duplicate=duplicate

@@ -147,14 +147,23 @@ class Decision:
     @property
     def reason(self) -> str:
         """A sentence for the sender's 200 and the history, when not forwarded."""
-        if self.outcome == "filtered":
-            return "filtered: its event type is not in --events, so it was stored, not forwarded"
-        if self.outcome == "unrouted":
-            return (
-                "unrouted: no --forward route matches its event type and there is no fallback "
-                "route, so it was stored, not forwarded"
-            )
-        return ""
+        return _NOT_FORWARDED.get(self.outcome, "")
+
+
+# Why a delivery went to no handler, by the state it is stored with (filters.NOT_FORWARDED).
+_NOT_FORWARDED = {
+    "filtered": "filtered: its event type is not in --events, so it was stored, not forwarded",
+    "unrouted": (
+        "unrouted: no --forward route matches its event type and there is no fallback route, "
+        "so it was stored, not forwarded"
+    ),
+}
+
+
+def not_forwarded_reason(state: str) -> str | None:
+    """The reason for a delivery stored as "filtered" or "unrouted"; None for any other state.
+    What the sender was told, `deliveries show`, trigger and the inspector all say it so."""
+    return _NOT_FORWARDED.get(state)
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,16 @@ class StoreReads(StoreCore):
         )
         return bool(rows)
 
+    def landing(self, svix_id: str) -> tuple[str, str] | None:
+        """The target and state of the newest delivery carrying `svix_id`, by its index:
+        where `hooktap trigger`'s message went."""
+        rows = self._read(
+            "SELECT target, state FROM deliveries WHERE svix_id = ? "
+            "ORDER BY received_at DESC, seq DESC LIMIT 1",
+            (svix_id,),
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
     def stats(self, since: float | None = None) -> dict[str, int]:
         """Counts for the TUI header: received, forwarded_ok, failed, invalid_signatures, pending.
 

@@ -14,13 +14,11 @@ import re
 import shlex
 import time
 from dataclasses import dataclass
-from typing import cast
 
 # NOT_FORWARDED: the states of a delivery stored and answered 200 without reaching any
 # handler (routes.py decides); shown dim, with the state in place of a status.
 from hooktap.filters import NOT_FORWARDED
 from hooktap.http_grammar import HOP_BY_HOP
-from hooktap.listen.routes import Decision, Outcome
 from hooktap.pivotal.retries import would_retry
 from hooktap.pivotal.rules import broken_rules
 from hooktap.records import Attempt, Delivery, Headers
@@ -55,11 +53,6 @@ def duration_text(ms: float | None) -> str:
     if ms < 1000:
         return f"{ms:.0f} ms"
     return f"{ms / 1000:.1f} s"
-
-
-def not_forwarded_reason(state: str) -> str:
-    """Why a delivery in a NOT_FORWARDED state went to no handler, in routes.py's words."""
-    return Decision(cast(Outcome, state), None).reason
 
 
 def target_text(url: str) -> str:

@@ -16,6 +16,7 @@ from textual.content import Content
 from textual.highlight import highlight
 from textual.widgets import Label, Static, TabbedContent, TabPane, Tabs
 
+from hooktap.listen.routes import not_forwarded_reason
 from hooktap.records import Attempt, Delivery, Headers
 from hooktap.tui import present
 from hooktap.tui.widgets.scroll import DetailScroll
@@ -173,7 +174,7 @@ class DetailPane(Vertical):
         rules = self.query_one("#rules", Static)
         lines = [Content.styled(f"⚠ {rule}", "$text-warning") for rule in broken]
         if d.state in present.NOT_FORWARDED and forward is None and settled is None:
-            why = Content.styled(f"⊘ {present.not_forwarded_reason(d.state)}", "$text-muted")
+            why = Content.styled(f"⊘ {not_forwarded_reason(d.state)}", "$text-muted")
             rules.update(Content("\n").join([why, *lines]))
             rules.set_classes("broken" if broken else "not-forwarded")
         elif settled is not None:  # a warning about a failure the handler no longer has is stale
@@ -219,7 +220,7 @@ class DetailPane(Vertical):
         forward = data.forward
         if forward is None:
             if data.delivery.state in present.NOT_FORWARDED:
-                reason = present.not_forwarded_reason(data.delivery.state)
+                reason = not_forwarded_reason(data.delivery.state)
                 return Content(
                     f"No handler was called: {reason}. The sender got 200 from hooktap. "
                     f"`hooktap replay {data.delivery.id} --forward TARGET` sends it to one."
