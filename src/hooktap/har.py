@@ -28,7 +28,7 @@ from hooktap.http_grammar import is_field_value, is_token
 from hooktap.listen.routes import Decision, Outcome, type_matches
 from hooktap.pivotal.envelope import parse_envelope
 from hooktap.pivotal.signing import Verdict, signature_header, verify
-from hooktap.records import Attempt, Delivery, Headers
+from hooktap.records import Attempt, Delivery, Headers, header_value
 
 CREATOR = {"name": "hooktap", "version": __version__}
 NOT_FORWARDED = ("filtered", "unrouted")
@@ -108,17 +108,13 @@ def _iso(ts: float) -> str:
     return moment.replace("+00:00", "Z")
 
 
-def _header(headers: Headers, name: str) -> str | None:
-    return next((v for n, v in headers if n.lower() == name), None)
-
-
 def webhook_url(d: Delivery) -> str:
     """The URL the sender posted to: the relay's Host, /c/{channel}, the tail and the query,
     as received. HAR wants an absolute URL; the scheme is the one a proxy in front said
     (cloudflared, Caddy), else http, the embedded relay's."""
-    proto = (_header(d.headers, "x-forwarded-proto") or "").split(",")[0].strip().lower()
+    proto = (header_value(d.headers, "x-forwarded-proto") or "").split(",")[0].strip().lower()
     scheme = proto if proto in ("http", "https") else "http"
-    host = _header(d.headers, "host") or ""
+    host = header_value(d.headers, "host") or ""
     if not _HOST_PORT.fullmatch(host):
         host = "localhost"
     path = f"/c/{d.channel}{d.path}" if d.channel else d.path or "/"
@@ -166,8 +162,8 @@ def _response(d: Delivery, latest: Attempt | None) -> tuple[dict[str, Any], floa
         "httpVersion": "HTTP/1.1",
         "cookies": [],
         "headers": _pairs(headers),
-        "content": _content(body, _header(headers, "content-type") or "x-unknown"),
-        "redirectURL": _header(headers, "location") or "",
+        "content": _content(body, header_value(headers, "content-type") or "x-unknown"),
+        "redirectURL": header_value(headers, "location") or "",
         "headersSize": -1,
         "bodySize": len(body),
     }
@@ -189,7 +185,7 @@ def entry(d: Delivery, attempts: list[Attempt]) -> dict[str, Any]:
         ],
         # Always written, even empty, so a replay sends exactly what came (an empty body too).
         "postData": {
-            "mimeType": _header(d.headers, "content-type") or "",
+            "mimeType": header_value(d.headers, "content-type") or "",
             "text": body_text(d.body),
         },
         "headersSize": -1,

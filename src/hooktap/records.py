@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 Headers = list[tuple[str, str]]
 
 
+def header_value(headers: Headers, *names: str) -> str | None:
+    """The first value of any of `names`, compared case-insensitively, as HTTP does."""
+    wanted = {n.lower() for n in names}
+    return next((v for n, v in headers if n.lower() in wanted), None)
+
+
 @dataclass
 class Delivery:
     """One request as the relay received it, plus what the listener learned about it."""

@@ -21,7 +21,7 @@ from hooktap.filters import NOT_FORWARDED
 from hooktap.http_grammar import HOP_BY_HOP
 from hooktap.pivotal.retries import would_retry
 from hooktap.pivotal.rules import broken_rules
-from hooktap.records import Attempt, Delivery, Headers
+from hooktap.records import Attempt, Delivery, Headers, header_value
 from hooktap.store import Summary
 
 # Bodies above this are shown without highlighting (pygments on a megabyte stalls the UI).
@@ -260,11 +260,6 @@ def attempt_diff(delivery: Delivery, original: Attempt, other: Attempt) -> list[
 
 
 # --- signature ------------------------------------------------------------------------------
-
-
-def header_value(headers: Headers, *names: str) -> str | None:
-    wanted = {n.lower() for n in names}
-    return next((v for n, v in headers if n.lower() in wanted), None)
 
 
 def signature_facts(delivery: Delivery) -> list[tuple[str, str]]:

@@ -25,7 +25,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Label, TextArea
 
-from hooktap.records import Delivery, Headers
+from hooktap.records import Delivery, Headers, header_value
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
@@ -73,7 +73,7 @@ def json_problem(text: str) -> str | None:
 
 
 def looks_json(delivery: Delivery) -> bool:
-    content_type = next((v for n, v in delivery.headers if n.lower() == "content-type"), "")
+    content_type = header_value(delivery.headers, "content-type") or ""
     return "json" in content_type.lower() or delivery.body.lstrip()[:1] in (b"{", b"[")
 
 
