@@ -39,24 +39,29 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def filtered_delivery() -> str:
-    """A task.completed the listener stored as filtered (no target), as with --events."""
-    body = encode(sample("task.completed"))
+def stored(delivery_id: str, event_type: str, state: str, target: str = "") -> Delivery:
+    """A delivery in this test's history, as the listener left it: unsigned, recent."""
     delivery = Delivery(
-        id="dlv_filtered",
+        id=delivery_id,
         received_at=time.time() - 60,
         method="POST",
         path="",
         query="",
         headers=[("Content-Type", "application/json")],
-        body=body,
+        body=encode(sample(event_type)),
         signature="unsigned",
-        event_type="task.completed",
-        state="filtered",
+        event_type=event_type,
+        target=target,
+        state=state,
     )
     with Store(history_db()) as store:
         assert record(store, delivery)
-    return delivery.id
+    return delivery
+
+
+def filtered_delivery() -> str:
+    """A task.completed the listener stored as filtered (no target), as with --events."""
+    return stored("dlv_filtered", "task.completed", "filtered").id
 
 
 async def test_forward_sends_a_delivery_the_files_events_filter_out(project: Path) -> None:
@@ -99,22 +104,9 @@ async def test_a_stored_set_counts_what_routing_did_not_send_apart(project: Path
     """`replay --since` over history: a delivery today's events filter out is not counted as
     sent and failed."""
     filtered = filtered_delivery()
-    body = encode(sample("customer.updated"))
-    sent = Delivery(
-        id="dlv_customer",
-        received_at=time.time() - 30,
-        method="POST",
-        path="",
-        query="",
-        headers=[("Content-Type", "application/json")],
-        body=body,
-        signature="unsigned",
-        event_type="customer.updated",
-        target="http://localhost:9/webhooks/pivotal",
-        state="done",
-    )
-    with Store(history_db()) as store:
-        assert record(store, sent)
+    body = stored(
+        "dlv_customer", "customer.updated", "done", "http://localhost:9/webhooks/pivotal"
+    ).body
     async with running_handler() as handler:
         (project / "hooktap.toml").write_text(TOML.replace("localhost:9", handler.url))
         result = await hooktap("--since", "1h", "--as-is")
