@@ -78,26 +78,17 @@ def current() -> dict[str, object] | None:
     return info if isinstance(info, dict) else None
 
 
-def current_routes() -> list[str] | None:
-    """The running listener's routes as --forward values (`PATTERN=TARGET`, the fallback as
-    a bare TARGET, in the order they are tried), for routes.build_routing; None when no
-    listener runs, or one that wrote no routes."""
-    info = current()
-    routes = info.get("routes") if info else None
-    if not isinstance(routes, list) or not all(isinstance(r, str) for r in routes):
-        return None
-    return list(routes) or None
-
-
 def running_routing() -> Routing | None:
-    """The routes (and --events) of the `hooktap listen` running now, as Routing; None when
-    none runs, or when it wrote what this version cannot read (another hooktap version)."""
+    """The routes (and --events) of the `hooktap listen` running now, as Routing: its
+    --forward values as listener.json records them (`PATTERN=TARGET`, the fallback a bare
+    TARGET, in the order they are tried). None when none runs, when it wrote no routes, or
+    when it wrote what this version cannot read (another hooktap version)."""
     from hooktap.listen.routes import build_routing  # routes need no import at listen start
 
-    routes = current_routes()
-    if not routes:
+    info = current() or {}
+    routes, events = info.get("routes"), info.get("events")
+    if not isinstance(routes, list) or not routes or not all(isinstance(r, str) for r in routes):
         return None
-    events = (current() or {}).get("events")
     patterns = [e for e in events if isinstance(e, str)] if isinstance(events, list) else []
     try:
         return build_routing(routes, patterns)
