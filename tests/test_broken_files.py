@@ -269,3 +269,24 @@ def test_channels_json_that_is_not_utf8(hooktap_home: Path) -> None:
     lines = run_all(hooktap_home, LISTEN)
     says(lines, "channels.json is not valid JSON ('utf-8' codec can't decode", "delete it")
     assert (hooktap_home / "channels.json").read_bytes() == content
+
+
+def test_the_way_out_still_works_when_sqlite_removed_its_side_files_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """The message says to stop the hooktap commands using the file first, and the last one to
+    close it removes its -wal and -shm: the pasted command must still move everything else.
+    (Seen when a listener still held the file while the message was made.)"""
+    from hooktap.home import aside_command, sqlite_members
+
+    path = tmp_path / "history.db"
+    for name in ("history.db", "history.db-wal", "history.db-shm"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "bodies").mkdir()
+    command = aside_command(path, [*sqlite_members(path), tmp_path / "bodies"])
+    (tmp_path / "history.db-wal").unlink()  # the last connection closed, after the message
+    (tmp_path / "history.db-shm").unlink()
+    subprocess.run(["sh", "-c", command], check=True, timeout=10)
+    (moved,) = tmp_path.glob("history-aside-*")
+    assert sorted(p.name for p in moved.iterdir()) == ["bodies", "history.db"]
+    assert not path.exists()

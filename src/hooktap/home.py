@@ -96,14 +96,31 @@ def sqlite_members(path: Path) -> list[Path]:
     return [path.with_name(path.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
 
 
+_SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's own, made and removed as it opens/closes
+
+
 def aside_command(path: Path, also: Iterable[Path] = ()) -> str:
     """A shell command that moves `path` and whichever of `also` exist into a new folder
-    beside it, named by the time: nothing deleted, and the moved files still belong together."""
+    beside it, named by the time: nothing deleted, and the moved files still belong together.
+
+    A database's side files may be gone by the time the user runs it: the message asks them to
+    stop the hooktap commands using the file first, and the last one to close it removes its
+    -wal and -shm. So those are moved only if they are still there, where a plain `mv` of a
+    vanished one would fail the command after moving the rest."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    folder = path.with_name(f"{path.name.split('.')[0] or path.name}-aside-{stamp}")
+    folder = shlex.quote(
+        str(path.with_name(f"{path.name.split('.')[0] or path.name}-aside-{stamp}"))
+    )
     members = [p for p in dict.fromkeys([path, *also]) if os.path.lexists(p)] or [path]
-    moved = " ".join(shlex.quote(str(p)) for p in members)
-    return f"mkdir {shlex.quote(str(folder))} && mv {moved} {shlex.quote(str(folder))}/"
+    side = [p for p in members if p != path and p.name.endswith(_SIDE_FILES)]
+    moved = " ".join(shlex.quote(str(p)) for p in members if p not in side)
+    if not side:
+        return f"mkdir {folder} && mv {moved} {folder}/"
+    maybe = " ".join(shlex.quote(str(p)) for p in side)
+    return (
+        f'mkdir {folder} && for f in {maybe}; do [ ! -e "$f" ] || mv "$f" {folder}/; done '
+        f"&& mv {moved} {folder}/"
+    )
 
 
 def damage_message(
